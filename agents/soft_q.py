@@ -1,0 +1,117 @@
+"""Multi-head soft-Q agent: K entropy-regularised heads learned together from one replay."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from composable_rl import functional as fn
+from composable_rl.config import AgentConfig
+from composable_rl.networks import MultiHeadQNetwork
+from composable_rl.replay import Batch
+
+
+def make_adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch build offers it for the parameters' device."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+class MultiHeadSoftQ(nn.Module):
+    """Online and target networks of K soft-Q heads; one forward and one backward for all heads.
+
+    The module's state_dict (online + target weights) is what a checkpoint stores.
+    """
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        head_names: Sequence[str],
+        cfg: AgentConfig,
+    ) -> None:
+        super().__init__()
+        self.head_names = list(head_names)
+        self.cfg = cfg
+        net_kw = {
+            "obs_shape": obs_shape,
+            "num_heads": len(self.head_names),
+            "num_actions": num_actions,
+            "encoder": cfg.encoder,
+            "hidden": cfg.hidden,
+        }
+        self.online = MultiHeadQNetwork(**net_kw)
+        self.target = MultiHeadQNetwork(**net_kw)
+        self.target.load_state_dict(self.online.state_dict())
+        self.target.requires_grad_(False)
+        self.optimizer = make_adam(self.online.parameters(), cfg.lr)
+        self.updates = 0
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs: torch.Tensor,
+        weights: torch.Tensor,
+        epsilon: float = 0.0,
+        alpha: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Boltzmann actions on the linearly composed Q (weights [N, K]), with epsilon-uniform mix.
+
+        `alpha=None` uses the heads' temperature; `alpha=0` is greedy.
+        """
+        q = fn.compose_linear(self.online(obs), weights)
+        actions = fn.boltzmann_sample(q, self.cfg.alpha if alpha is None else alpha, generator)
+        if epsilon > 0:
+            n, num_actions = q.shape
+            explore = torch.rand(n, generator=generator, device=q.device) < epsilon
+            uniform = torch.randint(num_actions, (n,), generator=generator, device=q.device)
+            actions = torch.where(explore, uniform, actions)
+        return actions
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step on every head; returns detached diagnostics (no host sync)."""
+        n = batch.obs.shape[0]
+        if self.cfg.double_q:
+            q_both = self.online(torch.cat([batch.obs, batch.next_obs]))
+            q_tm1, q_select = q_both[:n], q_both[n:].detach()
+        else:
+            q_tm1, q_select = self.online(batch.obs), None
+        with torch.no_grad():
+            q_t = self.target(batch.next_obs)
+        discount_t = self.cfg.gamma * (~batch.terminated).to(q_tm1.dtype)
+        td = fn.soft_q_learning(
+            q_tm1, batch.action, batch.reward, discount_t, q_t, self.cfg.alpha, q_select
+        )
+        loss = fn.td_loss(td, self.cfg.loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.online.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        if self.updates % self.cfg.target_period == 0:
+            self.update_target()
+        with torch.no_grad():
+            index = batch.action.view(n, 1, 1).expand(n, q_tm1.shape[1], 1)
+            return {
+                "td_loss": loss.detach(),
+                "td_error": td.abs().mean(0),
+                "q_mean": q_tm1.gather(-1, index).squeeze(-1).mean(0),
+                "entropy": fn.policy_entropy(q_tm1, self.cfg.alpha).mean(),
+            }
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """Polyak step (tau < 1) or hard copy (tau = 1) of the online weights into the target."""
+        online = list(self.online.parameters())
+        target = list(self.target.parameters())
+        if self.cfg.tau >= 1.0:
+            torch._foreach_copy_(target, online)
+        else:
+            torch._foreach_lerp_(target, online, self.cfg.tau)

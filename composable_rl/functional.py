@@ -1,0 +1,111 @@
+"""Pure tensor functions of entropy-regularised (soft) Q-learning.
+
+Names follow rlax: `q_tm1` are the values at the transition's first state, `a_tm1` the action taken
+there, `r_t` and `discount_t` what the step returned and `q_t` the values at the next state. Every
+function here is stateless, so tests can check it against hand-computed numbers.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def soft_value(q: torch.Tensor, alpha: float, dim: int = -1) -> torch.Tensor:
+    """V = alpha * logsumexp(Q / alpha) over actions; alpha = 0 gives the hard max."""
+    if alpha == 0:
+        return q.amax(dim=dim)
+    return alpha * torch.logsumexp(q / alpha, dim=dim)
+
+
+def boltzmann_probs(q: torch.Tensor, alpha: float, dim: int = -1) -> torch.Tensor:
+    """pi(a|s) proportional to exp(Q/alpha); alpha = 0 puts uniform mass on the argmax set."""
+    if alpha == 0:
+        best = q == q.amax(dim=dim, keepdim=True)
+        return best.to(q.dtype) / best.sum(dim=dim, keepdim=True)
+    return torch.softmax(q / alpha, dim=dim)
+
+
+def policy_entropy(q: torch.Tensor, alpha: float, dim: int = -1) -> torch.Tensor:
+    """Entropy (nats) of the Boltzmann policy over the last axis."""
+    if alpha == 0:
+        p = boltzmann_probs(q, 0.0, dim)
+        return -(p * p.clamp_min(1e-30).log()).sum(dim)
+    logp = torch.log_softmax(q / alpha, dim=dim)
+    return -(logp.exp() * logp).sum(dim)
+
+
+def boltzmann_sample(
+    q: torch.Tensor, alpha: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Samples a ~ softmax(Q/alpha) over the last axis by the Gumbel-max trick (no host sync)."""
+    if alpha == 0:
+        return q.argmax(dim=-1)
+    u = torch.rand(q.shape, generator=generator, device=q.device, dtype=q.dtype)
+    gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+    return (q / alpha + gumbel).argmax(dim=-1)
+
+
+def soft_value_under(q_eval: torch.Tensor, q_select: torch.Tensor, alpha: float) -> torch.Tensor:
+    """E_{a~pi_select}[Q_eval(a) - alpha log pi_select(a)]: the double-Q soft state value.
+
+    With `q_select is q_eval` this equals `soft_value(q_eval, alpha)` exactly; using the online
+    network's policy to weigh the target network's values decouples selection from evaluation.
+    """
+    if alpha == 0:
+        return q_eval.gather(-1, q_select.argmax(-1, keepdim=True)).squeeze(-1)
+    logp = torch.log_softmax(q_select / alpha, dim=-1)
+    return (logp.exp() * (q_eval - alpha * logp)).sum(-1)
+
+
+def soft_q_target(r_t: torch.Tensor, discount_t: torch.Tensor, v_t: torch.Tensor) -> torch.Tensor:
+    """y = r_t + discount_t * V(s_t); `discount_t` is 0 where the episode terminated.
+
+    `r_t` and `v_t` are [B, K, ...] (one column per head); `discount_t` is [B] and broadcasts.
+    """
+    discount = discount_t.reshape(discount_t.shape + (1,) * (v_t.dim() - 1))
+    return r_t + discount * v_t
+
+
+def soft_q_learning(
+    q_tm1: torch.Tensor,
+    a_tm1: torch.Tensor,
+    r_t: torch.Tensor,
+    discount_t: torch.Tensor,
+    q_t: torch.Tensor,
+    alpha: float,
+    q_t_selector: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Soft TD errors y - Q(s_tm1, a_tm1) for every head: q [B, K, A], r_t [B, K] -> [B, K].
+
+    Extra leading head axes are allowed ([B, K, G, A] with r_t [B, K, G] for world-value heads).
+    The target is computed without gradient. `q_t_selector` (online values at s_t) turns on the
+    double-Q target.
+    """
+    with torch.no_grad():
+        selector = q_t if q_t_selector is None else q_t_selector
+        target = soft_q_target(r_t, discount_t, soft_value_under(q_t, selector, alpha))
+    index = a_tm1.reshape(a_tm1.shape + (1,) * (q_tm1.dim() - 1)).expand(q_tm1.shape[:-1] + (1,))
+    q_taken = q_tm1.gather(-1, index).squeeze(-1)
+    return target - q_taken
+
+
+def td_loss(td: torch.Tensor, kind: str = "huber") -> torch.Tensor:
+    """Scalar loss from TD errors [B, K, ...]: mean over the batch, summed over the heads.
+
+    Summing over heads keeps each head's gradient independent of how many heads share the net.
+    """
+    if kind == "huber":
+        per = F.huber_loss(td, torch.zeros_like(td), reduction="none", delta=1.0)
+    elif kind == "mse":
+        per = 0.5 * td.square()
+    else:
+        raise ValueError(f"unknown loss {kind!r}; expected 'huber' or 'mse'")
+    return per.mean(0).sum()
+
+
+def compose_linear(q: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Q_w = sum_k w_k Q_k: q [B, K, ..., A], weights [K] or [B, K] -> [B, ..., A]."""
+    w = weights if weights.dim() == 2 else weights.expand(q.shape[0], -1)
+    w = w.reshape(w.shape + (1,) * (q.dim() - 2))
+    return (q * w).sum(1)

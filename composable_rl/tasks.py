@@ -1,0 +1,34 @@
+"""Behaviour-task distributions: what each env slot pursues while the heads learn off-policy."""
+
+from __future__ import annotations
+
+import torch
+
+
+def sample_task_weights(
+    n: int,
+    num_heads: int,
+    single_head_prob: float,
+    weight_dist: str = "dirichlet",
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draws n tasks: weights [n, K] and the base head index [n] (-1 for a random mixture).
+
+    A task is one base head with probability `single_head_prob`, otherwise a weight vector.
+
+    `dirichlet` gives positive weights summing to one (mixtures of wanted things); `uniform`
+    gives weights in [-1, 1] so that some heads are actively avoided.
+    """
+    u = torch.rand((n, num_heads), generator=generator, device=device)
+    if weight_dist == "dirichlet":
+        mixed = -torch.log(u.clamp_min(1e-12))
+        mixed = mixed / mixed.sum(1, keepdim=True)
+    elif weight_dist == "uniform":
+        mixed = 2 * u - 1
+    else:
+        raise ValueError(f"unknown weight_dist {weight_dist!r}; expected 'dirichlet' or 'uniform'")
+    head = torch.randint(num_heads, (n,), generator=generator, device=device)
+    one_hot = torch.nn.functional.one_hot(head, num_heads).to(mixed.dtype)
+    single = torch.rand(n, generator=generator, device=device) < single_head_prob
+    return torch.where(single[:, None], one_hot, mixed), torch.where(single, head, -1)

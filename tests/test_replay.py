@@ -1,0 +1,44 @@
+"""Tensor replay ring: wrap-around, field integrity, sampling."""
+
+import pytest
+import torch
+
+from composable_rl.replay import TensorReplay
+
+
+def _fill(buf: TensorReplay, start: int, n: int) -> None:
+    ids = torch.arange(start, start + n)
+    obs = ids.view(n, 1, 1).expand(n, 2, 3).to(torch.uint8)
+    buf.add(obs, ids, ids[:, None].float().expand(n, 3), ids % 2 == 0, obs + 1, ids)
+
+
+def test_ring_wraps_and_keeps_transitions_aligned():
+    buf = TensorReplay(capacity=10, obs_shape=(2, 3), num_heads=3)
+    _fill(buf, 0, 6)
+    _fill(buf, 6, 6)  # wraps: slots 0, 1 now hold ids 10, 11
+    assert len(buf) == 10 and buf.pos == 2
+    assert buf.action.tolist() == [10, 11, 2, 3, 4, 5, 6, 7, 8, 9]
+    batch = buf.sample(64, torch.Generator().manual_seed(0))
+    ids = batch.action
+    assert torch.equal(batch.obs[:, 0, 0].long(), ids)
+    assert torch.equal(batch.next_obs[:, 0, 0].long(), ids + 1)
+    assert torch.equal(batch.reward[:, 2], ids.float())
+    assert torch.equal(batch.terminated, ids % 2 == 0)
+    assert torch.equal(batch.goal, ids)
+    assert set(ids.tolist()) <= set(range(2, 12))
+
+
+def test_sampling_only_reads_filled_slots():
+    buf = TensorReplay(capacity=100, obs_shape=(1,), num_heads=1)
+    _fill_small = torch.arange(5)
+    buf.add(_fill_small[:, None].to(torch.uint8), _fill_small, torch.zeros(5, 1),
+            torch.zeros(5, dtype=torch.bool), _fill_small[:, None].to(torch.uint8))
+    assert buf.sample(500).action.max().item() <= 4
+    assert (buf.goal[:5] == -1).all()
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="empty"):
+        TensorReplay(4, (1,), 1).sample(2)
+    with pytest.raises(ValueError, match="capacity"):
+        TensorReplay(0, (1,), 1)

@@ -1,0 +1,36 @@
+"""Behaviour-task sampling and the fused multi-head network."""
+
+import pytest
+import torch
+
+from composable_rl.networks import MultiHeadQNetwork
+from composable_rl.tasks import sample_task_weights
+
+
+def test_task_weights_single_and_mixed():
+    gen = torch.Generator().manual_seed(1)
+    w, head = sample_task_weights(4000, 3, 0.3, "dirichlet", gen)
+    single = head >= 0
+    assert single.float().mean().item() == pytest.approx(0.3, abs=0.03)
+    assert torch.equal(w[single], torch.nn.functional.one_hot(head[single], 3).float())
+    assert torch.allclose(w[~single].sum(1), torch.ones((~single).sum()))
+    assert (w >= 0).all()
+    w, _ = sample_task_weights(1000, 3, 0.0, "uniform", gen)
+    assert (w < 0).any() and w.abs().max() <= 1
+    with pytest.raises(ValueError, match="weight_dist"):
+        sample_task_weights(2, 3, 0.5, "gauss")
+
+
+@pytest.mark.parametrize("encoder", ["mlp", "cnn"])
+def test_network_output_shapes(encoder):
+    obs = torch.randint(0, 2, (5, 3, 7, 7), dtype=torch.uint8)
+    assert MultiHeadQNetwork((3, 7, 7), 4, 4, encoder=encoder, hidden=[32])(obs).shape == (5, 4, 4)
+    world = MultiHeadQNetwork((3, 7, 7), 4, 4, num_goals=6, encoder=encoder, hidden=[32])
+    assert world(obs).shape == (5, 4, 6, 4)
+
+
+def test_network_rejects_bad_settings():
+    with pytest.raises(ValueError, match="encoder"):
+        MultiHeadQNetwork((3, 7, 7), 2, 4, encoder="transformer")
+    with pytest.raises(ValueError, match="hidden"):
+        MultiHeadQNetwork((3, 7, 7), 2, 4, hidden=[])

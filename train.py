@@ -82,8 +82,15 @@ def evaluate_heads(agent: MultiHeadSoftQ, cfg: Config, episodes: int) -> list[di
 
 def format_table(rows: list[dict]) -> str:
     """Fixed-width text table of evaluation rows."""
-    cols = ["task", "return", "success", "length", "oracle_return", "random_return",
-            "normalized_return"]
+    cols = [
+        "task",
+        "return",
+        "success",
+        "length",
+        "oracle_return",
+        "random_return",
+        "normalized_return",
+    ]
     lines = ["  ".join(f"{c:>17}" for c in cols)]
     for row in rows:
         cells = [f"{row[c]:>17.3f}" if isinstance(row[c], float) else f"{row[c]:>17}" for c in cols]
@@ -93,14 +100,16 @@ def format_table(rows: list[dict]) -> str:
 
 @dataclass
 class EpisodeStats:
-    """Device-side sums of finished episodes per behaviour task (K heads + 'mixed'), no host sync."""
+    """Device-side sums of finished episodes per behaviour task (K heads + 'mixed')."""
 
     returns: torch.Tensor
     counts: torch.Tensor
 
     @classmethod
     def zeros(cls, num_heads: int, device: str) -> EpisodeStats:
-        return cls(torch.zeros(num_heads + 1, device=device), torch.zeros(num_heads + 1, device=device))
+        return cls(
+            torch.zeros(num_heads + 1, device=device), torch.zeros(num_heads + 1, device=device)
+        )
 
     def add(self, done: torch.Tensor, ep_return: torch.Tensor, task: torch.Tensor) -> None:
         slot = torch.where(task < 0, self.returns.shape[0] - 1, task)
@@ -120,8 +129,9 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
         ckpt = latest_checkpoint(run_dir)
         if ckpt is None:
             raise FileNotFoundError(f"no checkpoint to resume from under {run_dir}/checkpoints")
-        meta = load_checkpoint(ckpt, agent, agent.optimizer, head_names=agent.head_names,
-                               goal_names=world.goal_names)
+        meta = load_checkpoint(
+            ckpt, agent, agent.optimizer, head_names=agent.head_names, goal_names=world.goal_names
+        )
         step, agent.updates = meta["step"], meta["updates"]
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
@@ -135,20 +145,36 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
     learning_starts = min(cfg.replay.learning_starts, cfg.replay.capacity)
 
     obs = world.reset(seed=cfg.seed * 1_000_003 + step)
-    task_w, task_id = sample_task_weights(n, k, cfg.tasks.single_head_prob,
-                                          cfg.tasks.weight_dist, gen, dev)
+    task_w, task_id = sample_task_weights(
+        n, k, cfg.tasks.single_head_prob, cfg.tasks.weight_dist, gen, dev
+    )
     ep_return = torch.zeros(n, device=dev)
     stats = EpisodeStats.zeros(k, dev)
-    sums = {"td_loss": torch.zeros((), device=dev), "td_error": torch.zeros(k, device=dev),
-            "q_mean": torch.zeros(k, device=dev), "entropy": torch.zeros((), device=dev)}
+    sums = {
+        "td_loss": torch.zeros((), device=dev),
+        "td_error": torch.zeros(k, device=dev),
+        "q_mean": torch.zeros(k, device=dev),
+        "entropy": torch.zeros((), device=dev),
+    }
     n_updates, credit = 0, 0.0
     last_log, t_log, steps_at_log = step, time.perf_counter(), step
-    bar = tqdm(total=cfg.total_steps, initial=step, unit="step", unit_scale=True,
-               dynamic_ncols=True, disable=not progress)
+    bar = tqdm(
+        total=cfg.total_steps,
+        initial=step,
+        unit="step",
+        unit_scale=True,
+        dynamic_ncols=True,
+        disable=not progress,
+    )
 
     def checkpoint() -> None:
-        meta = {"step": step, "updates": agent.updates, "head_names": world.head_names,
-                "goal_names": world.goal_names, "config": to_dict(cfg)}
+        meta = {
+            "step": step,
+            "updates": agent.updates,
+            "head_names": world.head_names,
+            "goal_names": world.goal_names,
+            "config": to_dict(cfg),
+        }
         save_checkpoint(run_dir / "checkpoints" / f"step_{step}", agent, agent.optimizer, meta)
 
     while step < cfg.total_steps:
@@ -159,8 +185,9 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
         done = terminated | truncated
         stats.add(done, ep_return, task_id)
         ep_return.masked_fill_(done, 0.0)
-        new_w, new_id = sample_task_weights(n, k, cfg.tasks.single_head_prob,
-                                            cfg.tasks.weight_dist, gen, dev)
+        new_w, new_id = sample_task_weights(
+            n, k, cfg.tasks.single_head_prob, cfg.tasks.weight_dist, gen, dev
+        )
         task_w = torch.where(done[:, None], new_w, task_w)
         task_id = torch.where(done, new_id, task_id)
         obs = next_obs
@@ -181,48 +208,76 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
             sps = (step - steps_at_log) / max(now - t_log, 1e-9)
             counts = stats.counts.tolist()
             returns = stats.returns.tolist()
-            scalars = {"charts/SPS": sps, "charts/epsilon": epsilon_at(cfg, step),
-                       "charts/updates": agent.updates}
+            scalars = {
+                "charts/SPS": sps,
+                "charts/epsilon": epsilon_at(cfg, step),
+                "charts/updates": agent.updates,
+            }
             if sum(counts) > 0:
                 scalars["charts/episodic_return"] = sum(returns) / sum(counts)
-            for name, c, r in zip(world.head_names + ["mixed"], counts, returns):
+            for name, c, r in zip(world.head_names + ["mixed"], counts, returns, strict=True):
                 if c > 0:
                     scalars[f"tasks/{name}/episodic_return"] = r / c
             if n_updates:
                 scalars["losses/td_loss"] = sums["td_loss"] / n_updates
                 scalars["policy/entropy"] = sums["entropy"] / n_updates
-                scalars.update(head_tags(world.head_names, sums["td_error"] / n_updates,
-                                         sums["q_mean"] / n_updates))
+                scalars.update(
+                    head_tags(
+                        world.head_names, sums["td_error"] / n_updates, sums["q_mean"] / n_updates
+                    )
+                )
             logger.scalars(scalars, step)
-            bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{scalars.get('charts/episodic_return', 0):.2f}",
-                            upd=agent.updates)
+            bar.set_postfix(
+                sps=f"{sps:,.0f}",
+                ret=f"{scalars.get('charts/episodic_return', 0):.2f}",
+                upd=agent.updates,
+            )
             stats = EpisodeStats.zeros(k, dev)
             for value in sums.values():
                 value.zero_()
             n_updates, last_log, t_log, steps_at_log = 0, step, now, step
 
-        if cfg.checkpoint_every and step // cfg.checkpoint_every > (step - n) // cfg.checkpoint_every:
+        if (
+            cfg.checkpoint_every
+            and step // cfg.checkpoint_every > (step - n) // cfg.checkpoint_every
+        ):
             checkpoint()
     bar.close()
     checkpoint()
 
     rows = evaluate_heads(agent, cfg, cfg.eval_episodes) if cfg.eval_episodes > 0 else []
     for row in rows:
-        logger.scalars({f"eval/{row['task']}/{key}": row[key] for key in
-                        ("return", "success", "normalized_return")}, step)
+        logger.scalars(
+            {
+                f"eval/{row['task']}/{key}": row[key]
+                for key in ("return", "success", "normalized_return")
+            },
+            step,
+        )
     logger.close()
     (run_dir / "eval.json").write_text(json.dumps(rows, indent=2))
     return {"step": step, "updates": agent.updates, "eval": rows}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", type=Path, help="YAML experiment file (see configs/)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a config key, e.g. agent.lr=1e-3")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR from its last checkpoint")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. agent.lr=1e-3",
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last checkpoint",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--help-config", action="store_true", help="list every config key")
     return parser.parse_args(argv)
@@ -236,8 +291,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume is None and args.config is None:
         sys.exit("train.py: give --config FILE or --resume RUN_DIR (see --help)")
     try:
-        cfg = load_config(args.resume / "config.yaml" if args.resume else args.config,
-                          args.overrides)
+        cfg = load_config(
+            args.resume / "config.yaml" if args.resume else args.config, args.overrides
+        )
     except ConfigError as err:
         sys.exit(f"train.py: config error: {err}")
     if args.resume is not None:

@@ -17,7 +17,9 @@ def mlp_encoder(in_features: int, hidden: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def cnn_encoder(obs_shape: Sequence[int], hidden: Sequence[int], channels: int = 32) -> nn.Sequential:
+def cnn_encoder(
+    obs_shape: Sequence[int], hidden: Sequence[int], channels: int = 32
+) -> nn.Sequential:
     """Two 3x3 convolutions (same padding) followed by the MLP layers."""
     c, h, w = obs_shape
     convs = nn.Sequential(
@@ -52,11 +54,15 @@ class MultiHeadQNetwork(nn.Module):
             self.encoder = mlp_encoder(int(torch.tensor(obs_shape).prod()), hidden)
         elif encoder == "cnn":
             if len(obs_shape) != 3:
-                raise ValueError(f"cnn encoder needs (C, H, W) observations, got {tuple(obs_shape)}")
+                raise ValueError(
+                    f"cnn encoder needs (C, H, W) observations, got {tuple(obs_shape)}"
+                )
             self.encoder = cnn_encoder(obs_shape, hidden)
         else:
             raise ValueError(f"unknown encoder {encoder!r}; expected 'mlp' or 'cnn'")
-        self.out_shape = (num_heads, num_goals, num_actions) if num_goals else (num_heads, num_actions)
+        self.out_shape = (
+            (num_heads, num_goals, num_actions) if num_goals else (num_heads, num_actions)
+        )
         self.head = nn.Linear(hidden[-1], int(torch.tensor(self.out_shape).prod()))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

@@ -67,7 +67,7 @@ def move(cells: Tensor, actions: Tensor, walls: Tensor) -> Tensor:
 
 
 def _mix32(x: Tensor) -> Tensor:
-    """32-bit avalanche mix of int64 tensors (only the low 32 bits are kept, so overflow is fine)."""
+    """32-bit avalanche mix on int64 tensors; only the low 32 bits are kept, so overflow is fine."""
     x = x & _MASK32
     x = x ^ (x >> 16)
     x = (x * 0x7FEB352D) & _MASK32
@@ -76,10 +76,14 @@ def _mix32(x: Tensor) -> Tensor:
     return x ^ (x >> 16)
 
 
-def hash_uniform(seed: Tensor, counter: Tensor, index: Tensor) -> Tensor:
-    """Uniforms in [0, 1) float64 [N, J] that depend only on (seed_i, counter_i, index_ij)."""
+def hash_bits(seed: Tensor, counter: Tensor, index: Tensor) -> Tensor:
+    """32-bit hashes (int64 [N, J]) that depend only on (seed_i, counter_i, index_ij)."""
     seed = seed.long()
     h = _mix32(seed ^ _mix32((seed >> 32) + _GOLDEN32))
     h = _mix32(h ^ _mix32(counter.long() + 2 * _GOLDEN32))
-    h = _mix32(h[:, None] ^ _mix32(index.long() + 3 * _GOLDEN32))
-    return h.double() * (1.0 / 2**32)
+    return _mix32(h[:, None] ^ _mix32(index.long() + 3 * _GOLDEN32))
+
+
+def hash_uniform(seed: Tensor, counter: Tensor, index: Tensor) -> Tensor:
+    """Uniforms in [0, 1) float64 [N, J] that depend only on (seed_i, counter_i, index_ij)."""
+    return hash_bits(seed, counter, index).double() * (1.0 / 2**32)

@@ -16,8 +16,14 @@ def _agent(**overrides) -> MultiHeadSoftQ:
 def _batch(n: int = 64) -> Batch:
     gen = torch.Generator().manual_seed(0)
     obs = torch.randint(0, 2, (n, 2, 3, 3), generator=gen, dtype=torch.uint8)
-    return Batch(obs, torch.randint(4, (n,), generator=gen), torch.randn(n, 3, generator=gen),
-                 torch.ones(n, dtype=torch.bool), obs, torch.full((n,), -1))
+    return Batch(
+        obs,
+        torch.randint(4, (n,), generator=gen),
+        torch.randn(n, 3, generator=gen),
+        torch.ones(n, dtype=torch.bool),
+        obs,
+        torch.full((n,), -1),
+    )
 
 
 @pytest.mark.parametrize("double_q", [True, False])
@@ -35,16 +41,18 @@ def test_hard_and_polyak_target_updates():
     agent = _agent(tau=1.0, target_period=2)
     batch = _batch()
     agent.update(batch)
-    diff = [(o - t).abs().sum().item() for o, t in
-            zip(agent.online.parameters(), agent.target.parameters())]
+    diff = [
+        (o - t).abs().sum().item()
+        for o, t in zip(agent.online.parameters(), agent.target.parameters(), strict=True)
+    ]
     assert max(diff) > 0  # one update: the target has not been copied yet
     agent.update(batch)
-    for o, t in zip(agent.online.parameters(), agent.target.parameters()):
+    for o, t in zip(agent.online.parameters(), agent.target.parameters(), strict=True):
         assert torch.equal(o, t)
     soft = _agent(tau=0.5, target_period=1)
     before = [t.clone() for t in soft.target.parameters()]
     soft.update(batch)
-    for o, t, b in zip(soft.online.parameters(), soft.target.parameters(), before):
+    for o, t, b in zip(soft.online.parameters(), soft.target.parameters(), before, strict=True):
         assert torch.allclose(t, 0.5 * (o + b))
 
 

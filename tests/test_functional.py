@@ -75,11 +75,11 @@ def test_double_q_value_uses_selector_policy():
 
 def test_world_value_shapes_are_supported():
     q = torch.randn(3, 2, 4, 5)  # [B, K, G, A]
-    td = fn.soft_q_learning(q, torch.tensor([0, 4, 2]), torch.zeros(3, 2, 4), torch.ones(3),
-                            q, 0.1)
+    td = fn.soft_q_learning(q, torch.tensor([0, 4, 2]), torch.zeros(3, 2, 4), torch.ones(3), q, 0.1)
     assert td.shape == (3, 2, 4)
-    assert td[1, 1, 2].item() == pytest.approx(fn.soft_value(q[1, 1, 2], 0.1).item()
-                                               - q[1, 1, 2, 4].item(), abs=1e-5)
+    assert td[1, 1, 2].item() == pytest.approx(
+        fn.soft_value(q[1, 1, 2], 0.1).item() - q[1, 1, 2, 4].item(), abs=1e-5
+    )
 
 
 def test_td_loss_kinds():

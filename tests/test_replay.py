@@ -31,8 +31,13 @@ def test_ring_wraps_and_keeps_transitions_aligned():
 def test_sampling_only_reads_filled_slots():
     buf = TensorReplay(capacity=100, obs_shape=(1,), num_heads=1)
     _fill_small = torch.arange(5)
-    buf.add(_fill_small[:, None].to(torch.uint8), _fill_small, torch.zeros(5, 1),
-            torch.zeros(5, dtype=torch.bool), _fill_small[:, None].to(torch.uint8))
+    buf.add(
+        _fill_small[:, None].to(torch.uint8),
+        _fill_small,
+        torch.zeros(5, 1),
+        torch.zeros(5, dtype=torch.bool),
+        _fill_small[:, None].to(torch.uint8),
+    )
     assert buf.sample(500).action.max().item() <= 4
     assert (buf.goal[:5] == -1).all()
 

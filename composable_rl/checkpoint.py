@@ -1,0 +1,206 @@
+"""Atomic checkpoint directories: safetensors weights, weights-only optimizer state, JSON meta."""
+
+import dataclasses
+import json
+import os
+import pickle
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from composable_rl.config import to_dict
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+META_FILE = "meta.json"
+_REQUIRED_META = ("step", "head_names", "config")
+_STEP_DIR = re.compile(r"step_(\d+)")
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint's head or goal names differ from the agent's (names or order)."""
+
+
+class CheckpointFormatError(ValueError):
+    """The checkpoint has an unsupported format version or content that cannot be read safely."""
+
+
+def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    """Conventional checkpoint location `<run_dir>/checkpoints/step_<step>`."""
+    return Path(run_dir) / "checkpoints" / f"step_{step}"
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    meta: Mapping[str, Any],
+) -> Path:
+    """Write a checkpoint atomically, so `path` always holds a complete checkpoint (or none)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} exists and is not a checkpoint directory")
+    meta_text = json.dumps(_full_meta(meta), indent=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        save_file(_portable_state(model), str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        _fsync(tmp / MODEL_FILE)
+        if optimizer is not None:
+            with open(tmp / OPTIMIZER_FILE, "wb") as f:
+                torch.save(optimizer.state_dict(), f)
+            _fsync(tmp / OPTIMIZER_FILE)
+        (tmp / META_FILE).write_text(meta_text)
+        _fsync(tmp / META_FILE)
+        _fsync(tmp)
+        _move_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_meta(path: str | Path) -> dict[str, Any]:
+    """Read and version-check a checkpoint's `meta.json` without touching its tensors."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no checkpoint directory at {path}")
+    meta_file = _require(path, META_FILE)
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointFormatError(f"{meta_file} is not valid JSON: {err}") from err
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version != FORMAT_VERSION:
+        raise CheckpointFormatError(
+            f"{path}: unsupported checkpoint format_version {version!r}; "
+            f"this code reads version {FORMAT_VERSION}"
+        )
+    return meta
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    head_names: Sequence[str] | None = None,
+    goal_names: Sequence[str] | None = None,
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Restore weights (and optimizer state) after checking head and goal names; return meta."""
+    path = Path(path)
+    meta = load_meta(path)
+    _check_names("heads", meta.get("head_names", []), head_names)
+    _check_names("goals", meta.get("goal_names", []), goal_names)
+    model_file = _require(path, MODEL_FILE)
+    optimizer_file = _require(path, OPTIMIZER_FILE) if optimizer is not None else None
+    weights = load_file(model_file, device=str(map_location))
+    optimizer_state = None
+    if optimizer_file is not None:
+        optimizer_state = _load_weights_only(optimizer_file, map_location)
+    model.load_state_dict(weights)
+    if optimizer is not None:
+        optimizer.load_state_dict(optimizer_state)
+    return meta
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The complete `step_<N>` checkpoint with the largest N under `<run_dir>/checkpoints`."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return None
+    found = [
+        (int(match.group(1)), entry)
+        for entry in root.iterdir()
+        if (match := _STEP_DIR.fullmatch(entry.name)) and (entry / META_FILE).is_file()
+    ]
+    return max(found)[1] if found else None
+
+
+def _full_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Meta with required keys checked, defaults filled and the config as a plain dict."""
+    missing = [key for key in _REQUIRED_META if key not in meta]
+    if missing:
+        raise ValueError(f"checkpoint meta lacks required keys {missing}")
+    full = {"goal_names": [], **meta, "format_version": FORMAT_VERSION}
+    full["step"] = int(full["step"])
+    full["head_names"] = [str(name) for name in full["head_names"]]
+    full["goal_names"] = [str(name) for name in full["goal_names"]]
+    if dataclasses.is_dataclass(full["config"]):
+        full["config"] = to_dict(full["config"])
+    return full
+
+
+def _portable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict as independent contiguous CPU tensors (safetensors rejects shared storage)."""
+    state = {}
+    for name, value in model.state_dict().items():
+        if not isinstance(value, torch.Tensor):
+            kind = type(value).__name__
+            raise TypeError(
+                f"state_dict entry {name!r} is a {kind}; safetensors stores tensors only"
+            )
+        state[name] = value.detach().cpu().clone(memory_format=torch.contiguous_format)
+    return state
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or directory to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _move_into_place(tmp: Path, path: Path) -> None:
+    """Rename `tmp` to `path`, first moving any existing `path` aside and removing it after."""
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(path, old)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        if old is not None:
+            os.rename(old, path)
+        raise
+    _fsync(path.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _require(path: Path, name: str) -> Path:
+    """Path of file `name` in checkpoint `path`; a FileNotFoundError names it when missing."""
+    file = path / name
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint {path} is missing {name}")
+    return file
+
+
+def _check_names(kind: str, saved: Sequence[str], wanted: Sequence[str] | None) -> None:
+    """Refuse a checkpoint whose head/goal names differ from the caller's, naming both sets."""
+    if wanted is not None and list(wanted) != list(saved):
+        raise CheckpointMismatchError(
+            f"checkpoint {kind} {list(saved)!r} != agent {kind} {list(wanted)!r} "
+            "(names and order must match)"
+        )
+
+
+def _load_weights_only(file: Path, map_location: str | torch.device) -> Any:
+    """torch.load restricted to tensors and plain containers; never runs pickled code."""
+    try:
+        return torch.load(file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointFormatError(
+            f"{file} holds objects outside torch's weights-only allowlist; refusing to load it"
+        ) from err

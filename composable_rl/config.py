@@ -1,0 +1,456 @@
+"""Typed experiment configuration: documented dataclass schema, YAML loading and validation."""
+
+import copy
+import dataclasses
+import difflib
+import functools
+import json
+import operator
+import re
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+_BOUNDS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+# PyYAML (YAML 1.1) reads `1e-3` as a string; a float field accepts that spelling.
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration key or value; `key` is the dotted path of the culprit."""
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def doc(
+    default: Any,
+    text: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """Declare a config field with its documentation and optional bounds on its numbers."""
+    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt}
+    metadata = {"doc": text, **{name: v for name, v in bounds.items() if v is not None}}
+    if isinstance(default, type) and dataclasses.is_dataclass(default):
+        return dataclasses.field(default_factory=default, metadata=metadata)
+    if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass
+class EnvConfig:
+    """Batched object-collection gridworld."""
+
+    name: Literal["object_rooms"] = doc("object_rooms", "Environment family to build.")
+    layout: str = doc("four_rooms", "Map name: four_rooms (13x13) or open5 (5x5).")
+    num_envs: int = doc(64, "Environments stepped together as one batch.", ge=1)
+    colours: list[str] = doc(["beige", "blue", "purple"], "Colours of the objects.")
+    shapes: list[str] = doc(["circle", "square"], "Shapes of the objects.")
+    heads: list[str] = doc(
+        [], "Base rewards, one per attribute value; empty = every colour then every shape."
+    )
+    object_positions: list[list[int]] | None = doc(
+        None,
+        "[row, col] per object in colour-major order; null = random placement every episode.",
+        ge=0,
+    )
+    max_steps: int = doc(50, "Steps before an episode is truncated (bootstrapped).", ge=1)
+    r_max: float = doc(2.0, "Terminal reward for collecting an object the head rewards.")
+    r_min: float = doc(-0.1, "Terminal reward for collecting an object the head does not reward.")
+    step_reward: float = doc(-0.1, "Reward for every step that collects no object.")
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """Yield (field, problem) for rules that involve several fields."""
+        for name in ("colours", "shapes", "heads"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                yield name, f"duplicate values in {values!r}"
+        shared = sorted(set(self.colours) & set(self.shapes))
+        if shared:
+            yield "shapes", f"names shared with colours: {shared}"
+        attributes = [*self.colours, *self.shapes]
+        for head in self.heads:
+            if head not in attributes:
+                yield "heads", f"unknown head {head!r}; heads are colours or shapes: {attributes}"
+        if self.object_positions is not None:
+            objects = len(self.colours) * len(self.shapes)
+            count = len(self.object_positions)
+            if count != objects:
+                yield "object_positions", f"expected {objects} [row, col] pairs, got {count}"
+            for i, position in enumerate(self.object_positions):
+                if len(position) != 2:
+                    yield f"object_positions[{i}]", f"expected [row, col], got {position!r}"
+        if self.r_min >= self.r_max:
+            yield "r_min", f"must be below r_max ({self.r_max}), got {self.r_min}"
+
+
+@dataclasses.dataclass
+class AgentConfig:
+    """Multi-head soft-Q learner."""
+
+    gamma: float = doc(0.95, "Discount factor.", ge=0, lt=1)
+    alpha: float = doc(0.02, "Entropy temperature of the soft-Q heads.", ge=0)
+    encoder: Literal["mlp", "cnn"] = doc("mlp", "Observation encoder architecture.")
+    hidden: list[int] = doc([256, 256], "Hidden layer widths of the encoder.", ge=1)
+    lr: float = doc(5e-4, "Optimiser learning rate.", gt=0)
+    loss: Literal["huber", "mse"] = doc("huber", "TD loss: huber (smooth L1) or mse.")
+    double_q: bool = doc(True, "Online network picks next actions, target network values them.")
+    max_grad_norm: float = doc(10.0, "Gradient-norm clipping threshold; 0 disables it.", ge=0)
+    tau: float = doc(1.0, "Target-network Polyak factor; 1.0 = hard copy.", gt=0, le=1)
+    target_period: int = doc(500, "Updates between target-network updates.", ge=1)
+
+
+@dataclasses.dataclass
+class ReplayConfig:
+    """Replay ring buffer and update schedule."""
+
+    capacity: int = doc(100_000, "Transitions the replay ring holds.", ge=1)
+    batch_size: int = doc(256, "Transitions per gradient update.", ge=1)
+    learning_starts: int = doc(5_000, "Environment steps before updates begin.", ge=0)
+    replay_ratio: float = doc(
+        1.0,
+        "Samples trained per env step; "
+        "updates per env step = replay_ratio * num_envs / batch_size.",
+        gt=0,
+    )
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """Yield (field, problem) for rules that involve several fields."""
+        if self.batch_size > self.capacity:
+            yield "batch_size", f"must not exceed capacity ({self.capacity}), got {self.batch_size}"
+
+
+@dataclasses.dataclass
+class TaskConfig:
+    """Behaviour-task distribution and exploration schedule during training."""
+
+    single_head_prob: float = doc(
+        0.5,
+        "Chance an episode's behaviour task is one base head; otherwise a random weight vector.",
+        ge=0,
+        le=1,
+    )
+    weight_dist: Literal["dirichlet", "uniform"] = doc(
+        "dirichlet", "Distribution of the random task weight vectors."
+    )
+    epsilon_start: float = doc(1.0, "Initial chance of a uniformly random action.", ge=0, le=1)
+    epsilon_end: float = doc(0.05, "Final chance of a uniformly random action.", ge=0, le=1)
+    epsilon_fraction: float = doc(
+        0.3, "Fraction of training over which epsilon decays linearly.", ge=0, le=1
+    )
+
+
+@dataclasses.dataclass
+class Config:
+    """One experiment: run settings plus the env, agent, replay and task sections."""
+
+    seed: int = doc(0, "Seed of every random number generator.", ge=0)
+    total_steps: int = doc(200_000, "Environment steps to train for (global_step units).", ge=1)
+    device: str = doc("cpu", "Torch device for network, replay and envs, e.g. cpu or cuda.")
+    torch_threads: int = doc(0, "CPU threads for torch; 0 = torch default.", ge=0)
+    run_name: str = doc("", "Run directory name; empty = <config stem>_<seed>_<timestamp>.")
+    runs_dir: str = doc("runs", "Directory that holds the run directories.")
+    log_every: int = doc(5_000, "Environment steps between log flushes.", ge=1)
+    checkpoint_every: int = doc(
+        0, "Environment steps between checkpoints; 0 = only at the end.", ge=0
+    )
+    eval_episodes: int = doc(200, "Episodes per evaluation.", ge=0)
+    env: EnvConfig = doc(EnvConfig, "Environment.")
+    agent: AgentConfig = doc(AgentConfig, "Learner.")
+    replay: ReplayConfig = doc(ReplayConfig, "Replay buffer and update schedule.")
+    tasks: TaskConfig = doc(TaskConfig, "Behaviour tasks and exploration.")
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T:
+    """Build dataclass `cls` from nested mappings, rejecting unknown keys, bad types and ranges."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        where = path or "config"
+        raise ConfigError(f"{where}: expected a section of keys, got {_show(data)}", path)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            raise _unknown_key(path, key, list(fields))
+    for name, f in fields.items():
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if no_default and name not in data:
+            raise ConfigError(f"{_join(path, name)}: missing required key", _join(path, name))
+    hints = _hints(cls)
+    kwargs = {name: _convert(hints[name], value, _join(path, name)) for name, value in data.items()}
+    obj = cls(**kwargs)
+    _check_values(obj, path)
+    return obj
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
+    """Load a YAML file (None = all defaults) and apply `key.sub=value` command-line overrides."""
+    data = {} if path is None else _read_yaml(Path(path))
+    for item in overrides:
+        _apply_override(data, item)
+    return from_dict(Config, data)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Convert a config dataclass to plain dicts, lists and scalars that YAML and JSON can store."""
+    return {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    """Write a config as YAML that `load_config` reads back to an equal config."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None))
+
+
+def describe(cls: type = Config) -> str:
+    """Render every dotted key with its type, allowed range, default and documentation."""
+    rows = [("key", "type", "default", "description"), *_describe_rows(cls, "")]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+        lines.append("  ".join([*cells, row[3]]).rstrip())
+    return "\n".join(lines)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Resolved field annotations of a dataclass (cached: they never change)."""
+    return get_type_hints(cls)
+
+
+def _join(path: str, key: Any) -> str:
+    """Dotted key of `key` inside section `path`."""
+    return f"{path}.{key}" if path else str(key)
+
+
+def _show(value: Any) -> str:
+    """Short repr of an offending value together with its type."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _type_name(tp: Any) -> str:
+    """Readable name of a type annotation, e.g. `list[list[int]] | None`."""
+    if tp is type(None):
+        return "None"
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is not None:
+        inner = ", ".join("..." if a is Ellipsis else _type_name(a) for a in args)
+        return f"{origin.__name__}[{inner}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _unknown_key(path: str, key: Any, valid: list[str]) -> ConfigError:
+    """Error for a key that is not in the schema, listing valid keys and a likely intended one."""
+    where = f" in '{path}'" if path else ""
+    message = f"unknown config key '{_join(path, key)}'; valid keys{where}: {', '.join(valid)}"
+    guess = difflib.get_close_matches(str(key), valid, n=1)
+    if guess:
+        message += f" (did you mean '{guess[0]}'?)"
+    return ConfigError(message, _join(path, key))
+
+
+def _type_error(path: str, tp: Any, value: Any) -> ConfigError:
+    """Error for a value of the wrong type."""
+    return ConfigError(f"{path}: expected {_type_name(tp)}, got {_show(value)}", path)
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    """Check `value` against annotation `tp` and return it in canonical form."""
+    origin, args = get_origin(tp), get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin is Literal:
+        if any(type(value) is type(a) and value == a for a in args):
+            return value
+        allowed = ", ".join(repr(a) for a in args)
+        raise ConfigError(f"{path}: expected one of {allowed}, got {_show(value)}", path)
+    if origin in (Union, types.UnionType):
+        return _convert_union(tp, value, path)
+    if origin is list or origin is tuple or tp in (list, tuple):
+        return _convert_sequence(tp, value, path)
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise _type_error(path, tp, value)
+        item = args[1] if args else Any
+        return {k: _convert(item, v, _join(path, k)) for k, v in value.items()}
+    return _convert_scalar(tp, value, path)
+
+
+def _convert_union(tp: Any, value: Any, path: str) -> Any:
+    """Convert to the first matching member of a union such as `X | None`."""
+    options = get_args(tp)
+    if value is None and type(None) in options:
+        return None
+    members = [option for option in options if option is not type(None)]
+    errors = []
+    for option in members:
+        try:
+            return _convert(option, value, path)
+        except ConfigError as err:
+            errors.append(err)
+    if len(members) == 1 and errors[0].key != path:
+        raise errors[0]
+    raise _type_error(path, tp, value)
+
+
+def _convert_sequence(tp: Any, value: Any, path: str) -> Any:
+    """Convert a YAML sequence to `list[T]`, `tuple[T, ...]` or a fixed-length tuple."""
+    if not isinstance(value, (list, tuple)):
+        raise _type_error(path, tp, value)
+    args = get_args(tp)
+    if get_origin(tp) is list or tp is list:
+        item = args[0] if args else Any
+        return [_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if len(args) == 2 and args[1] is Ellipsis:
+        items = [args[0]] * len(value)
+    elif args:
+        if len(args) != len(value):
+            raise _type_error(path, tp, value)
+        items = list(args)
+    else:
+        items = [Any] * len(value)
+    pairs = enumerate(zip(items, value, strict=True))
+    return tuple(_convert(item, v, f"{path}[{i}]") for i, (item, v) in pairs)
+
+
+def _convert_scalar(tp: Any, value: Any, path: str) -> Any:
+    """Check a scalar strictly: bools are not numbers, ints are accepted as floats."""
+    if tp is Any:
+        return value
+    if tp is bool or tp is str:
+        if isinstance(value, tp):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            return float(value)
+    else:
+        raise TypeError(f"{path}: unsupported config annotation {tp!r}")
+    raise _type_error(path, tp, value)
+
+
+def _range_text(metadata: Mapping[str, Any]) -> str:
+    """Interval notation for a field's bounds, e.g. `[0, 1)`."""
+    low = f"[{metadata['ge']}" if "ge" in metadata else f"({metadata.get('gt', '-inf')}"
+    high = f"{metadata['le']}]" if "le" in metadata else f"{metadata.get('lt', 'inf')})"
+    return f"{low}, {high}"
+
+
+def _out_of_bounds(value: Any, path: str, metadata: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Yield (key, number) for every number in `value` (recursing into lists) outside the bounds."""
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _out_of_bounds(item, f"{path}[{i}]", metadata)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        checks = [op(value, metadata[name]) for name, op in _BOUNDS.items() if name in metadata]
+        if not all(checks):
+            yield path, value
+
+
+def _check_values(obj: Any, path: str) -> None:
+    """Check the bounds of every field of one section, then its cross-field rules."""
+    for f in dataclasses.fields(obj):
+        key = _join(path, f.name)
+        for where, number in _out_of_bounds(getattr(obj, f.name), key, f.metadata):
+            allowed = _range_text(f.metadata)
+            raise ConfigError(f"{where}: expected a value in {allowed}, got {number}", where)
+    problems = getattr(obj, "problems", None)
+    for name, problem in problems() if callable(problems) else ():
+        raise ConfigError(f"{_join(path, name)}: {problem}", _join(path, name))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning missing files and syntax errors into ConfigErrors."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as err:
+        raise ConfigError(f"config file not found: {path}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at top level, got {_show(data)}")
+    return data
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    """Set `key.sub=value` (value parsed as YAML) inside nested dict `data`."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"bad override {item!r}: expected key=value, e.g. agent.lr=0.001")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {item!r}: cannot parse value: {err}") from err
+    *sections, leaf = key.split(".")
+    node = data
+    for depth, name in enumerate(sections):
+        child = node.get(name)
+        if child is None:
+            child = node[name] = {}
+        elif not isinstance(child, dict):
+            section = ".".join(sections[: depth + 1])
+            raise ConfigError(f"override {item!r}: '{section}' is not a section", section)
+        node = child
+    node[leaf] = value
+
+
+def _plain(value: Any) -> Any:
+    """Recursively turn dataclasses and tuples into dicts and lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_dict(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    """A field's default as JSON, or `required` when it has none."""
+    if f.default is not dataclasses.MISSING:
+        return json.dumps(_plain(f.default))
+    if f.default_factory is not dataclasses.MISSING:
+        return json.dumps(_plain(f.default_factory()))
+    return "required"
+
+
+def _describe_rows(cls: type, prefix: str) -> Iterator[tuple[str, str, str, str]]:
+    """Yield (key, type, default, doc) rows for a section and, recursively, its subsections."""
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        key, tp, text = _join(prefix, f.name), hints[f.name], f.metadata.get("doc", "")
+        if dataclasses.is_dataclass(tp):
+            yield key, "section", "", text
+            yield from _describe_rows(tp, key)
+            continue
+        kind = _type_name(tp)
+        if any(name in f.metadata for name in _BOUNDS):
+            kind += f" in {_range_text(f.metadata)}"
+        yield key, kind, _default_text(f), text

@@ -1,0 +1,90 @@
+"""Gymnasium face of ObjectRooms (N = 1, same engine): vector reward plus a scalarising wrapper."""
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from envs.gridworld import NUM_ACTIONS
+from envs.object_rooms import ObjectRooms
+
+
+class ObjectRoomsEnv(gym.Env):
+    """One object-rooms env with a [K] vector reward (MO-Gymnasium convention) and no auto-reset.
+
+    reset(seed=s) starts the episodes of seed s; a later reset() continues with that seed's next
+    episode, so the episode sequence equals that of slot i of a batched engine seeded s - i.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
+
+    def __init__(self, render_mode: str | None = None, **world_kwargs: Any) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}")
+        self.render_mode = render_mode
+        self.world = ObjectRooms(num_envs=1, **world_kwargs)
+        self.observation_space = spaces.Box(0, 1, self.world.obs_shape, np.uint8)
+        self.action_space = spaces.Discrete(NUM_ACTIONS)
+        w = self.world
+        self.reward_space = spaces.Box(
+            low=min(w.r_min, w.step_reward),
+            high=max(w.r_max, w.step_reward),
+            shape=(w.num_heads,),
+            dtype=np.float32,
+        )
+        self._seeded = False
+
+    def _obs(self) -> np.ndarray:
+        """Fresh uint8 [C, H, W] observation of the current state."""
+        return self.world.observe(self.world.agent, self.world.objects)[0].cpu().numpy().copy()
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start episode 0 of `seed`, or the next episode of the current seed when seed is None."""
+        super().reset(seed=seed)
+        if seed is None and not self._seeded:
+            seed = int(self.np_random.integers(2**31))
+        if seed is None:
+            self.world.start_episodes(torch.ones(1, dtype=torch.bool, device=self.world.device))
+        else:
+            self.world.reset(seed)
+            self._seeded = True
+        return self._obs(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, np.ndarray, bool, bool, dict[str, Any]]:
+        """Move once; the returned obs is the state reached (no auto-reset)."""
+        if not self.action_space.contains(action):
+            raise ValueError(f"invalid action {action!r}; expected an int in [0, {NUM_ACTIONS})")
+        actions = torch.full((1,), int(action), dtype=torch.long, device=self.world.device)
+        reward, terminated, truncated, goal = self.world.advance(actions)
+        vector = reward[0].cpu().numpy().astype(np.float32, copy=True)
+        info = {"goal": int(goal[0])}
+        return self._obs(), vector, bool(terminated[0]), bool(truncated[0]), info
+
+    def render(self) -> np.ndarray:
+        """uint8 RGB array of the current state."""
+        return self.world.render_rgb(0)
+
+
+class ScalarizedReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Turns the [K] vector reward into the float `reward @ weights` (plain scalar-reward env)."""
+
+    def __init__(self, env: gym.Env, weights: Any) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, weights=np.asarray(weights).tolist())
+        gym.Wrapper.__init__(self, env)
+        space = env.get_wrapper_attr("reward_space")
+        self.weights = np.asarray(weights, dtype=np.float32)
+        if self.weights.shape != space.shape:
+            raise ValueError(f"weights must have shape {space.shape}, got {self.weights.shape}")
+        ends = np.stack([self.weights * space.low, self.weights * space.high])
+        self.reward_space = spaces.Box(
+            float(ends.min(0).sum()), float(ends.max(0).sum()), shape=(), dtype=np.float32
+        )
+
+    def step(self, action: int) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """Step the inner env and scalarise its reward vector."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, float(reward @ self.weights), terminated, truncated, info

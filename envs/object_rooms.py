@@ -1,0 +1,212 @@
+"""Batched object-rooms gridworld: N envs stepped by tensor ops, one reward head per attribute."""
+
+from collections.abc import Sequence
+from numbers import Integral
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from envs.gridworld import NUM_ACTIONS, hash_bits, move, parse_layout
+from envs.render import colours_rgb, draw_grid, shape_glyphs
+
+Seed = int | Sequence[int] | Tensor
+
+
+class ObjectRooms:
+    """N gridworlds with one object per (colour, shape); collecting one ends the episode.
+
+    State lives in tensors: `agent` [N] and `objects` [N, M] (flat cells), `t` [N] steps taken,
+    `seeds` [N] and `episode` [N] (the per-slot RNG key: every draw is a hash of both). A new
+    instance is already reset with seed 0.
+    """
+
+    num_actions = NUM_ACTIONS
+
+    def __init__(
+        self,
+        *,
+        num_envs: int = 64,
+        layout: str | Sequence[str] = "four_rooms",
+        colours: Sequence[str] = ("beige", "blue", "purple"),
+        shapes: Sequence[str] = ("circle", "square"),
+        heads: Sequence[str] | None = None,
+        object_positions: Sequence[Sequence[int]] | None = None,
+        max_steps: int = 50,
+        r_max: float = 2.0,
+        r_min: float = -0.1,
+        step_reward: float = -0.1,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if num_envs < 1 or max_steps < 1:
+            raise ValueError("num_envs and max_steps must be positive")
+        self.num_envs, self.max_steps = num_envs, max_steps
+        self.r_max, self.r_min, self.step_reward = r_max, r_min, step_reward
+        self.device = torch.device(device)
+        self.walls = parse_layout(layout).to(self.device)
+        self.height, self.width = self.walls.shape
+        self.free_cells = torch.nonzero(~self.walls.flatten()).flatten()
+        self.colours, self.shapes = _check_names(colours, "colour"), _check_names(shapes, "shape")
+        if set(self.colours) & set(self.shapes):
+            raise ValueError("colour and shape names must differ")
+        pairs = [(c, s) for c in self.colours for s in self.shapes]
+        self.goal_names = [f"{c}_{s}" for c, s in pairs]
+        self.num_goals = len(pairs)
+        self.head_names = self._resolve_heads(heads)
+        self.num_heads = len(self.head_names)
+        self.object_attributes = torch.tensor(
+            [[h in pair for h in self.head_names] for pair in pairs],
+            dtype=torch.bool,
+            device=self.device,
+        )
+        self._goal_reward = torch.where(self.object_attributes, r_max, r_min).float()
+        self._step_reward = torch.full((self.num_heads,), step_reward, device=self.device)
+        if self.free_cells.numel() <= self.num_goals:
+            raise ValueError(
+                f"layout has {self.free_cells.numel()} free cells, need more than "
+                f"{self.num_goals} (objects + agent)"
+            )
+        self.fixed_objects = self._check_positions(object_positions)
+        fixed = self.fixed_objects if self.fixed_objects is not None else self.free_cells[:0]
+        self._fixed_mask = (self.free_cells[:, None] == fixed).any(1)
+        self.obs_shape = (2 + self.num_goals, self.height, self.width)
+        self._wall_plane = self.walls.flatten().to(torch.uint8)
+        self._free_ordinals = torch.arange(self.free_cells.numel(), device=self.device)
+        self._object_rgb = colours_rgb([c for c, _ in pairs])
+        self._object_glyph = shape_glyphs([s for _, s in pairs])
+        self.reset(0)
+
+    def _resolve_heads(self, heads: Sequence[str] | None) -> list[str]:
+        """Head names: every colour then every shape by default, else validated attribute values."""
+        valid = self.colours + self.shapes
+        if heads is None:
+            return valid
+        heads = [heads] if isinstance(heads, str) else list(heads)
+        for head in heads:
+            if head not in valid:
+                raise ValueError(f"unknown head {head!r}; valid attribute values: {valid}")
+        if not heads or len(set(heads)) != len(heads):
+            raise ValueError(f"heads must be a non-empty list without repeats, got {heads}")
+        return heads
+
+    def _check_positions(self, positions: Sequence[Sequence[int]] | None) -> Tensor | None:
+        """Flat cells [M] of a fixed object layout, validated; None keeps random layouts."""
+        if positions is None:
+            return None
+        if len(positions) != self.num_goals:
+            raise ValueError(
+                f"object_positions needs {self.num_goals} [row, col] pairs "
+                f"(one per object {self.goal_names}), got {len(positions)}"
+            )
+        cells = []
+        for name, pos in zip(self.goal_names, positions, strict=True):
+            if len(pos) != 2:
+                raise ValueError(f"position of {name} must be [row, col], got {pos!r}")
+            row, col = (int(v) for v in pos)
+            if not (0 <= row < self.height and 0 <= col < self.width):
+                raise ValueError(
+                    f"position of {name} {pos!r} is outside the {self.height}x{self.width} grid"
+                )
+            if self.walls[row, col]:
+                raise ValueError(f"position of {name} {pos!r} is a wall")
+            cells.append(row * self.width + col)
+        if len(set(cells)) != len(cells):
+            raise ValueError(f"object positions must be distinct, got {list(positions)}")
+        return torch.tensor(cells, dtype=torch.long, device=self.device)
+
+    def sample_layout(self, seeds: Tensor, episodes: Tensor) -> tuple[Tensor, Tensor]:
+        """Start cell [B] and object cells [B, M] of episode `episodes` of the slots `seeds`."""
+        # hash * F + j makes every key distinct, so the chosen cells never hinge on tie-breaking.
+        ordinals = self._free_ordinals
+        keys = hash_bits(seeds, episodes, ordinals) * ordinals.numel() + ordinals
+        if self.fixed_objects is None:
+            first = torch.topk(keys, self.num_goals + 1, dim=1, largest=False).indices
+            return self.free_cells[first[:, -1]], self.free_cells[first[:, :-1]]
+        objects = self.fixed_objects.repeat(seeds.shape[0], 1)
+        start = keys.masked_fill(self._fixed_mask, torch.iinfo(torch.long).max).argmin(1)
+        return self.free_cells[start], objects
+
+    def observe(self, agent: Tensor, objects: Tensor) -> Tensor:
+        """uint8 one-hot planes [B, C, H, W]: walls, agent, then one plane per object."""
+        planes = torch.zeros(
+            agent.shape[0],
+            self.obs_shape[0],
+            self.height * self.width,
+            dtype=torch.uint8,
+            device=self.device,
+        )
+        planes[:, 0] = self._wall_plane
+        planes[:, 1].scatter_(1, agent[:, None], 1)
+        planes[:, 2:].scatter_(2, objects[:, :, None], 1)
+        return planes.view(agent.shape[0], *self.obs_shape)
+
+    def transition(
+        self, agent: Tensor, objects: Tensor, actions: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Pure dynamics: (next agent [B], reward [B, K], terminated [B], goal [B] or -1)."""
+        next_agent = move(agent, actions, self.walls)
+        hit = objects == next_agent[:, None]
+        terminated = hit.any(1)
+        goal = torch.where(terminated, hit.long().argmax(1), -1)
+        reward = torch.where(
+            terminated[:, None], self._goal_reward[goal.clamp(min=0)], self._step_reward
+        )
+        return next_agent, reward, terminated, goal
+
+    def reset(self, seed: Seed = 0) -> Tensor:
+        """Seed every slot (an int s gives slot i the seed s + i), start episode 0; returns obs."""
+        if isinstance(seed, Integral):
+            seeds = torch.arange(self.num_envs, device=self.device) + int(seed)
+        else:
+            seeds = torch.as_tensor(seed, dtype=torch.long, device=self.device)
+        if seeds.shape != (self.num_envs,):
+            raise ValueError(
+                f"need one seed per env ({self.num_envs}), got shape {tuple(seeds.shape)}"
+            )
+        self.seeds = seeds.clone()
+        self.episode = torch.zeros_like(self.seeds)
+        self.agent, self.objects = self.sample_layout(self.seeds, self.episode)
+        self.t = torch.zeros_like(self.seeds)
+        return self.observe(self.agent, self.objects)
+
+    def start_episodes(self, mask: Tensor) -> None:
+        """Begin the next episode (counter + 1, fresh layout and start) in the slots where mask."""
+        self.episode = self.episode + mask.long()
+        agent, objects = self.sample_layout(self.seeds, self.episode)
+        self.agent = torch.where(mask, agent, self.agent)
+        self.objects = torch.where(mask[:, None], objects, self.objects)
+        self.t = self.t.masked_fill(mask, 0)
+
+    def advance(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Apply actions without resetting: (reward [N, K], terminated, truncated, goal)."""
+        self.agent, reward, terminated, goal = self.transition(self.agent, self.objects, actions)
+        self.t = self.t + 1
+        truncated = ~terminated & (self.t >= self.max_steps)
+        return reward, terminated, truncated, goal
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Step all slots; finished ones auto-reset and info['final_obs'] holds their last obs."""
+        reward, terminated, truncated, goal = self.advance(actions)
+        final_obs = self.observe(self.agent, self.objects)
+        done = terminated | truncated
+        self.start_episodes(done)
+        obs = self.observe(self.agent, self.objects)
+        return obs, reward, terminated, truncated, {"final_obs": final_obs, "goal": goal}
+
+    def render_rgb(self, index: int = 0) -> np.ndarray:
+        """uint8 RGB image [H*16, W*16, 3] of slot `index`."""
+        return draw_grid(
+            self.walls.cpu().numpy(),
+            int(self.agent[index]),
+            self.objects[index].tolist(),
+            self._object_rgb,
+            self._object_glyph,
+        )
+
+
+def _check_names(names: Sequence[str], kind: str) -> list[str]:
+    """Validated non-empty list of distinct attribute names."""
+    names = [names] if isinstance(names, str) else list(names)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"{kind} names must be a non-empty list without repeats, got {names}")
+    return names

@@ -1,0 +1,110 @@
+"""Exact oracles: tabulate ObjectRooms layouts by calling its own dynamics, then solve them."""
+
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from envs.gridworld import NUM_ACTIONS
+from envs.object_rooms import ObjectRooms
+
+
+@dataclass
+class TabularMDP:
+    """Deterministic MDPs over agent cells for L layouts (S = H*W states, A actions, K heads).
+
+    Invalid states (walls, object cells) self-loop with zero reward and never terminate.
+    """
+
+    next_state: Tensor  # [L, S, A] long
+    reward: Tensor  # [L, S, A, K] float64
+    terminal: Tensor  # [L, S, A] bool
+    goal: Tensor  # [L, S, A] long, -1 when no object is collected
+    valid: Tensor  # [L, S] bool, cells the agent may stand on
+
+
+def tabulate(world: ObjectRooms, objects: Tensor) -> TabularMDP:
+    """TabularMDP of the layouts objects [L, M] built from world.transition on every (cell, a)."""
+    objects = objects.to(device=world.device, dtype=torch.long)
+    layouts, num_goals = objects.shape
+    shape = (layouts, world.height * world.width, NUM_ACTIONS)
+    cells = torch.arange(shape[1], device=world.device)
+    agent = cells.view(1, -1, 1).expand(shape)
+    actions = torch.arange(NUM_ACTIONS, device=world.device).expand(shape)
+    layout = objects[:, None, None, :].expand(*shape, num_goals)
+    nxt, reward, terminal, goal = world.transition(
+        agent.reshape(-1), layout.reshape(-1, num_goals), actions.reshape(-1)
+    )
+    occupied = torch.zeros(shape[:2], dtype=torch.bool, device=world.device)
+    valid = ~world.walls.flatten() & ~occupied.scatter_(1, objects, True)
+    ok = valid[..., None]
+    return TabularMDP(
+        next_state=torch.where(ok, nxt.view(shape), agent),
+        reward=torch.where(ok[..., None], reward.view(*shape, -1).double(), 0.0),
+        terminal=terminal.view(shape) & ok,
+        goal=torch.where(ok, goal.view(shape), -1),
+        valid=valid,
+    )
+
+
+def soft_value(q: Tensor, alpha: float) -> Tensor:
+    """V = alpha * logsumexp(Q / alpha) over the action axis; the hard max when alpha == 0."""
+    if alpha == 0:
+        return q.amax(-1)
+    return alpha * torch.logsumexp(q / alpha, dim=-1)
+
+
+def backup(mdp: TabularMDP, reward: Tensor, value: Tensor, gamma: float = 1.0) -> Tensor:
+    """Q [L, S, A] = reward + gamma * V(next state), with no bootstrap on terminal transitions."""
+    layouts = value.shape[0]
+    v_next = value.gather(1, mdp.next_state.reshape(layouts, -1)).view_as(mdp.next_state)
+    return reward + gamma * torch.where(mdp.terminal, 0.0, v_next)
+
+
+def soft_value_iteration(
+    mdp: TabularMDP,
+    reward: Tensor,
+    gamma: float,
+    alpha: float,
+    tol: float = 1e-10,
+    max_iters: int = 10_000,
+) -> Tensor:
+    """Soft-optimal Q [L, S, A] float64 for a scalar reward [L, S, A] (alpha == 0: hard max)."""
+    reward = reward.double()
+    q = torch.zeros_like(reward)
+    for _ in range(max_iters):
+        q_new = backup(mdp, reward, soft_value(q, alpha), gamma)
+        q_new = torch.where(mdp.valid[..., None], q_new, 0.0)
+        delta = (q_new - q).abs().max()
+        q = q_new
+        if delta <= tol:
+            return q
+    warnings.warn(
+        f"soft value iteration did not reach tol={tol} in {max_iters} iterations",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return q
+
+
+def finite_horizon_return(
+    mdp: TabularMDP,
+    reward: Tensor,
+    horizon: int,
+    policy: Literal["optimal", "random"] = "optimal",
+) -> Tensor:
+    """Exact undiscounted expected return [L, S] of episodes of at most `horizon` steps.
+
+    policy "optimal" is the best non-stationary policy (max over actions), "random" the uniform
+    one (mean over actions); truncation at the horizon adds nothing further.
+    """
+    if policy not in ("optimal", "random"):
+        raise ValueError(f"policy must be 'optimal' or 'random', got {policy!r}")
+    reward = reward.double()
+    value = torch.zeros(mdp.valid.shape, dtype=torch.float64, device=reward.device)
+    for _ in range(horizon):
+        q = backup(mdp, reward, value)
+        value = q.amax(-1) if policy == "optimal" else q.mean(-1)
+    return value

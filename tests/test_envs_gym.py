@@ -1,0 +1,93 @@
+"""Gymnasium face: API compliance, equivalence with the batched engine, no auto-reset."""
+
+import importlib
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from envs import OBJECT_ROOMS_ID, ObjectRooms, ObjectRoomsEnv, ScalarizedReward
+
+WEIGHTS = np.array([1.0, -0.5, 0.0, 0.25, 0.0], dtype=np.float32)
+
+
+def test_check_env_passes_on_scalarized_env():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=".*different from the unwrapped")
+        warnings.filterwarnings("ignore", message=".*alternative render modes")
+        check_env(ScalarizedReward(ObjectRoomsEnv(render_mode="rgb_array"), WEIGHTS))
+        check_env(ScalarizedReward(gym.make(OBJECT_ROOMS_ID, render_mode="rgb_array"), WEIGHTS))
+
+
+def test_spaces_and_registration():
+    env = gym.make(OBJECT_ROOMS_ID, layout="open5", max_steps=7)
+    assert env.observation_space == gym.spaces.Box(0, 1, (8, 7, 7), np.uint8)
+    assert env.action_space == gym.spaces.Discrete(4)
+    reward_space = env.get_wrapper_attr("reward_space")
+    assert reward_space.shape == (5,) and reward_space.dtype == np.float32
+    assert reward_space.low[0] == pytest.approx(-0.1) and reward_space.high[0] == 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # re-registering would warn "Overriding environment"
+        importlib.reload(envs)
+    assert OBJECT_ROOMS_ID in gym.registry
+    with pytest.raises(ValueError, match="weights"):
+        ScalarizedReward(ObjectRoomsEnv(), np.ones(3))
+
+
+def test_vector_reward_and_no_auto_reset():
+    env = ObjectRoomsEnv(layout="open5", colours=("blue",), object_positions=[[1, 2], [1, 3]])
+    env.reset(seed=0)
+    env.world.agent = torch.tensor([1 * 7 + 1])
+    obs, reward, terminated, truncated, info = env.step(1)
+    assert terminated and not truncated and info == {"goal": 0}
+    assert reward.dtype == np.float32 and reward.tolist() == pytest.approx([2.0, 2.0, -0.1])
+    assert reward in env.reward_space
+    assert obs[1, 1, 2] == 1 and obs[2, 1, 2] == 1  # agent stands on the collected object
+    assert env.render()[16 * 1 + 8, 16 * 2 + 8].tolist() != env.render()[0, 0].tolist()
+    with pytest.raises(ValueError):
+        env.step(4)
+
+
+def test_reset_semantics():
+    env = ObjectRoomsEnv()
+    first, _ = env.reset(seed=42)
+    second, _ = env.reset()
+    again, _ = env.reset(seed=42)
+    assert np.array_equal(first, again) and not np.array_equal(first, second)
+    world = ObjectRooms(num_envs=1)
+    world.reset(42)
+    world.start_episodes(torch.ones(1, dtype=torch.bool))
+    assert np.array_equal(second, world.observe(world.agent, world.objects)[0].numpy())
+    unseeded = ObjectRoomsEnv()
+    obs, _ = unseeded.reset()
+    assert obs in unseeded.observation_space
+
+
+def test_batched_engine_matches_gym_envs_step_for_step():
+    num, steps, seed = 64, 60, 777
+    kwargs = {"max_steps": 12}
+    batched = ObjectRooms(num_envs=num, **kwargs)
+    obs = batched.reset(seed)
+    singles = [ObjectRoomsEnv(**kwargs) for _ in range(num)]
+    single_obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(singles)])
+    assert np.array_equal(obs.numpy(), single_obs)
+    actions = torch.randint(0, 4, (steps, num), generator=torch.Generator().manual_seed(0))
+    episodes = 0
+    for t in range(steps):
+        obs, reward, terminated, truncated, info = batched.step(actions[t])
+        for i, env in enumerate(singles):
+            o, r, term, trunc, inf = env.step(int(actions[t, i]))
+            assert np.array_equal(info["final_obs"][i].numpy(), o)
+            assert np.array_equal(reward[i].numpy(), r)
+            assert (bool(terminated[i]), bool(truncated[i])) == (term, trunc)
+            assert int(info["goal"][i]) == inf["goal"]
+            if term or trunc:
+                episodes += 1
+                o, _ = env.reset()
+            assert np.array_equal(obs[i].numpy(), o)
+    assert episodes > 3 * num

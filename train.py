@@ -51,14 +51,39 @@ def world_kwargs(env: EnvConfig, device: str) -> dict:
         "r_max": env.r_max,
         "r_min": env.r_min,
         "step_reward": env.step_reward,
+        "observation": env.observation,
+        "bound_heads": env.bound_heads,
         "device": device,
     }
+
+
+def world_penalty(cfg: Config, free_cells: int) -> float:
+    """Extended reward for ending at the wrong goal: r_min - (r_max - r_min) * D (DESIGN.md §3).
+
+    D bounds the cost of a detour: the free cells, or the effective horizon 1 / (1 - gamma).
+    """
+    if cfg.agent.penalty is not None:
+        return cfg.agent.penalty
+    horizon = min(free_cells, 1.0 / (1.0 - cfg.agent.gamma))
+    return cfg.env.r_min - (cfg.env.r_max - cfg.env.r_min) * horizon
 
 
 def build(cfg: Config) -> tuple[ObjectRooms, MultiHeadSoftQ]:
     """The batched training world and a fresh agent whose heads match the world's rewards."""
     world = ObjectRooms(num_envs=cfg.env.num_envs, **world_kwargs(cfg.env, cfg.device))
-    agent = MultiHeadSoftQ(world.obs_shape, world.num_actions, world.head_names, cfg.agent)
+    if cfg.agent.encoder == "cnn" and cfg.env.observation != "planes":
+        raise ConfigError("agent.encoder: cnn needs env.observation: planes")
+    sparse = world.num_features if cfg.env.observation == "indices" else 0
+    goals = world.num_goals if cfg.agent.world_values else 0
+    agent = MultiHeadSoftQ(
+        world.obs_shape,
+        world.num_actions,
+        world.head_names,
+        cfg.agent,
+        sparse,
+        goals,
+        world_penalty(cfg, world.free_cells.numel()),
+    )
     return world, agent.to(cfg.device)
 
 
@@ -140,7 +165,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
 
     n, k, dev = cfg.env.num_envs, world.num_heads, cfg.device
     gen = torch.Generator(dev).manual_seed(cfg.seed + 7919 * step)
-    replay = TensorReplay(cfg.replay.capacity, world.obs_shape, k, device=dev)
+    replay = TensorReplay(cfg.replay.capacity, world.obs_shape, k, world.obs_dtype, dev)
     updates_per_step = cfg.replay.replay_ratio * n / cfg.replay.batch_size
     learning_starts = min(cfg.replay.learning_starts, cfg.replay.capacity)
 

@@ -25,6 +25,9 @@ def make_adam(params, lr: float) -> torch.optim.Adam:
 class MultiHeadSoftQ(nn.Module):
     """Online and target networks of K soft-Q heads; one forward and one backward for all heads.
 
+    `sparse_features > 0` means observations are index tensors of a multi-hot input that wide.
+    `num_goals > 0` makes them world-value heads [B, K, G, A] learned with extended rewards whose
+    wrong-goal `penalty` teaches column g to reach goal g; the policy is argmax_a max_g Q.
     The module's state_dict (online + target weights) is what a checkpoint stores.
     """
 
@@ -34,16 +37,22 @@ class MultiHeadSoftQ(nn.Module):
         num_actions: int,
         head_names: Sequence[str],
         cfg: AgentConfig,
+        sparse_features: int = 0,
+        num_goals: int = 0,
+        penalty: float = 0.0,
     ) -> None:
         super().__init__()
         self.head_names = list(head_names)
         self.cfg = cfg
+        self.num_goals, self.penalty = num_goals, penalty
         net_kw = {
             "obs_shape": obs_shape,
             "num_heads": len(self.head_names),
             "num_actions": num_actions,
             "encoder": cfg.encoder,
             "hidden": cfg.hidden,
+            "sparse_features": sparse_features,
+            "num_goals": num_goals,
         }
         self.online = MultiHeadQNetwork(**net_kw)
         self.target = MultiHeadQNetwork(**net_kw)
@@ -66,6 +75,8 @@ class MultiHeadSoftQ(nn.Module):
         `alpha=None` uses the heads' temperature; `alpha=0` is greedy.
         """
         q = fn.compose_linear(self.online(obs), weights)
+        if self.num_goals:
+            q = q.amax(1)
         actions = fn.boltzmann_sample(q, self.cfg.alpha if alpha is None else alpha, generator)
         if epsilon > 0:
             n, num_actions = q.shape
@@ -77,17 +88,15 @@ class MultiHeadSoftQ(nn.Module):
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step on every head; returns detached diagnostics (no host sync)."""
         n = batch.obs.shape[0]
-        if self.cfg.double_q:
-            q_both = self.online(torch.cat([batch.obs, batch.next_obs]))
-            q_tm1, q_select = q_both[:n], q_both[n:].detach()
-        else:
-            q_tm1, q_select = self.online(batch.obs), None
+        q_tm1 = self.online(batch.obs)
         with torch.no_grad():
             q_t = self.target(batch.next_obs)
+            q_select = self.online(batch.next_obs) if self.cfg.double_q else None
         discount_t = self.cfg.gamma * (~batch.terminated).to(q_tm1.dtype)
-        td = fn.soft_q_learning(
-            q_tm1, batch.action, batch.reward, discount_t, q_t, self.cfg.alpha, q_select
-        )
+        r_t = batch.reward
+        if self.num_goals:
+            r_t = fn.extended_reward(r_t, batch.goal, self.num_goals, self.penalty)
+        td = fn.soft_q_learning(q_tm1, batch.action, r_t, discount_t, q_t, self.cfg.alpha, q_select)
         loss = fn.td_loss(td, self.cfg.loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -98,11 +107,11 @@ class MultiHeadSoftQ(nn.Module):
         if self.updates % self.cfg.target_period == 0:
             self.update_target()
         with torch.no_grad():
-            index = batch.action.view(n, 1, 1).expand(n, q_tm1.shape[1], 1)
+            k = len(self.head_names)
             return {
                 "td_loss": loss.detach(),
-                "td_error": td.abs().mean(0),
-                "q_mean": q_tm1.gather(-1, index).squeeze(-1).mean(0),
+                "td_error": td.abs().reshape(n, k, -1).mean((0, 2)),
+                "q_mean": fn.select_action(q_tm1, batch.action).reshape(n, k, -1).mean((0, 2)),
                 "entropy": fn.policy_entropy(q_tm1, self.cfg.alpha).mean(),
             }
 

@@ -107,10 +107,27 @@ def load_checkpoint(
     optimizer_state = None
     if optimizer_file is not None:
         optimizer_state = _load_weights_only(optimizer_file, map_location)
+    _check_shapes(weights, model.state_dict())
     model.load_state_dict(weights)
     if optimizer is not None:
         optimizer.load_state_dict(optimizer_state)
     return meta
+
+
+def _check_shapes(saved: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]) -> None:
+    """Refuse, before touching the model, weights whose names or shapes do not fit it."""
+    problems = [f"missing {k}" for k in current if k not in saved]
+    problems += [f"unexpected {k}" for k in saved if k not in current]
+    problems += [
+        f"{k}: checkpoint {tuple(saved[k].shape)} != model {tuple(v.shape)}"
+        for k, v in current.items()
+        if k in saved and saved[k].shape != v.shape
+    ]
+    if problems:
+        shown = "; ".join(problems[:4]) + ("; ..." if len(problems) > 4 else "")
+        raise CheckpointMismatchError(
+            f"checkpoint weights do not fit this model (was it built from another config?): {shown}"
+        )
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:

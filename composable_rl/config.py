@@ -69,6 +69,15 @@ class EnvConfig:
     r_max: float = doc(2.0, "Terminal reward for collecting an object the head rewards.")
     r_min: float = doc(-0.1, "Terminal reward for collecting an object the head does not reward.")
     step_reward: float = doc(-0.1, "Reward for every step that collects no object.")
+    bound_heads: bool = doc(
+        False,
+        "Add heads MAX and MIN (every object rewarded with r_max / r_min): Boolean NOT needs them.",
+    )
+    observation: Literal["indices", "planes"] = doc(
+        "indices",
+        "indices: positions of the ones of the one-hot planes (fast sparse MLP); "
+        "planes: uint8 [C, H, W] one-hot planes (needed by the cnn encoder).",
+    )
 
     def problems(self) -> Iterator[tuple[str, str]]:
         """Yield (field, problem) for rules that involve several fields."""
@@ -101,7 +110,9 @@ class AgentConfig:
 
     gamma: float = doc(0.95, "Discount factor.", ge=0, lt=1)
     alpha: float = doc(0.02, "Entropy temperature of the soft-Q heads.", ge=0)
-    encoder: Literal["mlp", "cnn"] = doc("mlp", "Observation encoder architecture.")
+    encoder: Literal["mlp", "cnn"] = doc(
+        "mlp", "Observation encoder: mlp (any observation) or cnn (env.observation: planes)."
+    )
     hidden: list[int] = doc([256, 256], "Hidden layer widths of the encoder.", ge=1)
     lr: float = doc(5e-4, "Optimiser learning rate.", gt=0)
     loss: Literal["huber", "mse"] = doc("huber", "TD loss: huber (smooth L1) or mse.")
@@ -109,6 +120,16 @@ class AgentConfig:
     max_grad_norm: float = doc(10.0, "Gradient-norm clipping threshold; 0 disables it.", ge=0)
     tau: float = doc(1.0, "Target-network Polyak factor; 1.0 = hard copy.", gt=0, le=1)
     target_period: int = doc(500, "Updates between target-network updates.", ge=1)
+    world_values: bool = doc(
+        False,
+        "Learn world-value heads Q[B, K, G, A] (one value per goal) with extended rewards: "
+        "makes Boolean composition exact in deterministic goal-reaching worlds.",
+    )
+    penalty: float | None = doc(
+        None,
+        "Extended reward for ending at a goal other than g; null = r_min - (r_max - r_min) * D "
+        "with D = min(free cells, 1 / (1 - gamma)).",
+    )
 
 
 @dataclasses.dataclass

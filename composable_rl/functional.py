@@ -85,9 +85,13 @@ def soft_q_learning(
     with torch.no_grad():
         selector = q_t if q_t_selector is None else q_t_selector
         target = soft_q_target(r_t, discount_t, soft_value_under(q_t, selector, alpha))
-    index = a_tm1.reshape(a_tm1.shape + (1,) * (q_tm1.dim() - 1)).expand(q_tm1.shape[:-1] + (1,))
-    q_taken = q_tm1.gather(-1, index).squeeze(-1)
-    return target - q_taken
+    return target - select_action(q_tm1, a_tm1)
+
+
+def select_action(q: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Q(s, a) for every head: q [B, ..., A] and actions [B] -> [B, ...]."""
+    index = a.reshape(a.shape + (1,) * (q.dim() - 1)).expand(q.shape[:-1] + (1,))
+    return q.gather(-1, index).squeeze(-1)
 
 
 def td_loss(td: torch.Tensor, kind: str = "huber") -> torch.Tensor:
@@ -109,3 +113,17 @@ def compose_linear(q: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     w = weights if weights.dim() == 2 else weights.expand(q.shape[0], -1)
     w = w.reshape(w.shape + (1,) * (q.dim() - 2))
     return (q * w).sum(1)
+
+
+def extended_reward(
+    r_t: torch.Tensor, goal_t: torch.Tensor, num_goals: int, penalty: float
+) -> torch.Tensor:
+    """World-value rewards [B, K, G]: r_t, except `penalty` where the step ended at another goal.
+
+    `goal_t` [B] is the goal the transition terminated at (-1: none). Column g is the reward of
+    "reach g": terminating at any goal g' != g is penalised, so Q[..., g, :] learns to reach g
+    (Nangue Tasse, James & Rosman 2020).
+    """
+    goals = torch.arange(num_goals, device=goal_t.device)
+    elsewhere = (goal_t[:, None] >= 0) & (goal_t[:, None] != goals)
+    return torch.where(elsewhere[:, None, :], penalty, r_t[:, :, None].expand(-1, -1, num_goals))

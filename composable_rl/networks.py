@@ -17,6 +17,31 @@ def mlp_encoder(in_features: int, hidden: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class SparseLinear(nn.Module):
+    """A Linear layer over a multi-hot input given as the indices of its ones: [B, F] -> [B, out].
+
+    Equals `nn.Linear(num_features, out)` applied to the dense 0/1 vector, at the cost of F
+    weight rows gathered and summed instead of a num_features-wide matrix product.
+    """
+
+    def __init__(self, num_features: int, out_features: int) -> None:
+        super().__init__()
+        bound = 1.0 / num_features**0.5
+        self.weight = nn.Parameter(torch.empty(num_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        rows = self.weight.index_select(0, indices.reshape(-1))
+        return rows.view(*indices.shape, -1).sum(-2) + self.bias
+
+
+def sparse_mlp_encoder(num_features: int, hidden: Sequence[int]) -> nn.Sequential:
+    """The MLP encoder for index observations: sparse first layer, then Linear+ReLU layers."""
+    return nn.Sequential(
+        SparseLinear(num_features, hidden[0]), nn.ReLU(), mlp_encoder(hidden[0], hidden[1:])
+    )
+
+
 def cnn_encoder(
     obs_shape: Sequence[int], hidden: Sequence[int], channels: int = 32
 ) -> nn.Sequential:
@@ -35,7 +60,8 @@ class MultiHeadQNetwork(nn.Module):
     """Q(s) for K heads in one forward pass: [B, K, A], or [B, K, G, A] with world-value heads.
 
     Observations may be uint8 (one-hot planes); they are cast to float inside the network so the
-    replay can store them compactly.
+    replay can store them compactly. With `sparse_features > 0` they are instead the indices of the
+    ones of a multi-hot vector of that width, and the MLP's first layer is computed sparsely.
     """
 
     def __init__(
@@ -46,11 +72,17 @@ class MultiHeadQNetwork(nn.Module):
         num_goals: int = 0,
         encoder: str = "mlp",
         hidden: Sequence[int] = (256, 256),
+        sparse_features: int = 0,
     ) -> None:
         super().__init__()
         if not hidden:
             raise ValueError("hidden must name at least one layer width")
-        if encoder == "mlp":
+        self.sparse = sparse_features > 0
+        if self.sparse and encoder != "mlp":
+            raise ValueError(f"index observations need the 'mlp' encoder, got {encoder!r}")
+        if self.sparse:
+            self.encoder = sparse_mlp_encoder(sparse_features, hidden)
+        elif encoder == "mlp":
             self.encoder = mlp_encoder(int(torch.tensor(obs_shape).prod()), hidden)
         elif encoder == "cnn":
             if len(obs_shape) != 3:
@@ -67,5 +99,5 @@ class MultiHeadQNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q values of every head (and goal) for a batch of observations."""
-        features = self.encoder(obs.float())
+        features = self.encoder(obs if self.sparse else obs.float())
         return self.head(features).view(obs.shape[0], *self.out_shape)

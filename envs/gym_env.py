@@ -25,7 +25,11 @@ class ObjectRoomsEnv(gym.Env):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}")
         self.render_mode = render_mode
         self.world = ObjectRooms(num_envs=1, **world_kwargs)
-        self.observation_space = spaces.Box(0, 1, self.world.obs_shape, np.uint8)
+        if self.world.observation == "planes":
+            self.observation_space = spaces.Box(0, 1, self.world.obs_shape, np.uint8)
+        else:
+            shape = self.world.obs_shape
+            self.observation_space = spaces.MultiDiscrete(np.full(shape, self.world.num_features))
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         w = self.world
         self.reward_space = spaces.Box(

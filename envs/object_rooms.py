@@ -11,10 +11,14 @@ from envs.gridworld import NUM_ACTIONS, hash_bits, move, parse_layout
 from envs.render import colours_rgb, draw_grid, shape_glyphs
 
 Seed = int | Sequence[int] | Tensor
+BOUND_HEADS = ("MAX", "MIN")  # the tasks rewarding every object with r_max / r_min (for NOT)
 
 
 class ObjectRooms:
     """N gridworlds with one object per (colour, shape); collecting one ends the episode.
+
+    With `bound_heads`, two more reward columns MAX and MIN give r_max / r_min for collecting
+    any object: the bounds Q_MAX and Q_MIN that Boolean negation needs.
 
     State lives in tensors: `agent` [N] and `objects` [N, M] (flat cells), `t` [N] steps taken,
     `seeds` [N] and `episode` [N] (the per-slot RNG key: every draw is a hash of both). A new
@@ -36,10 +40,15 @@ class ObjectRooms:
         r_max: float = 2.0,
         r_min: float = -0.1,
         step_reward: float = -0.1,
+        observation: str = "planes",
+        bound_heads: bool = False,
         device: str | torch.device = "cpu",
     ) -> None:
         if num_envs < 1 or max_steps < 1:
             raise ValueError("num_envs and max_steps must be positive")
+        if observation not in ("planes", "indices"):
+            raise ValueError(f"observation must be 'planes' or 'indices', got {observation!r}")
+        self.observation = observation
         self.num_envs, self.max_steps = num_envs, max_steps
         self.r_max, self.r_min, self.step_reward = r_max, r_min, step_reward
         self.device = torch.device(device)
@@ -52,10 +61,12 @@ class ObjectRooms:
         pairs = [(c, s) for c in self.colours for s in self.shapes]
         self.goal_names = [f"{c}_{s}" for c, s in pairs]
         self.num_goals = len(pairs)
-        self.head_names = self._resolve_heads(heads)
+        attribute_heads = self._resolve_heads(heads)
+        bounds = list(BOUND_HEADS) if bound_heads else []
+        self.head_names = attribute_heads + bounds
         self.num_heads = len(self.head_names)
         self.object_attributes = torch.tensor(
-            [[h in pair for h in self.head_names] for pair in pairs],
+            [[h in pair for h in attribute_heads] + [h == "MAX" for h in bounds] for pair in pairs],
             dtype=torch.bool,
             device=self.device,
         )
@@ -69,7 +80,18 @@ class ObjectRooms:
         self.fixed_objects = self._check_positions(object_positions)
         fixed = self.fixed_objects if self.fixed_objects is not None else self.free_cells[:0]
         self._fixed_mask = (self.free_cells[:, None] == fixed).any(1)
-        self.obs_shape = (2 + self.num_goals, self.height, self.width)
+        cells = self.height * self.width
+        attributes = len(self.colours) + len(self.shapes)
+        if observation == "planes":
+            self.obs_shape, self.obs_dtype = (2 + attributes, self.height, self.width), torch.uint8
+        else:
+            self.obs_shape, self.obs_dtype = (1 + 4 * self.num_goals,), torch.long
+        colour = torch.tensor([self.colours.index(c) for c, _ in pairs], device=self.device)
+        shape = torch.tensor([self.shapes.index(s) for _, s in pairs], device=self.device)
+        self._attribute_planes = torch.stack([colour, len(self.colours) + shape], 1).flatten()
+        offsets = (2 * self.height - 1) * (2 * self.width - 1)
+        self.num_features = (1 + attributes) * cells + attributes * offsets
+        self._relative_base = (1 + attributes) * cells
         self._wall_plane = self.walls.flatten().to(torch.uint8)
         self._free_ordinals = torch.arange(self.free_cells.numel(), device=self.device)
         self._object_rgb = colours_rgb([c for c, _ in pairs])
@@ -127,18 +149,37 @@ class ObjectRooms:
         return self.free_cells[start], objects
 
     def observe(self, agent: Tensor, objects: Tensor) -> Tensor:
-        """uint8 one-hot planes [B, C, H, W]: walls, agent, then one plane per object."""
+        """The observation of each state, as attribute planes or as the indices of their ones.
+
+        planes: uint8 [B, C, H, W] = walls, agent, one plane per colour, one per shape (object
+        (c, s) sits where planes c and s are both set), like a camera image that shows colours
+        and shapes rather than identities. indices: long [B, 1 + 4M] = positions of the ones of
+        a multi-hot vector, so a sum of weight rows equals a dense first layer: the agent cell,
+        each object's cell in its colour and shape planes (the non-constant ones of the planes),
+        and its offset from the agent in an egocentric colour and shape plane, which lets the
+        network generalise across random layouts.
+        """
+        batch, cells = agent.shape[0], self.height * self.width
+        objects2 = objects.repeat_interleave(2, dim=1)
+        if self.observation == "indices":
+            w = self.width
+            row = (
+                objects2.div(w, rounding_mode="floor")
+                - agent.div(w, rounding_mode="floor")[:, None]
+            )
+            col = objects2.remainder(w) - agent.remainder(w)[:, None]
+            relative = (row + self.height - 1) * (2 * w - 1) + col + w - 1
+            offsets = (2 * self.height - 1) * (2 * w - 1)
+            absolute = objects2 + (1 + self._attribute_planes) * cells
+            relative = relative + self._relative_base + self._attribute_planes * offsets
+            return torch.cat([agent[:, None], absolute, relative], 1)
         planes = torch.zeros(
-            agent.shape[0],
-            self.obs_shape[0],
-            self.height * self.width,
-            dtype=torch.uint8,
-            device=self.device,
+            batch, self.obs_shape[0] * cells, dtype=torch.uint8, device=self.device
         )
-        planes[:, 0] = self._wall_plane
-        planes[:, 1].scatter_(1, agent[:, None], 1)
-        planes[:, 2:].scatter_(2, objects[:, :, None], 1)
-        return planes.view(agent.shape[0], *self.obs_shape)
+        planes[:, :cells] = self._wall_plane
+        planes[:, cells:].scatter_(1, agent[:, None], 1)
+        planes.scatter_(1, objects2 + (2 + self._attribute_planes) * cells, 1)
+        return planes.view(batch, *self.obs_shape)
 
     def transition(
         self, agent: Tensor, objects: Tensor, actions: Tensor

@@ -108,3 +108,45 @@ def finite_horizon_return(
         q = backup(mdp, reward, value)
         value = q.amax(-1) if policy == "optimal" else q.mean(-1)
     return value
+
+
+def penalty_bound(r_min: float, r_max: float, diameter: float) -> float:
+    """Wrong-goal penalty r_min - (r_max - r_min) * diameter, low enough for exact world values."""
+    return r_min - (r_max - r_min) * diameter
+
+
+def task_reward(mdp: TabularMDP, goal_rewards: Tensor, step_reward: float) -> Tensor:
+    """Reward [L, S, A] float64 of goal_rewards[g] on reaching goal g, step_reward otherwise.
+
+    Invalid states get 0, as in `tabulate`, so any goal-reaching task can be solved exactly.
+    """
+    goal_rewards = goal_rewards.to(device=mdp.goal.device, dtype=torch.float64)
+    if int(mdp.goal.max()) >= goal_rewards.shape[0]:
+        raise ValueError(f"the MDP has goal {int(mdp.goal.max())}, beyond goal_rewards")
+    reward = torch.where(mdp.goal >= 0, goal_rewards[mdp.goal.clamp(min=0)], step_reward)
+    return torch.where(mdp.valid[..., None], reward, 0.0)
+
+
+def world_value_iteration(
+    mdp: TabularMDP,
+    reward: Tensor,
+    num_goals: int,
+    penalty: float,
+    gamma: float,
+    alpha: float,
+    tol: float = 1e-10,
+    max_iters: int = 10_000,
+) -> Tensor:
+    """World values Q [L, S, G, A] float64 of a reward [L, S, A] (Nangue Tasse et al. 2020).
+
+    Q[:, :, g] solves the same MDP except that terminating at any goal other than g pays
+    `penalty`; the G goal-conditioned problems run as extra layouts of one soft value iteration.
+    """
+    if num_goals < 1 or int(mdp.goal.max()) >= num_goals:
+        raise ValueError(f"num_goals={num_goals} must be positive and cover every goal index")
+    goals = torch.arange(num_goals, device=mdp.goal.device)[:, None, None]
+    elsewhere = (mdp.goal[:, None] >= 0) & (mdp.goal[:, None] != goals)  # [L, G, S, A]
+    extended = torch.where(elsewhere, penalty, reward.double()[:, None])
+    tiled = TabularMDP(**{k: v.repeat_interleave(num_goals, 0) for k, v in vars(mdp).items()})
+    q = soft_value_iteration(tiled, extended.flatten(0, 1), gamma, alpha, tol, max_iters)
+    return q.view(extended.shape).transpose(1, 2).contiguous()

@@ -209,3 +209,14 @@ def test_pickle_payload_in_optimizer_file_is_not_executed(tmp_path):
     with pytest.raises(CheckpointFormatError, match="weights-only"):
         load_checkpoint(path, Tiny(), torch.optim.Adam(Tiny().parameters()))
     assert not marker.exists()
+
+
+def test_weights_of_another_shape_are_refused_before_loading(tmp_path):
+    small, large = torch.nn.Linear(3, 2), torch.nn.Linear(4, 2)
+    path = save_checkpoint(
+        tmp_path / "ckpt", small, None, {"step": 1, "head_names": ["a"], "config": {}}
+    )
+    before = large.weight.clone()
+    with pytest.raises(CheckpointMismatchError, match=r"weight: checkpoint \(2, 3\) != model"):
+        load_checkpoint(path, large)
+    assert torch.equal(large.weight, before)

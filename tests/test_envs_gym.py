@@ -26,7 +26,7 @@ def test_check_env_passes_on_scalarized_env():
 
 def test_spaces_and_registration():
     env = gym.make(OBJECT_ROOMS_ID, layout="open5", max_steps=7)
-    assert env.observation_space == gym.spaces.Box(0, 1, (8, 7, 7), np.uint8)
+    assert env.observation_space == gym.spaces.Box(0, 1, (7, 7, 7), np.uint8)
     assert env.action_space == gym.spaces.Discrete(4)
     reward_space = env.get_wrapper_attr("reward_space")
     assert reward_space.shape == (5,) and reward_space.dtype == np.float32

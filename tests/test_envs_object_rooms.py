@@ -25,7 +25,7 @@ def test_names_and_attributes():
     ]
     assert world.head_names == ["beige", "blue", "purple", "circle", "square"]
     assert (world.num_goals, world.num_heads, world.num_actions) == (6, 5, 4)
-    assert world.obs_shape == (8, 13, 13)
+    assert world.obs_shape == (7, 13, 13)
     assert world.object_attributes.sum(1).tolist() == [2] * 6
     assert world.object_attributes[3].tolist() == [False, True, False, False, True]
 
@@ -52,12 +52,14 @@ def test_reset_places_distinct_objects_and_a_free_start():
     assert free[world.objects].all() and free[world.agent].all()
     assert all(len(set(row)) == 6 for row in world.objects.tolist())
     assert not (world.objects == world.agent[:, None]).any()
-    assert obs.dtype == torch.uint8 and obs.shape == (256, 8, 13, 13)
+    assert obs.dtype == torch.uint8 and obs.shape == (256, 7, 13, 13)
     flat = obs.flatten(2)
     assert torch.equal(flat[:, 0], world.walls.flatten().expand(256, -1).to(torch.uint8))
-    assert (flat[:, 1:].sum(2) == 1).all()
+    assert (flat[:, 1].sum(1) == 1).all()
+    assert (flat[:, 2:5].sum(2) == 2).all() and (flat[:, 5:].sum(2) == 3).all()
     assert torch.equal(flat[:, 1].argmax(1), world.agent)
-    assert torch.equal(flat[:, 2:].argmax(2), world.objects)
+    purple_square = (flat[:, 4] * flat[:, 6]).argmax(1)
+    assert torch.equal(purple_square, world.objects[:, 5])
     assert world.agent.unique().numel() > 60 and world.objects.unique().numel() > 90
 
 

@@ -95,3 +95,10 @@ def test_compose_linear():
     q = torch.tensor([[[1.0, 2.0], [10.0, 20.0]]])
     assert fn.compose_linear(q, torch.tensor([0.5, 0.1])).tolist() == [[1.5, 3.0]]
     assert fn.compose_linear(q, torch.tensor([[1.0, -1.0]])).tolist() == [[-9.0, -18.0]]
+
+
+def test_extended_reward_penalises_other_goals_only():
+    r_t = torch.tensor([[2.0, -0.1], [-0.1, -0.1]])  # step 0 ended at goal 1, step 1 at none
+    r = fn.extended_reward(r_t, torch.tensor([1, -1]), num_goals=3, penalty=-9.0)
+    expected = torch.tensor([[[-9.0, 2.0, -9.0], [-9.0, -0.1, -9.0]], [[-0.1] * 3, [-0.1] * 3]])
+    assert torch.equal(r, expected)

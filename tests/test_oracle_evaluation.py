@@ -14,6 +14,18 @@ WORLD = {"layout": "four_rooms", "max_steps": 30}
 WEIGHTS = torch.tensor([1.0, 0.0, -1.0, 0.0, 0.5])
 
 
+def objects_from_planes(world: ObjectRooms, obs: Tensor) -> Tensor:
+    """Object cells [B, M] decoded from attribute planes: where its colour and shape planes meet."""
+    flat = obs.flatten(2)
+    colours = len(world.colours)
+    cells = [
+        (flat[:, 2 + c] * flat[:, 2 + colours + s]).argmax(1)
+        for c in range(colours)
+        for s in range(len(world.shapes))
+    ]
+    return torch.stack(cells, 1)
+
+
 class OracleGreedy:
     """Acts optimally for the first episode of every slot, using the staged finite-horizon Q."""
 
@@ -26,7 +38,7 @@ class OracleGreedy:
     def __call__(self, obs: Tensor, weights: Tensor) -> Tensor:
         flat = obs.flatten(2)
         if not self.q_by_steps_left:
-            mdp = tabulate(self.world, flat[:, 2:].argmax(2))
+            mdp = tabulate(self.world, objects_from_planes(self.world, obs))
             reward = mdp.reward @ self.weights
             value = torch.zeros(mdp.valid.shape, dtype=torch.float64)
             for _ in range(self.world.max_steps):
@@ -76,3 +88,16 @@ def test_fixed_layout_and_zero_weights():
     assert math.isnan(result["normalized_return"]) and result["success"] == 0.0
     single = evaluate(world, OracleGreedy(world, WEIGHTS), WEIGHTS, episodes=50, seed=8)
     assert single["normalized_return"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_goal_task_equals_the_linear_task_with_the_same_rewards():
+    world = ObjectRooms(num_envs=1, **WORLD)
+    k = world.head_names.index("blue")
+    goal_rewards = torch.where(world.object_attributes[:, k], world.r_max, world.r_min)
+    linear = evaluate(WORLD, uniform_random(4), torch.eye(world.num_heads)[k], 64, seed=2)
+    by_goal = evaluate(WORLD, uniform_random(4), episodes=64, seed=2, goal_rewards=goal_rewards)
+    assert by_goal == pytest.approx(linear, abs=1e-6)
+    with pytest.raises(ValueError, match="exactly one"):
+        evaluate(WORLD, uniform_random(), episodes=4)
+    with pytest.raises(ValueError, match="goal_rewards must have shape"):
+        evaluate(WORLD, uniform_random(), episodes=4, goal_rewards=torch.zeros(2))

@@ -34,3 +34,20 @@ def test_network_rejects_bad_settings():
         MultiHeadQNetwork((3, 7, 7), 2, 4, encoder="transformer")
     with pytest.raises(ValueError, match="hidden"):
         MultiHeadQNetwork((3, 7, 7), 2, 4, hidden=[])
+
+
+def test_sparse_mlp_equals_dense_mlp_on_the_one_hot_input():
+    torch.manual_seed(0)
+    width, hidden = 30, [16, 8]
+    sparse = MultiHeadQNetwork((4,), 3, 2, hidden=hidden, sparse_features=width)
+    dense = MultiHeadQNetwork((width,), 3, 2, hidden=hidden)
+    with torch.no_grad():
+        dense.encoder[1].weight.copy_(sparse.encoder[0].weight.T)
+        dense.encoder[1].bias.copy_(sparse.encoder[0].bias)
+    dense.encoder[3].load_state_dict(sparse.encoder[2][1].state_dict())
+    dense.head.load_state_dict(sparse.head.state_dict())
+    indices = torch.stack([torch.randperm(width)[:4] for _ in range(10)])
+    multi_hot = torch.zeros(10, width).scatter_(1, indices, 1.0)
+    assert torch.allclose(sparse(indices), dense(multi_hot), atol=1e-6)
+    with pytest.raises(ValueError, match="index observations"):
+        MultiHeadQNetwork((4,), 3, 2, encoder="cnn", sparse_features=width)

@@ -1,0 +1,41 @@
+"""Session fixtures: a tiny world-value agent trained once, saved, and loaded by the tests."""
+
+import pytest
+
+import train
+from composable_rl.config import Config, from_dict
+
+TINY_WORLD_VALUES = {
+    "seed": 3,
+    "total_steps": 24_000,
+    "log_every": 4_000,
+    "eval_episodes": 0,
+    "env": {
+        "layout": "open5",
+        "num_envs": 32,
+        "colours": ["blue", "purple"],
+        "shapes": ["circle", "square"],
+        "object_positions": [[1, 1], [1, 5], [5, 1], [5, 5]],
+        "max_steps": 30,
+        "bound_heads": True,
+    },
+    "agent": {
+        "gamma": 0.9,
+        "alpha": 0.02,
+        "hidden": [64, 64],
+        "lr": 0.002,
+        "target_period": 100,
+        "world_values": True,
+    },
+    "replay": {"capacity": 50_000, "batch_size": 128, "learning_starts": 1_000, "replay_ratio": 16},
+    "tasks": {"epsilon_start": 1.0, "epsilon_end": 0.3, "epsilon_fraction": 0.5},
+}
+
+
+@pytest.fixture(scope="session")
+def world_value_run(tmp_path_factory):
+    """Run directory of a tiny agent with world-value heads and the MAX/MIN bound heads."""
+    cfg = from_dict(Config, TINY_WORLD_VALUES)
+    run_dir = tmp_path_factory.mktemp("runs") / "world_values"
+    train.train(cfg, run_dir, progress=False)
+    return run_dir

@@ -1,0 +1,312 @@
+"""Composition operators and the expression language: parsing, printing, errors, evaluation."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from composable_rl.compose import (
+    Binary,
+    Call,
+    Expr,
+    ExpressionError,
+    Head,
+    Number,
+    Unary,
+    and_,
+    boolean_tasks,
+    evaluate,
+    gpi,
+    head_names,
+    is_linear,
+    not_,
+    or_,
+    parse,
+    soft_or,
+    to_string,
+    weighted_sum,
+)
+
+# Object-rooms goals (colour x shape) against the heads purple, blue, square.
+GOALS = ["beige_circle", "beige_square", "blue_circle", "blue_square", "purple_circle"]
+GOALS += ["purple_square"]
+HEADS = ["purple", "blue", "square"]
+MEMBERSHIP = torch.tensor([[h in goal for h in HEADS] for goal in GOALS])
+
+
+def test_operators_by_hand():
+    a, b = torch.tensor([1.0, -2.0, 3.0]), torch.tensor([0.5, 4.0, 3.0])
+    assert or_(a, b).tolist() == [1.0, 4.0, 3.0]
+    assert and_(a, b).tolist() == [0.5, -2.0, 3.0]
+    assert not_(a, torch.full((3,), 5.0), torch.full((3,), -1.0)).tolist() == [3.0, 6.0, 1.0]
+    assert soft_or(a, b, 0.0).tolist() == or_(a, b).tolist()
+    assert soft_or(a, b, 2.0).tolist() == pytest.approx(
+        [2.0 * math.log(math.exp(x / 2) + math.exp(y / 2)) for x, y in zip(a, b, strict=True)]
+    )
+    big = torch.tensor([1000.0])
+    assert soft_or(big, big, 0.01).item() == pytest.approx(1000.0 + 0.01 * math.log(2))
+    q = torch.arange(12.0).view(2, 3, 2)
+    assert weighted_sum(q, torch.tensor([1.0, 0.0, -0.5])).tolist() == [[-2.0, -1.5], [1.0, 1.5]]
+    assert gpi(torch.stack([a, b])).tolist() == [1.0, 4.0, 3.0]
+
+
+def test_softor_approaches_max_as_alpha_shrinks():
+    a, b = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    for alpha in (1e-2, 1e-4):
+        gap = soft_or(a, b, alpha) - or_(a, b)
+        assert (gap >= -1e-12).all() and gap.max() <= alpha * math.log(2) + 1e-12
+    heads = {"a": a, "b": b}
+    assert torch.allclose(evaluate("softor(a, b)", heads, alpha=1e-6), evaluate("a | b", heads))
+
+
+@pytest.mark.parametrize(
+    ("text", "same_as"),
+    [
+        ("a | b & c", "a | (b & c)"),
+        ("a & b | c", "(a & b) | c"),
+        ("~a & b", "(~a) & b"),
+        ("-a * 2", "(-a) * 2"),
+        ("0.5*a + b", "(0.5 * a) + b"),
+        ("a + b & c", "(a + b) & c"),
+        ("a - b - c", "(a - b) - c"),
+        ("a / 2 / 4", "(a / 2) / 4"),
+        ("~~a", "~(~a)"),
+        ("a+b|c&d", "(a + b) | (c & d)"),
+    ],
+)
+def test_precedence(text, same_as):
+    assert parse(text) == parse(same_as)
+
+
+def test_trees_and_canonical_text():
+    a, b, c = Head("a"), Head("b"), Head("c")
+    assert parse("a | b & c") == Binary("|", a, Binary("&", b, c))
+    assert parse("0.5*a + b") == Binary("+", Binary("*", Number(0.5), a), b)
+    assert parse("-a * 2") == Binary("*", Unary("-", a), Number(2))
+    assert parse(" softor( a ,b,c ) ") == Call("softor", (a, b, c))
+    assert parse("max") == Head("max")
+    for text in ("2*a", "2.*a", ".5*a", "1e-3*a", "1E+2*a", "0.25*a"):
+        assert parse(text).left.value == float(text[:-2])
+    assert to_string(parse("((a|b))|c")) == "a | b | c"
+    assert to_string(parse("a|(b|c)")) == "a | (b | c)"
+    assert to_string(parse("-(a+b)*2.0 - -c/1e-05")) == "-(a + b) * 2 - -c / 1e-05"
+    assert to_string(parse("~(a&b)&~c")) == "~(a & b) & ~c"
+
+
+def test_offsets_point_at_node_starts():
+    tree = parse("  blue & ~(square | red)")
+    assert (tree.pos, tree.left.pos, tree.right.pos, tree.right.operand.pos) == (2, 2, 9, 11)
+    assert parse("x + max(a, b)").right.pos == 4
+
+
+NAMES = st.sampled_from(["a", "b", "blue", "_x1", "max"])
+NUMBERS = st.floats(0, 1e6, allow_nan=False, allow_infinity=False).map(abs).map(Number)
+POSITIVE = st.floats(1e-3, 1e3).map(Number)
+CONSTANTS = st.recursive(
+    NUMBERS,
+    lambda inner: st.one_of(
+        st.builds(Unary, st.just("-"), inner),
+        st.builds(Binary, st.sampled_from("+-*"), inner, inner),
+        st.builds(Binary, st.just("/"), inner, POSITIVE),
+    ),
+    max_leaves=3,
+)
+
+
+def _values(inner: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
+    """One level of head-dependent expressions over `inner`."""
+    return st.one_of(
+        st.builds(Unary, st.sampled_from("~-"), inner),
+        st.builds(Binary, st.sampled_from("|&+-"), inner, inner),
+        st.builds(Binary, st.sampled_from("+-"), inner, CONSTANTS),
+        st.builds(Binary, st.sampled_from("+-*"), CONSTANTS, inner),
+        st.builds(Binary, st.sampled_from("*/"), inner, POSITIVE),
+        st.builds(
+            Call, st.sampled_from(["softor", "max", "min"]), st.lists(inner, min_size=2, max_size=3)
+        ),
+    )
+
+
+EXPRESSIONS = st.recursive(st.builds(Head, NAMES), _values, max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(EXPRESSIONS)
+def test_round_trip(expr):
+    text = to_string(expr)
+    assert parse(text) == expr
+    assert to_string(parse(text)) == text
+
+
+@settings(max_examples=50, deadline=None)
+@given(EXPRESSIONS)
+def test_head_names_and_evaluation_of_trees_match_text(expr):
+    assert head_names(expr) == head_names(to_string(expr)) <= {"a", "b", "blue", "_x1", "max"}
+    heads = {name: torch.randn(3, dtype=torch.float64) for name in ("a", "b", "blue", "_x1", "max")}
+    bounds = (torch.full((3,), 2.0, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
+    from_tree = evaluate(expr, heads, alpha=0.5, bounds=bounds)
+    from_text = evaluate(to_string(expr), heads, alpha=0.5, bounds=bounds)
+    assert torch.equal(from_tree.isnan(), from_text.isnan())
+    assert torch.allclose(from_tree, from_text, equal_nan=True)
+
+
+def _caret_column(message: str) -> int:
+    lines = message.splitlines()
+    assert lines[-1].strip() == "^" and lines[-2].startswith("  ")
+    return len(lines[-1]) - 3  # two spaces of indent, then the column's worth of spaces
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "column"),
+    [
+        ("blue & ~)square", "unexpected ')'", 8),
+        ("blue $ red", "unexpected character '$'", 5),
+        ("blue & ", "unexpected end of expression", 7),
+        ("blue & | red", "unexpected '|'", 7),
+        ("max(a,)", "unexpected ')'", 6),
+        ("(blue & red", "missing ')' to close the '(' at column 0", 11),
+        ("max(a, b", "missing ')' to close the '(' at column 3", 8),
+        ("(a b)", "missing ')' to close the '(' at column 0", 3),
+        ("blue red", "trailing input 'red'", 5),
+        ("blue)", "trailing input ')'", 4),
+        ("", "empty expression", 0),
+        ("   ", "empty expression", 3),
+        ("2 * 1e", "bad number '1e'", 4),
+        ("1.2.3 * a", "bad number '1.2.3'", 0),
+        ("a + 2blue", "bad number '2blue'", 4),
+        ("1e999 * a", "bad number '1e999'", 0),
+        ("a | foo(b, c)", "unknown function 'foo'; known functions: max, min, softor", 4),
+        ("max(a)", "max() needs at least 2 arguments, got 1", 0),
+        ("a & softor()", "softor() needs at least 2 arguments, got 0", 4),
+        ("2 & blue", "'&' needs head values, not a constant", 0),
+        ("blue | (1 + 2)", "'|' needs head values, not a constant", 8),
+        ("~3 + a", "'~' needs head values, not a constant", 1),
+        ("min(a, -1)", "'min' needs head values, not a constant", 7),
+        ("a * b", "'*' needs a constant on one side", 2),
+        ("2 / a", "'/' needs a constant divisor", 4),
+        ("a / (1 - 1)", "division by zero", 5),
+        ("1 + 2", "expression needs at least one head name", 0),
+    ],
+)
+def test_parse_errors_point_a_caret(text, reason, column):
+    with pytest.raises(ExpressionError) as info:
+        parse(text)
+    err = info.value
+    assert isinstance(err, ValueError)
+    assert str(err).splitlines()[0] == f"{reason} in expression:"
+    assert str(err).splitlines()[1] == "  " + text
+    assert (err.reason, err.position) == (reason, column)
+    assert _caret_column(str(err)) == column
+
+
+def test_error_message_layout():
+    with pytest.raises(ExpressionError) as info:
+        parse("blue & ~)square")
+    assert str(info.value) == "unexpected ')' in expression:\n  blue & ~)square\n          ^"
+    with pytest.raises(ExpressionError) as info:
+        parse("a &\n\t)")
+    assert str(info.value).splitlines()[1:] == ["  a &  )", "       ^"]
+
+
+def test_hand_built_trees_are_validated():
+    with pytest.raises(ValueError, match="constant"):
+        Binary("&", Number(2), Head("a"))
+    with pytest.raises(ValueError, match="one side"):
+        Binary("*", Head("a"), Head("b"))
+    with pytest.raises(ValueError, match="unknown operator"):
+        Unary("!", Head("a"))
+    with pytest.raises(ValueError, match="unknown operator"):
+        Call("sum", (Head("a"), Head("b")))
+    with pytest.raises(ValueError, match="non-negative"):
+        Number(-1.0)
+    with pytest.raises(ValueError, match="identifier"):
+        Head("not a name")
+
+
+def test_evaluate_by_hand():
+    heads = {
+        "a": torch.tensor([[1.0, 2.0], [3.0, -4.0]]),
+        "b": torch.tensor([[0.0, 5.0], [1.0, -1.0]]),
+    }
+    q_max, q_min = torch.full((2, 2), 10.0), torch.full((2, 2), -10.0)
+    assert evaluate("a | b", heads).tolist() == [[1.0, 5.0], [3.0, -1.0]]
+    assert evaluate("a & ~b", heads, bounds=(q_max, q_min)).tolist() == [[0.0, -5.0], [-1.0, -4.0]]
+    assert evaluate("0.5*a + b/2 - 1", heads).tolist() == [[-0.5, 2.5], [1.0, -3.5]]
+    assert evaluate("-a * 2", heads).tolist() == [[-2.0, -4.0], [-6.0, 8.0]]
+    assert evaluate("max(a, b, -a)", heads).tolist() == [[1.0, 5.0], [3.0, 4.0]]
+    assert evaluate("min(a, b, 3 - a)", heads).tolist() == [[0.0, 1.0], [0.0, -4.0]]
+    assert evaluate("~~a", heads, bounds=(q_max, q_min)).tolist() == heads["a"].tolist()
+    expected = 0.5 * torch.logaddexp(heads["a"] / 0.5, heads["b"] / 0.5)
+    assert torch.allclose(evaluate("softor(a, b)", heads, alpha=0.5), expected)
+    world = {"a": torch.randn(2, 3, 4), "b": torch.randn(2, 3, 4)}
+    assert torch.equal(evaluate("a & b", world), torch.minimum(world["a"], world["b"]))
+
+
+def test_evaluate_errors_point_at_the_culprit():
+    heads = {"blue": torch.zeros(2), "square": torch.ones(2)}
+    with pytest.raises(ExpressionError) as info:
+        evaluate("blue & ~square", heads)
+    assert info.value.reason == "'~' needs bounds=(q_max, q_min)" and info.value.position == 7
+    with pytest.raises(ExpressionError) as info:
+        evaluate("blue | red", heads)
+    assert info.value.reason == "unknown head 'red'; known heads: blue, square"
+    assert _caret_column(str(info.value)) == 7
+    tree = parse("blue|(square&purple)")
+    with pytest.raises(ExpressionError) as info:
+        evaluate(tree, heads)
+    assert info.value.text == "blue | square & purple" and info.value.position == 16
+    with pytest.raises(ExpressionError, match="expression needs at least one head name"):
+        evaluate(Binary("+", Number(1), Number(2)), heads)
+
+
+def test_head_names():
+    assert head_names("0.5*food + water & ~food") == {"food", "water"}
+    assert head_names(parse("softor(a, max(b, c))")) == {"a", "b", "c"}
+
+
+def truth(text: str, membership: torch.Tensor, names: list[str]) -> torch.Tensor:
+    """Goal mask [G] of an expression evaluated on per-goal truth values (NOT = 1 - x)."""
+    values = {name: membership[:, k].double() for k, name in enumerate(names)}
+    ones = torch.ones(membership.shape[0], dtype=torch.float64)
+    return evaluate(text, values, bounds=(ones, torch.zeros_like(ones))) > 0.5
+
+
+def test_boolean_tasks_on_object_rooms_goals():
+    tasks = boolean_tasks(HEADS, MEMBERSHIP)
+    assert len(tasks) == 63
+    masks = {tuple(mask.tolist()) for _, mask in tasks}
+    assert len(masks) == 63 and (False,) * 6 not in masks
+    for text, mask in tasks:
+        assert mask.dtype == torch.bool and mask.shape == (6,)
+        assert torch.equal(truth(text, MEMBERSHIP, HEADS), mask), text
+        assert head_names(text) <= set(HEADS)
+    found = dict(tasks)
+    for name in HEADS:
+        assert torch.equal(found[name], MEMBERSHIP[:, HEADS.index(name)])
+        assert torch.equal(found[f"~{name}"], ~MEMBERSHIP[:, HEADS.index(name)])
+    assert found["~purple & ~blue"].tolist() == [True, True, False, False, False, False]
+    assert found["blue & ~square"].tolist() == [False, False, True, False, False, False]
+    assert found["purple | ~purple"].all()
+    assert [text for text, _ in tasks[:3]] == ["blue", "purple", "square"]
+    again = boolean_tasks(HEADS, MEMBERSHIP)
+    assert [text for text, _ in again] == [text for text, _ in tasks]
+
+
+def test_boolean_tasks_merge_indistinguishable_goals():
+    membership = torch.tensor([[1, 0], [1, 0], [0, 1], [1, 1]], dtype=torch.bool)
+    tasks = boolean_tasks(["x", "y"], membership)
+    assert len(tasks) == 7  # three atoms: {0, 1}, {2}, {3}
+    for text, mask in tasks:
+        assert mask[0] == mask[1]
+        assert torch.equal(truth(text, membership, ["x", "y"]), mask)
+    with pytest.raises(ValueError, match="membership"):
+        boolean_tasks(["x"], membership)
+
+
+def test_is_linear_tells_weighted_sums_from_boolean_expressions():
+    assert is_linear("0.5*blue + square - purple / 2")
+    assert is_linear("-(blue + 2 * square)")
+    for text in ("blue & square", "~blue", "blue | square", "softor(blue, square)", "0.5*(a | b)"):
+        assert not is_linear(text), text

@@ -1,0 +1,117 @@
+"""End-to-end training checked against the exact oracle, resume, and the CLI's error paths."""
+
+import json
+
+import pytest
+import torch
+
+import train
+from composable_rl.checkpoint import latest_checkpoint, load_checkpoint, load_meta
+from composable_rl.config import Config, from_dict, load_config
+from envs.oracle import soft_value_iteration, tabulate
+
+SMALL = {
+    "seed": 1,
+    "total_steps": 24_000,
+    "log_every": 4_000,
+    "eval_episodes": 200,
+    "env": {
+        "layout": "open5",
+        "num_envs": 32,
+        "colours": ["blue", "purple"],
+        "shapes": ["square"],
+        "object_positions": [[1, 1], [4, 5]],
+        "max_steps": 30,
+    },
+    "agent": {"gamma": 0.9, "alpha": 0.05, "hidden": [64, 64], "lr": 0.002, "target_period": 100},
+    "replay": {"capacity": 50_000, "batch_size": 128, "learning_starts": 1_000, "replay_ratio": 16},
+    "tasks": {"epsilon_start": 1.0, "epsilon_end": 0.3, "epsilon_fraction": 0.5},
+}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """Trains the small agent once; returns (config, run_dir, result)."""
+    cfg = from_dict(Config, SMALL)
+    run_dir = tmp_path_factory.mktemp("runs") / "small"
+    return cfg, run_dir, train.train(cfg, run_dir, progress=False)
+
+
+def test_every_head_is_near_optimal_and_matches_the_oracle_q(small_run):
+    cfg, run_dir, result = small_run
+    rows = {row["task"]: row for row in result["eval"]}
+    assert set(rows) == {"blue", "purple", "square"}
+    for row in rows.values():
+        assert abs(row["return"] - row["oracle_return"]) <= 0.05 * abs(row["oracle_return"]), row
+
+    world, agent = train.build(cfg)
+    load_checkpoint(latest_checkpoint(run_dir), agent, head_names=world.head_names)
+    objects = torch.tensor([[1 * 7 + 1, 4 * 7 + 5]])
+    mdp = tabulate(world, objects)
+    cells = mdp.valid[0].nonzero().flatten()
+    with torch.no_grad():
+        q_learned = agent.online(world.observe(cells, objects.expand(len(cells), -1))).double()
+    for k, name in enumerate(world.head_names):
+        q_oracle = soft_value_iteration(mdp, mdp.reward[..., k], cfg.agent.gamma, cfg.agent.alpha)
+        q_oracle = q_oracle[0, cells]
+        error = (q_learned[:, k] - q_oracle).abs().mean().item()
+        value_range = (q_oracle.max() - q_oracle.min()).item()
+        assert error < 0.1 * value_range, f"{name}: mean |dQ| {error:.3f}, range {value_range:.3f}"
+
+
+def test_run_directory_contents(small_run):
+    _, run_dir, result = small_run
+    assert (run_dir / "config.yaml").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    assert json.loads((run_dir / "eval.json").read_text()) == result["eval"]
+    meta = load_meta(latest_checkpoint(run_dir))
+    assert meta["step"] == result["step"] and meta["head_names"] == ["blue", "purple", "square"]
+
+
+def test_resume_continues_step_counter_and_optimizer(tmp_path):
+    cfg = from_dict(Config, {**SMALL, "total_steps": 3_200, "eval_episodes": 0})
+    cfg.replay.learning_starts = 640
+    first = train.train(cfg, tmp_path, progress=False)
+    ckpt = latest_checkpoint(tmp_path)
+    world, agent = train.build(cfg)
+    load_checkpoint(ckpt, agent, agent.optimizer)
+    adam_step = next(iter(agent.optimizer.state.values()))["step"].item()
+    assert first["step"] == 3_200 and adam_step == first["updates"] > 0
+
+    cfg.total_steps = 6_400
+    second = train.train(cfg, tmp_path, resume=True, progress=False)
+    assert second["step"] == 6_400 and second["updates"] > first["updates"]
+    world, agent = train.build(cfg)
+    meta = load_checkpoint(latest_checkpoint(tmp_path), agent, agent.optimizer)
+    assert meta["step"] == 6_400 and meta["updates"] == second["updates"]
+    assert next(iter(agent.optimizer.state.values()))["step"].item() == second["updates"]
+
+
+def test_shipped_configs_load_and_build():
+    for path in ("configs/quickstart.yaml", "configs/random_rooms.yaml"):
+        cfg = load_config(path)
+        world, agent = train.build(cfg)
+        assert (
+            agent.head_names == world.head_names == ["beige", "blue", "purple", "circle", "square"]
+        )
+
+
+def test_cli_reports_config_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agent:\n  lrr: 0.1\n")
+    with pytest.raises(SystemExit, match="agent.lrr.*valid keys"):
+        train.main(["--config", str(bad)])
+    with pytest.raises(SystemExit, match="--config FILE or --resume"):
+        train.main([])
+    with pytest.raises(SystemExit, match="env.num_envs: expected int"):
+        train.main(["--config", "configs/quickstart.yaml", "--set", "env.num_envs=many"])
+    train.main(["--help-config"])
+    assert "replay.replay_ratio" in capsys.readouterr().out
+
+
+def test_cnn_needs_plane_observations():
+    cfg = from_dict(Config, {**SMALL, "agent": {"encoder": "cnn"}})
+    with pytest.raises(ValueError, match="planes"):
+        train.build(cfg)
+    cfg.env.observation = "planes"
+    assert train.build(cfg)[1].online(torch.zeros(2, 4, 7, 7)).shape == (2, 3, 4)

@@ -1,0 +1,96 @@
+"""The zero-shot composition CLI on a checkpoint trained once per session."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import train
+import zero_shot
+from composable_rl.config import Config, from_dict
+from tests.conftest import TINY_WORLD_VALUES
+
+KEYS = {
+    "task",
+    "return",
+    "success",
+    "length",
+    "oracle_return",
+    "random_return",
+    "normalized_return",
+}
+
+
+def test_boolean_and_linear_tasks_are_near_optimal(world_value_run, tmp_path):
+    out = tmp_path / "rows.json"
+    tasks = ["blue & ~square", "purple | circle", "~(blue | circle)", "0.5*blue + square"]
+    args = ["--checkpoint", str(world_value_run), "--episodes", "100", "--json", str(out)]
+    rows = zero_shot.main(args + [arg for task in tasks for arg in ("--task", task)])
+    assert json.loads(out.read_text()) == rows
+    for row in rows:
+        assert set(row) == KEYS
+        assert row["normalized_return"] >= 0.9, row
+        assert row["success"] >= 0.9 or row["task"] == "0.5*blue + square", row
+
+
+def test_all_boolean_enumerates_every_goal_subset(world_value_run, tmp_path):
+    plot = tmp_path / "bars.png"
+    rows = zero_shot.main(
+        [
+            "--checkpoint",
+            str(world_value_run),
+            "--all-boolean",
+            "--episodes",
+            "50",
+            "--plot",
+            str(plot),
+        ]
+    )
+    assert len(rows) == 15  # 4 objects with distinct (colour, shape): 2^4 - 1 subsets
+    assert plot.stat().st_size > 1000
+    assert sum(row["normalized_return"] for row in rows) / len(rows) >= 0.9
+    assert list(world_value_run.glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ("blue & & square", "unexpected '&'"),
+        ("blu & square", "known heads"),
+        ("blue & (square", "')'"),
+    ],
+)
+def test_bad_expressions_exit_with_a_caret(world_value_run, task, message):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "composable_rl.evaluate",
+            "--checkpoint",
+            str(world_value_run),
+            "--task",
+            task,
+            "--episodes",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr and "^" in result.stderr, result.stderr
+
+
+def test_not_without_bound_heads_is_refused(tmp_path):
+    cfg = from_dict(
+        Config,
+        {
+            **TINY_WORLD_VALUES,
+            "total_steps": 64,
+            "env": {**TINY_WORLD_VALUES["env"], "bound_heads": False},
+        },
+    )
+    train.train(cfg, tmp_path, progress=False)
+    with pytest.raises(SystemExit, match="~"):
+        zero_shot.main(["--checkpoint", str(tmp_path), "--task", "~blue", "--episodes", "2"])

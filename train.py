@@ -16,6 +16,7 @@ import shlex
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -35,7 +36,7 @@ from composable_rl.config import (
 from composable_rl.logging import Logger, head_tags
 from composable_rl.replay import TensorReplay
 from composable_rl.tasks import sample_task_weights
-from envs.evaluation import evaluate
+from envs.evaluation import RESULT_KEYS, evaluate
 from envs.object_rooms import ObjectRooms
 
 
@@ -73,6 +74,11 @@ def build(cfg: Config) -> tuple[ObjectRooms, MultiHeadSoftQ]:
     world = ObjectRooms(num_envs=cfg.env.num_envs, **world_kwargs(cfg.env, cfg.device))
     if cfg.agent.encoder == "cnn" and cfg.env.observation != "planes":
         raise ConfigError("agent.encoder: cnn needs env.observation: planes")
+    fixed = cfg.tasks.fixed_weights
+    if fixed is not None and len(fixed) != world.num_heads:
+        raise ConfigError(
+            f"tasks.fixed_weights: need one weight per head {world.head_names}, got {fixed}"
+        )
     sparse = world.num_features if cfg.env.observation == "indices" else 0
     goals = world.num_goals if cfg.agent.world_values else 0
     agent = MultiHeadSoftQ(
@@ -107,15 +113,7 @@ def evaluate_heads(agent: MultiHeadSoftQ, cfg: Config, episodes: int) -> list[di
 
 def format_table(rows: list[dict]) -> str:
     """Fixed-width text table of evaluation rows."""
-    cols = [
-        "task",
-        "return",
-        "success",
-        "length",
-        "oracle_return",
-        "random_return",
-        "normalized_return",
-    ]
+    cols = ["task", *RESULT_KEYS]
     lines = ["  ".join(f"{c:>17}" for c in cols)]
     for row in rows:
         cells = [f"{row[c]:>17.3f}" if isinstance(row[c], float) else f"{row[c]:>17}" for c in cols]
@@ -146,7 +144,6 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
     """Runs (or resumes) training in `run_dir`; returns the final evaluation and counters."""
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
-    torch.set_flush_denormal(True)
     torch.manual_seed(cfg.seed)
     world, agent = build(cfg)
     step = 0
@@ -170,9 +167,18 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
     learning_starts = min(cfg.replay.learning_starts, cfg.replay.capacity)
 
     obs = world.reset(seed=cfg.seed * 1_000_003 + step)
-    task_w, task_id = sample_task_weights(
-        n, k, cfg.tasks.single_head_prob, cfg.tasks.weight_dist, gen, dev
+    tcfg = cfg.tasks
+    draw_tasks = partial(
+        sample_task_weights,
+        n,
+        k,
+        tcfg.single_head_prob,
+        tcfg.weight_dist,
+        gen,
+        dev,
+        tcfg.fixed_weights,
     )
+    task_w, task_id = draw_tasks()
     ep_return = torch.zeros(n, device=dev)
     stats = EpisodeStats.zeros(k, dev)
     sums = {
@@ -189,6 +195,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
         unit="step",
         unit_scale=True,
         dynamic_ncols=True,
+        mininterval=1.0,
         disable=not progress,
     )
 
@@ -210,9 +217,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
         done = terminated | truncated
         stats.add(done, ep_return, task_id)
         ep_return.masked_fill_(done, 0.0)
-        new_w, new_id = sample_task_weights(
-            n, k, cfg.tasks.single_head_prob, cfg.tasks.weight_dist, gen, dev
-        )
+        new_w, new_id = draw_tasks()
         task_w = torch.where(done[:, None], new_w, task_w)
         task_id = torch.where(done, new_id, task_id)
         obs = next_obs
@@ -310,6 +315,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    torch.set_flush_denormal(True)  # process-wide: tiny values in Adam's state cost CPU time
     if args.help_config:
         print(describe())
         return

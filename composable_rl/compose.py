@@ -37,6 +37,7 @@ __all__ = [
     "evaluate",
     "gpi",
     "head_names",
+    "is_linear",
     "not_",
     "or_",
     "parse",

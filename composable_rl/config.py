@@ -165,6 +165,11 @@ class TaskConfig:
     weight_dist: Literal["dirichlet", "uniform"] = doc(
         "dirichlet", "Distribution of the random task weight vectors."
     )
+    fixed_weights: list[float] | None = doc(
+        None,
+        "Pursue this one weight vector over the heads in every episode (a directly trained "
+        "baseline); null = draw tasks as above.",
+    )
     epsilon_start: float = doc(1.0, "Initial chance of a uniformly random action.", ge=0, le=1)
     epsilon_end: float = doc(0.05, "Final chance of a uniformly random action.", ge=0, le=1)
     epsilon_fraction: float = doc(

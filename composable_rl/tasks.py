@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
@@ -12,14 +14,21 @@ def sample_task_weights(
     weight_dist: str = "dirichlet",
     generator: torch.Generator | None = None,
     device: str | torch.device = "cpu",
+    fixed: Sequence[float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draws n tasks: weights [n, K] and the base head index [n] (-1 for a random mixture).
 
     A task is one base head with probability `single_head_prob`, otherwise a weight vector.
 
     `dirichlet` gives positive weights summing to one (mixtures of wanted things); `uniform`
-    gives weights in [-1, 1] so that some heads are actively avoided.
+    gives weights in [-1, 1] so that some heads are actively avoided. `fixed` pins every task to
+    one weight vector (reported as a mixture, -1).
     """
+    if fixed is not None:
+        if len(fixed) != num_heads:
+            raise ValueError(f"fixed weights need {num_heads} values, got {len(fixed)}")
+        weights = torch.tensor(fixed, dtype=torch.float32, device=device).expand(n, -1)
+        return weights, torch.full((n,), -1, dtype=torch.long, device=device)
     u = torch.rand((n, num_heads), generator=generator, device=device)
     if weight_dist == "dirichlet":
         mixed = -torch.log(u.clamp_min(1e-12))

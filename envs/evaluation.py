@@ -10,6 +10,7 @@ from envs.object_rooms import ObjectRooms
 from envs.oracle import finite_horizon_return, tabulate
 
 Policy = Callable[[Tensor, Tensor], Tensor]
+RESULT_KEYS = ("return", "success", "length", "oracle_return", "random_return", "normalized_return")
 
 
 def evaluate(

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from envs.evaluation import evaluate
+from envs.evaluation import RESULT_KEYS, evaluate
 from envs.object_rooms import ObjectRooms
 from envs.oracle import backup, tabulate
 
@@ -58,14 +58,7 @@ def uniform_random(seed: int = 0):
 
 def test_oracle_greedy_policy_scores_one():
     result = evaluate(WORLD, OracleGreedy(WORLD, WEIGHTS), WEIGHTS, episodes=100, seed=3)
-    assert set(result) == {
-        "return",
-        "success",
-        "length",
-        "oracle_return",
-        "random_return",
-        "normalized_return",
-    }
+    assert set(result) == set(RESULT_KEYS)
     assert all(isinstance(v, float) for v in result.values())
     assert result["return"] == pytest.approx(result["oracle_return"], abs=1e-4)
     assert result["normalized_return"] == pytest.approx(1.0, abs=1e-4)

@@ -51,3 +51,10 @@ def test_sparse_mlp_equals_dense_mlp_on_the_one_hot_input():
     assert torch.allclose(sparse(indices), dense(multi_hot), atol=1e-6)
     with pytest.raises(ValueError, match="index observations"):
         MultiHeadQNetwork((4,), 3, 2, encoder="cnn", sparse_features=width)
+
+
+def test_fixed_task_weights():
+    w, head = sample_task_weights(3, 2, 0.5, fixed=[0.25, -1.0])
+    assert w.tolist() == [[0.25, -1.0]] * 3 and head.tolist() == [-1] * 3
+    with pytest.raises(ValueError, match="need 2 values"):
+        sample_task_weights(3, 2, 0.5, fixed=[1.0])

@@ -9,17 +9,8 @@ import pytest
 import train
 import zero_shot
 from composable_rl.config import Config, from_dict
+from envs.evaluation import RESULT_KEYS
 from tests.conftest import TINY_WORLD_VALUES
-
-KEYS = {
-    "task",
-    "return",
-    "success",
-    "length",
-    "oracle_return",
-    "random_return",
-    "normalized_return",
-}
 
 
 def test_boolean_and_linear_tasks_are_near_optimal(world_value_run, tmp_path):
@@ -29,7 +20,7 @@ def test_boolean_and_linear_tasks_are_near_optimal(world_value_run, tmp_path):
     rows = zero_shot.main(args + [arg for task in tasks for arg in ("--task", task)])
     assert json.loads(out.read_text()) == rows
     for row in rows:
-        assert set(row) == KEYS
+        assert set(row) == {"task", *RESULT_KEYS}
         assert row["normalized_return"] >= 0.9, row
         assert row["success"] >= 0.9 or row["task"] == "0.5*blue + square", row
 

@@ -1,0 +1,26 @@
+"""Smoke test of the linear zero-shot experiment on the session checkpoint."""
+
+from experiments import linear_zero_shot
+
+
+def test_linear_experiment_reports_composed_and_direct(world_value_run, tmp_path, capsys):
+    rows = linear_zero_shot.main(
+        [
+            "--checkpoint",
+            str(world_value_run),
+            "--vectors",
+            "2",
+            "--direct",
+            "1",
+            "--direct-steps",
+            "640",
+            "--episodes",
+            "20",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert len(rows) == 2 and "direct_normalized" in rows[0] and "direct_normalized" not in rows[1]
+    assert all(w == 0 for w in rows[0]["weights"][-2:])  # bound heads get no weight
+    out = capsys.readouterr().out
+    assert "composed_normalized: mean" in out and "direct_normalized: mean" in out

@@ -33,6 +33,7 @@ from composable_rl.config import (
     save_config,
     to_dict,
 )
+from composable_rl.functional import wrong_goal_penalty
 from composable_rl.logging import Logger, head_tags
 from composable_rl.replay import TensorReplay
 from composable_rl.tasks import sample_task_weights
@@ -59,14 +60,15 @@ def world_kwargs(env: EnvConfig, device: str) -> dict:
 
 
 def world_penalty(cfg: Config, free_cells: int) -> float:
-    """Extended reward for ending at the wrong goal: r_min - (r_max - r_min) * D (DESIGN.md §3).
+    """The configured wrong-goal penalty, or the default of `fn.wrong_goal_penalty`.
 
-    D bounds the cost of a detour: the free cells, or the effective horizon 1 / (1 - gamma).
+    The horizon is the shorter of the free-cell count and the effective 1 / (1 - gamma).
     """
     if cfg.agent.penalty is not None:
         return cfg.agent.penalty
     horizon = min(free_cells, 1.0 / (1.0 - cfg.agent.gamma))
-    return cfg.env.r_min - (cfg.env.r_max - cfg.env.r_min) * horizon
+    env = cfg.env
+    return wrong_goal_penalty(env.r_min, env.r_max, env.step_reward, horizon)
 
 
 def build(cfg: Config) -> tuple[ObjectRooms, MultiHeadSoftQ]:

@@ -127,8 +127,8 @@ class AgentConfig:
     )
     penalty: float | None = doc(
         None,
-        "Extended reward for ending at a goal other than g; null = r_min - (r_max - r_min) * D "
-        "with D = min(free cells, 1 / (1 - gamma)).",
+        "Extended reward for ending at a goal other than g; null = r_min + step_reward * D "
+        "- (r_max - r_min) with D = min(free cells, 1 / (1 - gamma)).",
     )
 
 

@@ -127,3 +127,15 @@ def extended_reward(
     goals = torch.arange(num_goals, device=goal_t.device)
     elsewhere = (goal_t[:, None] >= 0) & (goal_t[:, None] != goals)
     return torch.where(elsewhere[:, None, :], penalty, r_t[:, :, None].expand(-1, -1, num_goals))
+
+
+def wrong_goal_penalty(r_min: float, r_max: float, step_reward: float, horizon: float) -> float:
+    """Default extended reward for ending at a goal other than g (tasks share the step reward).
+
+    In deterministic worlds the Boolean algebra is exact for any penalty <= r_min (per goal, a
+    task's world value is a task-independent monotone function of that goal's reward), and
+    argmax_a max_g then acts optimally. This default sits a margin below the worst value of
+    reaching a goal, r_min + step_reward * horizon, so that column g really learns "reach g";
+    the general bound r_min - (r_max - r_min) * D lies tens of units lower and slows learning.
+    """
+    return r_min + min(step_reward, 0.0) * horizon - (r_max - r_min)

@@ -116,9 +116,14 @@ def evaluate_heads(agent: MultiHeadSoftQ, cfg: Config, episodes: int) -> list[di
 def format_table(rows: list[dict]) -> str:
     """Fixed-width text table of evaluation rows."""
     cols = ["task", *RESULT_KEYS]
-    lines = ["  ".join(f"{c:>17}" for c in cols)]
+    first = max(len("task"), *(len(str(row["task"])) for row in rows))
+    widths = [first] + [17] * len(RESULT_KEYS)
+    lines = ["  ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))]
     for row in rows:
-        cells = [f"{row[c]:>17.3f}" if isinstance(row[c], float) else f"{row[c]:>17}" for c in cols]
+        cells = [
+            f"{row[c]:>{w}.3f}" if isinstance(row[c], float) else f"{row[c]:>{w}}"
+            for c, w in zip(cols, widths, strict=True)
+        ]
         lines.append("  ".join(cells))
     return "\n".join(lines)
 

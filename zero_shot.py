@@ -28,8 +28,9 @@ from envs.evaluation import evaluate
 from envs.object_rooms import BOUND_HEADS, ObjectRooms
 
 
-def load(checkpoint: Path) -> tuple[Config, ObjectRooms, MultiHeadSoftQ]:
+def load(checkpoint: str | Path) -> tuple[Config, ObjectRooms, MultiHeadSoftQ]:
     """Config, world and agent restored from a checkpoint (or from a run's latest one)."""
+    checkpoint = Path(checkpoint)
     if not (checkpoint / "meta.json").is_file():
         found = latest_checkpoint(checkpoint)
         if found is None:
@@ -100,7 +101,8 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 0.22 * len(rows) + 1.2))
     ax.barh([r["task"] for r in rows], [r["normalized_return"] for r in rows], color="#4a7bb7")
     ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_xlabel("normalised return (1 = oracle optimum, 0 = uniform random)")
+    ax.set_xlabel("normalised return (1 = oracle, 0 = uniform random)")
+    ax.set_xlim(min(0.0, *(r["normalized_return"] for r in rows)) - 0.02, 1.08)
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

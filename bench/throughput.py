@@ -1,0 +1,355 @@
+"""Throughput benchmark: env-only, acting, update, end-to-end training and an SB3 DQN baseline.
+
+    python -m bench.throughput [--json PATH] [--quick]
+
+Prints one table (what, setting, value, unit) measured in one run on this machine, then the
+issue's speed targets marked met or missed. Speeds always come with their replay ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import operator
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import train
+from agents.soft_q import MultiHeadSoftQ
+from composable_rl.config import AgentConfig, Config, load_config
+from composable_rl.replay import Batch
+from envs.object_rooms import ObjectRooms
+
+QUICKSTART = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+ENV_SIZES = (1, 64, 1024, 4096)
+ACT_SIZES = (1, 1024)
+UPDATE_HEADS = (1, 4, 16)
+UPDATE_BATCH = 256
+UPDATE_HIDDEN = [80, 80]  # with the 7x13x13 planes input: ~100k parameters
+REPLAY_RATIOS = (1.0, 0.25)
+ACTION_POOL = 64  # pre-generated action rows cycled through by the env-only loop
+
+Row = dict[str, str | float]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How long each measurement runs: the full run or the seconds-long smoke test."""
+
+    seconds: float  # minimum timed wall time of each steady-state loop
+    warmup: int  # untimed calls before each loop
+    train_steps: int  # env steps of each end-to-end run
+    learning_starts: int | None  # None keeps the quickstart value
+    sb3_steps: int
+
+
+FULL = Scale(seconds=1.0, warmup=20, train_steps=200_000, learning_starts=None, sb3_steps=20_000)
+QUICK = Scale(seconds=0.02, warmup=2, train_steps=2_048, learning_starts=512, sb3_steps=600)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One speed target of the issue, checked against a measured value."""
+
+    label: str
+    value: float
+    op: str  # ">=" or "<="
+    threshold: float
+
+    def met(self) -> bool:
+        """Whether the measured value satisfies the target."""
+        return {">=": operator.ge, "<=": operator.le}[self.op](self.value, self.threshold)
+
+
+def row(what: str, setting: str, value: float | str, unit: str) -> Row:
+    """One table row in the JSON schema (what, setting, value, unit)."""
+    return {"what": what, "setting": setting, "value": value, "unit": unit}
+
+
+def calls_per_second(step: Callable[[int], object], scale: Scale) -> float:
+    """Rate of step(i) over at least `scale.seconds` of wall time, after untimed warm-up calls."""
+    for i in range(scale.warmup):
+        step(i)
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < scale.seconds:
+        step(calls)
+        calls += 1
+    return calls / elapsed
+
+
+def quickstart(overrides: Sequence[str] = ()) -> Config:
+    """The quickstart config with `key=value` overrides applied."""
+    return load_config(QUICKSTART, list(overrides))
+
+
+def bench_env(scale: Scale) -> list[Row]:
+    """Env-only steps/s of the batched engine on the quickstart world with random placement."""
+    env = quickstart(["env.object_positions=null"]).env
+    rows = []
+    for observation in ("indices", "planes"):
+        env.observation = observation
+        for n in ENV_SIZES:
+            world = ObjectRooms(num_envs=n, **train.world_kwargs(env, "cpu"))
+            actions = torch.randint(world.num_actions, (ACTION_POOL, n))
+            rate = calls_per_second(lambda i, w=world, a=actions: w.step(a[i % ACTION_POOL]), scale)
+            setting = f"N={n}, obs={observation}, four_rooms, random placement"
+            rows.append(row("env-only", setting, n * rate, "steps/s"))
+    return rows
+
+
+def acting_rate(world: ObjectRooms, agent: MultiHeadSoftQ, scale: Scale) -> float:
+    """Env steps per second of the act-then-step loop, every slot on the uniform mixture task."""
+    weights = torch.full((world.num_envs, world.num_heads), 1.0 / world.num_heads)
+    obs = world.reset(0)
+
+    def step(_: int) -> None:
+        nonlocal obs
+        obs = world.step(agent.act(obs, weights, epsilon=0.1))[0]
+
+    return world.num_envs * calls_per_second(step, scale)
+
+
+def bench_act(scale: Scale) -> list[Row]:
+    """Acting steps/s: agent.act on composed world-value heads plus world.step (quickstart)."""
+    rows = []
+    for n in ACT_SIZES:
+        world, agent = train.build(quickstart([f"env.num_envs={n}"]))
+        setting = f"N={n}, quickstart agent (K={world.num_heads} world-value heads), eps=0.1"
+        rows.append(row("acting", setting, acting_rate(world, agent, scale), "steps/s"))
+    return rows
+
+
+def synthetic_batch(obs_shape: Sequence[int], num_heads: int, num_actions: int) -> Batch:
+    """A random minibatch of binary planes, actions, reward vectors and terminations."""
+    b = UPDATE_BATCH
+    return Batch(
+        obs=torch.randint(2, (b, *obs_shape), dtype=torch.uint8),
+        action=torch.randint(num_actions, (b,)),
+        reward=torch.randn(b, num_heads),
+        terminated=torch.rand(b) < 0.05,
+        next_obs=torch.randint(2, (b, *obs_shape), dtype=torch.uint8),
+        goal=torch.full((b,), -1),
+    )
+
+
+def bench_update(scale: Scale) -> list[Row]:
+    """Updates/s and samples/s of plain heads on a dense ~100k-parameter MLP, for K heads."""
+    world = ObjectRooms(num_envs=1, observation="planes")
+    cfg = AgentConfig(hidden=UPDATE_HIDDEN, target_period=250)
+    rows, rates = [], {}
+    for k in UPDATE_HEADS:
+        names = [f"h{i}" for i in range(k)]
+        agent = MultiHeadSoftQ(world.obs_shape, world.num_actions, names, cfg)
+        params = sum(p.numel() for p in agent.online.parameters())
+        batch = synthetic_batch(world.obs_shape, k, world.num_actions)
+        rates[k] = calls_per_second(lambda _, a=agent, b=batch: a.update(b), scale)
+        setting = (
+            f"K={k}, batch {UPDATE_BATCH}, {params:,} params "
+            f"(MLP {world.obs_shape} -> {UPDATE_HIDDEN} -> K*{world.num_actions})"
+        )
+        rows.append(row("update", setting, rates[k], "updates/s"))
+        rows.append(row("update", setting, rates[k] * UPDATE_BATCH, "samples/s"))
+    k_lo, k_hi = UPDATE_HEADS[0], UPDATE_HEADS[-1]
+    ratio = rates[k_lo] / rates[k_hi]
+    rows.append(row("update", f"time per update, K={k_hi} / K={k_lo}", ratio, "x"))
+    return rows
+
+
+def train_seconds(overrides: Sequence[str]) -> float:
+    """Wall time of one quickstart train() call (no progress bar, no evaluation)."""
+    cfg = quickstart(["eval_episodes=0", *overrides])
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        train.train(cfg, Path(tmp) / "run", progress=False)
+        return time.perf_counter() - start
+
+
+def bench_end_to_end(scale: Scale) -> list[Row]:
+    """Env-steps/s of real training, excluding warm-up: (T - L) / (time(T) - time(L)) steps."""
+    base = quickstart()
+    starts = scale.learning_starts or base.replay.learning_starts
+    capacity = min(base.replay.capacity, scale.train_steps)
+    rows = []
+    for ratio in REPLAY_RATIOS:
+        common = [
+            f"replay.replay_ratio={ratio}",
+            f"replay.learning_starts={starts}",
+            f"replay.capacity={capacity}",
+        ]
+        warm = train_seconds([*common, f"total_steps={starts}"])
+        full = train_seconds([*common, f"total_steps={scale.train_steps}"])
+        setting = (
+            f"replay ratio {ratio:g}, quickstart N={base.env.num_envs}, "
+            f"{scale.train_steps:,} steps, excl. first {starts:,} (difference of two runs)"
+        )
+        rate = (scale.train_steps - starts) / max(full - warm, 1e-9)
+        rows.append(row("end-to-end", setting, rate, "env-steps/s"))
+    return rows
+
+
+def bench_sb3(scale: Scale) -> list[Row]:
+    """SB3 DQN env-steps/s on the scalarised Gymnasium face at replay ratio 1 (or a skip row)."""
+    try:
+        from stable_baselines3 import DQN
+    except ImportError:
+        setting = 'skipped: stable-baselines3 not importable; pip install -e ".[bench]"'
+        return [row("sb3-dqn", setting, "skipped", "env-steps/s")]
+    from envs.gym_env import ObjectRoomsEnv, ScalarizedReward
+
+    cfg = quickstart(["env.observation=planes"])
+    world = train.world_kwargs(cfg.env, "cpu")
+    env = ObjectRoomsEnv(**world)
+    weights = [float(name == "blue") for name in env.world.head_names]
+    env = ScalarizedReward(env, weights)
+    model = DQN(
+        "MlpPolicy",
+        env,
+        learning_rate=cfg.agent.lr,
+        buffer_size=scale.sb3_steps,
+        learning_starts=min(1_000, scale.sb3_steps // 4),
+        batch_size=UPDATE_BATCH,
+        train_freq=UPDATE_BATCH,  # gradient_steps * batch_size / train_freq = 1
+        gradient_steps=1,
+        gamma=cfg.agent.gamma,
+        target_update_interval=cfg.agent.target_period,
+        policy_kwargs={"net_arch": list(cfg.agent.hidden)},
+        device="cpu",
+        seed=0,
+    )
+    start = time.perf_counter()
+    model.learn(total_timesteps=scale.sb3_steps)
+    seconds = time.perf_counter() - start
+    setting = (
+        f"1 env, planes obs, reward 'blue', MLP {list(cfg.agent.hidden)}, batch {UPDATE_BATCH}, "
+        f"train_freq {UPDATE_BATCH}, 1 grad step (replay ratio 1), {scale.sb3_steps:,} steps "
+        "incl. warm-up"
+    )
+    return [row("sb3-dqn", setting, scale.sb3_steps / seconds, "env-steps/s")]
+
+
+def find(rows: list[Row], what: str, unit: str, prefix: str) -> float | None:
+    """Value of the first numeric row of `what` in `unit` whose setting starts with `prefix`."""
+    return next(
+        (
+            float(r["value"])
+            for r in rows
+            if r["what"] == what
+            and r["unit"] == unit
+            and str(r["setting"]).startswith(prefix)
+            and not isinstance(r["value"], str)
+        ),
+        None,
+    )
+
+
+def sb3_ratio(rows: list[Row]) -> list[Row]:
+    """The ours / SB3 DQN row at replay ratio 1, when both were measured."""
+    ours = find(rows, "end-to-end", "env-steps/s", "replay ratio 1,")
+    sb3 = find(rows, "sb3-dqn", "env-steps/s", "")
+    if ours is None or sb3 is None:
+        return []
+    return [row("sb3-dqn", "ours / SB3 DQN env-steps/s, replay ratio 1", ours / sb3, "x")]
+
+
+def targets(rows: list[Row]) -> list[Target]:
+    """The issue's speed targets against this run's rows (a missing row is left out)."""
+    wanted = [
+        (f"env-only N={n}, obs={obs}", ("env-only", "steps/s", f"N={n}, obs={obs}"), ">=", 1e6)
+        for obs in ("indices", "planes")
+        for n in ENV_SIZES
+        if n >= 1024
+    ]
+    wanted += [
+        ("updates/s at K=4, batch 256", ("update", "updates/s", "K=4,"), ">=", 400),
+        ("update time K=16 / K=1", ("update", "x", "time per update, K=16 / K=1"), "<=", 1.3),
+        (
+            "end-to-end at replay ratio 1",
+            ("end-to-end", "env-steps/s", "replay ratio 1,"),
+            ">=",
+            5e4,
+        ),
+        (
+            "end-to-end at replay ratio 0.25",
+            ("end-to-end", "env-steps/s", "replay ratio 0.25,"),
+            ">=",
+            1.5e5,
+        ),
+        ("ours / SB3 DQN at replay ratio 1", ("sb3-dqn", "x", "ours / SB3"), ">=", 20),
+    ]
+    found = []
+    for label, key, op, threshold in wanted:
+        value = find(rows, *key)
+        if value is not None:
+            found.append(Target(label, value, op, threshold))
+    return found
+
+
+def show(value: float | str) -> str:
+    """Human-readable number: thousands separators for big values, 3 digits for small ones."""
+    if isinstance(value, str):
+        return value
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def table(rows: list[Row]) -> str:
+    """Fixed-width text table of the rows."""
+    cols = ("what", "setting", "value", "unit")
+    cells = [[str(r["what"]), str(r["setting"]), show(r["value"]), str(r["unit"])] for r in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
+    for line in cells:
+        padded = [
+            cell.rjust(w) if i == 2 else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        lines.append("  ".join(padded).rstrip())
+    return "\n".join(lines)
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, or 'unknown'."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    return next(
+        (line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line),
+        "unknown",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> list[Row]:
+    """Runs every benchmark, prints the table and targets; returns the rows (also --json)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the rows as JSON")
+    parser.add_argument("--quick", action="store_true", help="tiny measurements (smoke test)")
+    args = parser.parse_args(argv)
+    scale = QUICK if args.quick else FULL
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU: {cpu_name()}")
+    rows = [
+        *bench_env(scale),
+        *bench_act(scale),
+        *bench_update(scale),
+        *bench_end_to_end(scale),
+        *bench_sb3(scale),
+    ]
+    rows += sb3_ratio(rows)
+    print(table(rows))
+    print("targets:")
+    for t in targets(rows):
+        mark = "met" if t.met() else "MISSED"
+        print(f"  {mark:<6}  {t.label}: {show(t.value)} (target {t.op} {show(t.threshold)})")
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    torch.set_flush_denormal(True)  # process-wide, as in train.py's CLI
+    main()

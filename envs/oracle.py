@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from composable_rl.functional import soft_value
 from envs.gridworld import NUM_ACTIONS
 from envs.object_rooms import ObjectRooms
 
@@ -47,13 +48,6 @@ def tabulate(world: ObjectRooms, objects: Tensor) -> TabularMDP:
         goal=torch.where(ok, goal.view(shape), -1),
         valid=valid,
     )
-
-
-def soft_value(q: Tensor, alpha: float) -> Tensor:
-    """V = alpha * logsumexp(Q / alpha) over the action axis; the hard max when alpha == 0."""
-    if alpha == 0:
-        return q.amax(-1)
-    return alpha * torch.logsumexp(q / alpha, dim=-1)
 
 
 def backup(mdp: TabularMDP, reward: Tensor, value: Tensor, gamma: float = 1.0) -> Tensor:

@@ -104,11 +104,6 @@ def finite_horizon_return(
     return value
 
 
-def penalty_bound(r_min: float, r_max: float, diameter: float) -> float:
-    """Wrong-goal penalty r_min - (r_max - r_min) * diameter, low enough for exact world values."""
-    return r_min - (r_max - r_min) * diameter
-
-
 def task_reward(mdp: TabularMDP, goal_rewards: Tensor, step_reward: float) -> Tensor:
     """Reward [L, S, A] float64 of goal_rewards[g] on reaching goal g, step_reward otherwise.
 

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from composable_rl.compose import Binary, Call, Head, Unary, boolean_tasks, evaluate, to_string
+from composable_rl.functional import wrong_goal_penalty
 from envs.object_rooms import ObjectRooms
-from envs.oracle import penalty_bound, soft_value_iteration, tabulate, task_reward
+from envs.oracle import soft_value_iteration, tabulate, task_reward
 from envs.oracle import world_value_iteration as world_vi
 
 R_MAX, R_MIN, STEP = 2.0, -0.1, -0.1
@@ -24,8 +25,8 @@ WORLD = ObjectRooms(
     step_reward=STEP,
 )
 MDP = tabulate(WORLD, WORLD.fixed_objects[None])
-# Any upper bound on the shortest-path length will do as the diameter: the free-cell count.
-PENALTY = penalty_bound(R_MIN, R_MAX, WORLD.free_cells.numel())
+# The library's default wrong-goal penalty, with the free-cell count bounding path lengths.
+PENALTY = wrong_goal_penalty(R_MIN, R_MAX, STEP, WORLD.free_cells.numel())
 MEMBERSHIP = WORLD.object_attributes  # [6 goals, 3 heads]
 
 

@@ -102,3 +102,9 @@ def test_extended_reward_penalises_other_goals_only():
     r = fn.extended_reward(r_t, torch.tensor([1, -1]), num_goals=3, penalty=-9.0)
     expected = torch.tensor([[[-9.0, 2.0, -9.0], [-9.0, -0.1, -9.0]], [[-0.1] * 3, [-0.1] * 3]])
     assert torch.equal(r, expected)
+
+
+def test_wrong_goal_penalty_sits_below_the_worst_reach_value():
+    # r_min + step * horizon - (r_max - r_min) = -0.1 - 1.0 - 2.1
+    assert fn.wrong_goal_penalty(-0.1, 2.0, -0.1, 10) == pytest.approx(-3.2)
+    assert fn.wrong_goal_penalty(0.0, 1.0, 0.5, 10) == pytest.approx(-1.0)  # paid steps: no bonus

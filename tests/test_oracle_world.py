@@ -5,9 +5,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from composable_rl.functional import wrong_goal_penalty
 from envs.object_rooms import ObjectRooms
 from envs.oracle import (
-    penalty_bound,
     soft_value_iteration,
     tabulate,
     task_reward,
@@ -41,11 +41,6 @@ def open5():
     return world, tabulate(world, world.fixed_objects[None])
 
 
-def test_penalty_bound():
-    assert penalty_bound(-0.1, 2.0, 10) == pytest.approx(-21.1)
-    assert penalty_bound(0.0, 1.0, 0) == 0.0
-
-
 def test_task_reward_matches_the_engine_heads():
     world, mdp = open5()
     for k in range(world.num_heads):
@@ -61,7 +56,7 @@ def test_task_reward_matches_the_engine_heads():
 def test_world_values_by_hand_on_a_corridor():
     mdp = corridor()
     reward = task_reward(mdp, BLUE_TASK, STEP)
-    penalty = penalty_bound(R_MIN, R_MAX, 2)
+    penalty = wrong_goal_penalty(R_MIN, R_MAX, STEP, 2)
     q = world_value_iteration(mdp, reward, 2, penalty, gamma=0.9, alpha=0.0)
     assert q.shape == (1, 18, 2, 4) and q.dtype == torch.float64
     # Actions up, right, down, left; up/down bump into walls. Goal blue: collect it (2) from A,
@@ -78,7 +73,7 @@ def test_world_values_by_hand_on_a_corridor():
 def test_world_values_solve_each_penalised_task(gamma, alpha):
     world, mdp = open5()
     reward = mdp.reward[..., 1]
-    penalty = penalty_bound(R_MIN, R_MAX, 25)
+    penalty = wrong_goal_penalty(R_MIN, R_MAX, STEP, 25)
     q = world_value_iteration(mdp, reward, world.num_goals, penalty, gamma, alpha)
     for g in range(world.num_goals):
         other = (mdp.goal >= 0) & (mdp.goal != g)
@@ -103,7 +98,7 @@ def test_max_over_goals_recovers_the_task_optimum(goal_rewards, gamma):
     """max_g Q(s, g, a) == Q(s, a) at alpha = 0, so argmax_a max_g Q acts optimally."""
     world, mdp = open5()
     reward = task_reward(mdp, torch.tensor(goal_rewards, dtype=torch.float64), STEP)
-    penalty = penalty_bound(R_MIN, R_MAX, world.free_cells.numel())
+    penalty = wrong_goal_penalty(R_MIN, R_MAX, STEP, world.free_cells.numel())
     world_q = world_value_iteration(mdp, reward, world.num_goals, penalty, gamma, 0.0)
     q = soft_value_iteration(mdp, reward, gamma, 0.0)
     assert torch.allclose(world_q.amax(2), q, atol=1e-9)

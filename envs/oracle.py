@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from composable_rl.functional import soft_value
+from composable_rl.functional import extended_reward, soft_value
 from envs.gridworld import NUM_ACTIONS
 from envs.object_rooms import ObjectRooms
 
@@ -133,9 +133,9 @@ def world_value_iteration(
     """
     if num_goals < 1 or int(mdp.goal.max()) >= num_goals:
         raise ValueError(f"num_goals={num_goals} must be positive and cover every goal index")
-    goals = torch.arange(num_goals, device=mdp.goal.device)[:, None, None]
-    elsewhere = (mdp.goal[:, None] >= 0) & (mdp.goal[:, None] != goals)  # [L, G, S, A]
-    extended = torch.where(elsewhere, penalty, reward.double()[:, None])
+    # The learner's own extended reward, on every (layout, state, action) as one batch.
+    flat = extended_reward(reward.double().reshape(-1, 1), mdp.goal.reshape(-1), num_goals, penalty)
+    extended = flat.view(*reward.shape, num_goals).permute(0, 3, 1, 2)  # [L, G, S, A]
     tiled = TabularMDP(**{k: v.repeat_interleave(num_goals, 0) for k, v in vars(mdp).items()})
     q = soft_value_iteration(tiled, extended.flatten(0, 1), gamma, alpha, tol, max_iters)
     return q.view(extended.shape).transpose(1, 2).contiguous()

@@ -38,24 +38,32 @@ from composable_rl.logging import Logger, head_tags
 from composable_rl.replay import TensorReplay
 from composable_rl.tasks import sample_task_weights
 from envs.evaluation import RESULT_KEYS, evaluate
-from envs.object_rooms import ObjectRooms
+from envs.worlds import World, make_world
 
 
 def world_kwargs(env: EnvConfig, device: str) -> dict:
-    """Constructor arguments of the world described by the env section (all but num_envs)."""
-    return {
-        "layout": env.layout,
-        "colours": tuple(env.colours),
-        "shapes": tuple(env.shapes),
-        "heads": list(env.heads) or None,
-        "object_positions": env.object_positions,
+    """`envs.worlds.make_world` arguments of the world the env section describes (no num_envs)."""
+    common = {
         "max_steps": env.max_steps,
         "r_max": env.r_max,
         "r_min": env.r_min,
         "step_reward": env.step_reward,
         "observation": env.observation,
-        "bound_heads": env.bound_heads,
         "device": device,
+    }
+    if env.name == "office" and env.task:
+        return {"name": "office_task", "task": env.task, "starts": env.starts, **common}
+    if env.name == "office":
+        return {"name": "office", "bound_heads": env.bound_heads, "starts": env.starts, **common}
+    return {
+        "name": "object_rooms",
+        "layout": env.layout,
+        "colours": tuple(env.colours),
+        "shapes": tuple(env.shapes),
+        "heads": list(env.heads) or None,
+        "object_positions": env.object_positions,
+        "bound_heads": env.bound_heads,
+        **common,
     }
 
 
@@ -71,9 +79,9 @@ def world_penalty(cfg: Config, free_cells: int) -> float:
     return wrong_goal_penalty(env.r_min, env.r_max, env.step_reward, horizon)
 
 
-def build(cfg: Config) -> tuple[ObjectRooms, MultiHeadSoftQ]:
+def build(cfg: Config) -> tuple[World, MultiHeadSoftQ]:
     """The batched training world and a fresh agent whose heads match the world's rewards."""
-    world = ObjectRooms(num_envs=cfg.env.num_envs, **world_kwargs(cfg.env, cfg.device))
+    world = make_world(world_kwargs(cfg.env, cfg.device), cfg.env.num_envs)
     if cfg.agent.encoder == "cnn" and cfg.env.observation != "planes":
         raise ConfigError("agent.encoder: cnn needs env.observation: planes")
     fixed = cfg.tasks.fixed_weights

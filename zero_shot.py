@@ -25,10 +25,11 @@ from composable_rl.checkpoint import latest_checkpoint, load_checkpoint, load_me
 from composable_rl.config import Config, from_dict
 from composable_rl.logging import Logger
 from envs.evaluation import evaluate
-from envs.object_rooms import BOUND_HEADS, ObjectRooms
+from envs.object_rooms import BOUND_HEADS
+from envs.worlds import World
 
 
-def load(checkpoint: str | Path) -> tuple[Config, ObjectRooms, MultiHeadSoftQ]:
+def load(checkpoint: str | Path) -> tuple[Config, World, MultiHeadSoftQ]:
     """Config, world and agent restored from a checkpoint (or from a run's latest one)."""
     checkpoint = Path(checkpoint)
     if not (checkpoint / "meta.json").is_file():
@@ -56,20 +57,20 @@ def composed_policy(agent: MultiHeadSoftQ, expr: compose.Expr):
     return policy
 
 
-def task_reward(expr: compose.Expr, world: ObjectRooms) -> dict[str, torch.Tensor]:
+def task_reward(expr: compose.Expr, world: World) -> dict[str, torch.Tensor]:
     """The task's reward for the evaluator: linear weights, or per-goal rewards if Boolean."""
     names = world.head_names
     if compose.is_linear(expr):
         basis = torch.eye(len(names))
         return {"weights": compose.evaluate(expr, dict(zip(names, basis, strict=True)))}
-    truth = world.object_attributes.float().T
+    truth = world.goal_membership.float().T
     ones, zeros = torch.ones(world.num_goals), torch.zeros(world.num_goals)
     holds = compose.evaluate(expr, dict(zip(names, truth, strict=True)), bounds=(ones, zeros))
     return {"goal_rewards": torch.where(holds > 0.5, world.r_max, world.r_min)}
 
 
 def evaluate_task(
-    cfg: Config, world: ObjectRooms, agent: MultiHeadSoftQ, text: str, episodes: int, seed: int
+    cfg: Config, world: World, agent: MultiHeadSoftQ, text: str, episodes: int, seed: int
 ) -> dict:
     """One result row: the composed policy's returns beside the oracle's for that task."""
     expr = compose.parse(text)
@@ -83,11 +84,11 @@ def evaluate_task(
     return {"task": text, **result}
 
 
-def all_boolean_tasks(world: ObjectRooms) -> list[str]:
+def all_boolean_tasks(world: World) -> list[str]:
     """Every distinct Boolean task over the base (attribute) heads, as expressions."""
     base = [k for k, name in enumerate(world.head_names) if name not in BOUND_HEADS]
     names = [world.head_names[k] for k in base]
-    return [text for text, _ in compose.boolean_tasks(names, world.object_attributes[:, base])]
+    return [text for text, _ in compose.boolean_tasks(names, world.goal_membership[:, base])]
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -24,6 +24,7 @@ from agents.soft_q import MultiHeadSoftQ
 from composable_rl.config import AgentConfig, Config, load_config
 from composable_rl.replay import Batch
 from envs.object_rooms import ObjectRooms
+from envs.worlds import make_world
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
 ENV_SIZES = (1, 64, 1024, 4096)
@@ -94,7 +95,7 @@ def bench_env(scale: Scale) -> list[Row]:
     for observation in ("indices", "planes"):
         env.observation = observation
         for n in ENV_SIZES:
-            world = ObjectRooms(num_envs=n, **train.world_kwargs(env, "cpu"))
+            world = make_world(train.world_kwargs(env, "cpu"), n)
             actions = torch.randint(world.num_actions, (ACTION_POOL, n))
             rate = calls_per_second(lambda i, w=world, a=actions: w.step(a[i % ACTION_POOL]), scale)
             setting = f"N={n}, obs={observation}, four_rooms, random placement"
@@ -203,6 +204,7 @@ def bench_sb3(scale: Scale) -> list[Row]:
 
     cfg = quickstart(["env.observation=planes"])
     world = train.world_kwargs(cfg.env, "cpu")
+    world.pop("name")
     env = ObjectRoomsEnv(**world)
     weights = [float(name == "blue") for name in env.world.head_names]
     env = ScalarizedReward(env, weights)

@@ -48,12 +48,23 @@ def doc(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+# Keys that only one world family reads; the other family must leave them at their defaults.
+_FAMILY_KEYS = {
+    "object_rooms": ("layout", "colours", "shapes", "heads", "object_positions"),
+    "office": ("starts", "task"),
+}
+
+
 @dataclasses.dataclass
 class EnvConfig:
-    """Batched object-collection gridworld."""
+    """Batched gridworld: object rooms (colours and shapes) or the Office world."""
 
-    name: Literal["object_rooms"] = doc("object_rooms", "Environment family to build.")
-    layout: str = doc("four_rooms", "Map name: four_rooms (13x13) or open5 (5x5).")
+    name: Literal["object_rooms", "office"] = doc(
+        "object_rooms",
+        "World family: object_rooms (objects with a colour and a shape) or office (the Office "
+        "world of Toro Icarte et al. 2018, propositions a-g and n).",
+    )
+    layout: str = doc("four_rooms", "object_rooms map: four_rooms (13x13) or open5 (5x5).")
     num_envs: int = doc(64, "Environments stepped together as one batch.", ge=1)
     colours: list[str] = doc(["beige", "blue", "purple"], "Colours of the objects.")
     shapes: list[str] = doc(["circle", "square"], "Shapes of the objects.")
@@ -72,6 +83,17 @@ class EnvConfig:
     bound_heads: bool = doc(
         False,
         "Add heads MAX and MIN (every object rewarded with r_max / r_min): Boolean NOT needs them.",
+    )
+    starts: Literal["anywhere", "unlabelled", "standard"] = doc(
+        "anywhere",
+        "office: start cells, uniform over all cells, over cells without a proposition, or "
+        "the standard start (2, 1).",
+    )
+    task: str = doc(
+        "",
+        "office: train directly on one temporal task, an LTL formula such as "
+        "'F(f & F g) & G !n' or a reward-machine YAML file, with the machine state in the "
+        "observation (the baseline for skill machines); empty = the primitive tasks.",
     )
     observation: Literal["indices", "planes"] = doc(
         "indices",
@@ -102,6 +124,12 @@ class EnvConfig:
                     yield f"object_positions[{i}]", f"expected [row, col], got {position!r}"
         if self.r_min >= self.r_max:
             yield "r_min", f"must be below r_max ({self.r_max}), got {self.r_min}"
+        other = "office" if self.name == "object_rooms" else "object_rooms"
+        for f in dataclasses.fields(self):
+            if f.name in _FAMILY_KEYS[other]:
+                default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+                if getattr(self, f.name) != default:
+                    yield f.name, f"applies to env.name: {other} only, not to {self.name}"
 
 
 @dataclasses.dataclass

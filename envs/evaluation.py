@@ -6,8 +6,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from envs.object_rooms import ObjectRooms
 from envs.oracle import finite_horizon_return, tabulate
+from envs.worlds import World, make_world
 
 Policy = Callable[[Tensor, Tensor], Tensor]
 RESULT_KEYS = ("return", "success", "length", "oracle_return", "random_return", "normalized_return")
@@ -25,14 +25,14 @@ def evaluate(
 
     The task is either linear, reward @ weights, or goal-based: `goal_rewards[g]` on collecting
     object g and the world's step reward otherwise (e.g. a Boolean task: r_max inside its goal
-    set, r_min outside); the policy then gets zero weights. world_kwargs are ObjectRooms
-    arguments (num_envs is replaced by `episodes`). Success means the episode ended at an object
-    whose scalar reward is positive.
+    set, r_min outside); the policy then gets zero weights. world_kwargs name the world
+    (`envs.worlds.make_world`; num_envs becomes `episodes`). Success means the episode ended at
+    an object whose scalar reward is positive.
     normalized_return = (R - R_random) / (R_oracle - R_random) from the means over episodes, where
     the oracle and random returns are exact expectations from each episode's own layout and start
     (NaN when the two coincide, e.g. all-zero weights).
     """
-    world = ObjectRooms(**{**world_kwargs, "num_envs": episodes})
+    world = make_world(world_kwargs, episodes)
     if (weights is None) == (goal_rewards is None):
         raise ValueError("give exactly one of weights and goal_rewards")
     if weights is None:
@@ -83,7 +83,7 @@ def _linear_task(weights: Tensor) -> TaskReward:
     return lambda reward, goal: reward @ weights.to(reward.dtype)
 
 
-def _goal_task(world: ObjectRooms, goal_rewards: Tensor) -> TaskReward:
+def _goal_task(world: World, goal_rewards: Tensor) -> TaskReward:
     """Scalar reward goal_rewards[g] on collecting object g, the step reward otherwise."""
     if goal_rewards.shape != (world.num_goals,):
         raise ValueError(
@@ -98,7 +98,7 @@ def _goal_task(world: ObjectRooms, goal_rewards: Tensor) -> TaskReward:
 
 
 def _oracle_returns(
-    world: ObjectRooms, layouts: Tensor, start: Tensor, task: TaskReward
+    world: World, layouts: Tensor, start: Tensor, task: TaskReward
 ) -> tuple[Tensor, Tensor]:
     """Exact optimal and uniform-random returns [N] from each slot's layout and start cell."""
     unique, which = torch.unique(layouts, dim=0, return_inverse=True)

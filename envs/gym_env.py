@@ -1,4 +1,4 @@
-"""Gymnasium face of ObjectRooms (N = 1, same engine): vector reward plus a scalarising wrapper."""
+"""Gymnasium faces of the batched worlds (N = 1, same engine), plus a scalarising wrapper."""
 
 from typing import Any
 
@@ -9,6 +9,7 @@ from gymnasium import spaces
 
 from envs.gridworld import NUM_ACTIONS
 from envs.object_rooms import ObjectRooms
+from envs.office import OfficeWorld
 
 
 class ObjectRoomsEnv(gym.Env):
@@ -19,12 +20,13 @@ class ObjectRoomsEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
+    world_class: type = ObjectRooms
 
     def __init__(self, render_mode: str | None = None, **world_kwargs: Any) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}")
         self.render_mode = render_mode
-        self.world = ObjectRooms(num_envs=1, **world_kwargs)
+        self.world = self.world_class(num_envs=1, **world_kwargs)
         if self.world.observation == "planes":
             self.observation_space = spaces.Box(0, 1, self.world.obs_shape, np.uint8)
         else:
@@ -41,7 +43,7 @@ class ObjectRoomsEnv(gym.Env):
         self._seeded = False
 
     def _obs(self) -> np.ndarray:
-        """Fresh uint8 [C, H, W] observation of the current state."""
+        """Fresh observation of the current state (planes or indices)."""
         return self.world.observe(self.world.agent, self.world.objects)[0].cpu().numpy().copy()
 
     def reset(
@@ -71,6 +73,20 @@ class ObjectRoomsEnv(gym.Env):
     def render(self) -> np.ndarray:
         """uint8 RGB array of the current state."""
         return self.world.render_rgb(0)
+
+
+class OfficeEnv(ObjectRoomsEnv):
+    """One Office world (primitive tasks: episodes end on a labelled cell); info['propositions']
+    holds the propositions true in the state reached, as reward machines read them."""
+
+    world_class = OfficeWorld
+
+    def step(self, action: int) -> tuple[np.ndarray, np.ndarray, bool, bool, dict[str, Any]]:
+        """Move once; adds the true propositions of the new cell to info."""
+        obs, reward, terminated, truncated, info = super().step(action)
+        label = int(self.world.labels(self.world.agent)[0])
+        info["propositions"] = sorted(self.world.alphabet[label])
+        return obs, reward, terminated, truncated, info
 
 
 class ScalarizedReward(gym.Wrapper, gym.utils.RecordConstructorArgs):

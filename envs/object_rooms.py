@@ -65,12 +65,12 @@ class ObjectRooms:
         bounds = list(BOUND_HEADS) if bound_heads else []
         self.head_names = attribute_heads + bounds
         self.num_heads = len(self.head_names)
-        self.object_attributes = torch.tensor(
+        self.goal_membership = torch.tensor(
             [[h in pair for h in attribute_heads] + [h == "MAX" for h in bounds] for pair in pairs],
             dtype=torch.bool,
             device=self.device,
         )
-        self._goal_reward = torch.where(self.object_attributes, r_max, r_min).float()
+        self._goal_reward = torch.where(self.goal_membership, r_max, r_min).float()
         self._step_reward = torch.full((self.num_heads,), step_reward, device=self.device)
         if self.free_cells.numel() <= self.num_goals:
             raise ValueError(
@@ -147,6 +147,11 @@ class ObjectRooms:
         objects = self.fixed_objects.repeat(seeds.shape[0], 1)
         start = keys.masked_fill(self._fixed_mask, torch.iinfo(torch.long).max).argmin(1)
         return self.free_cells[start], objects
+
+    def standable(self, objects: Tensor) -> Tensor:
+        """Cells [L, S] the agent may occupy in layouts objects [L, M]: no wall, no object."""
+        free = ~self.walls.flatten().repeat(objects.shape[0], 1)
+        return free.scatter(1, objects, False)
 
     def observe(self, agent: Tensor, objects: Tensor) -> Tensor:
         """The observation of each state, as attribute planes or as the indices of their ones.

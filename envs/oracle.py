@@ -1,4 +1,4 @@
-"""Exact oracles: tabulate ObjectRooms layouts by calling its own dynamics, then solve them."""
+"""Exact oracles: tabulate a world's layouts by calling its own dynamics, then solve them."""
 
 import warnings
 from dataclasses import dataclass
@@ -9,14 +9,15 @@ from torch import Tensor
 
 from composable_rl.functional import extended_reward, soft_value
 from envs.gridworld import NUM_ACTIONS
-from envs.object_rooms import ObjectRooms
+from envs.worlds import World
 
 
 @dataclass
 class TabularMDP:
     """Deterministic MDPs over agent cells for L layouts (S = H*W states, A actions, K heads).
 
-    Invalid states (walls, object cells) self-loop with zero reward and never terminate.
+    Invalid states (walls; object cells in ObjectRooms) self-loop with zero reward and never
+    terminate.
     """
 
     next_state: Tensor  # [L, S, A] long
@@ -26,7 +27,7 @@ class TabularMDP:
     valid: Tensor  # [L, S] bool, cells the agent may stand on
 
 
-def tabulate(world: ObjectRooms, objects: Tensor) -> TabularMDP:
+def tabulate(world: World, objects: Tensor) -> TabularMDP:
     """TabularMDP of the layouts objects [L, M] built from world.transition on every (cell, a)."""
     objects = objects.to(device=world.device, dtype=torch.long)
     layouts, num_goals = objects.shape
@@ -38,8 +39,7 @@ def tabulate(world: ObjectRooms, objects: Tensor) -> TabularMDP:
     nxt, reward, terminal, goal = world.transition(
         agent.reshape(-1), layout.reshape(-1, num_goals), actions.reshape(-1)
     )
-    occupied = torch.zeros(shape[:2], dtype=torch.bool, device=world.device)
-    valid = ~world.walls.flatten() & ~occupied.scatter_(1, objects, True)
+    valid = world.standable(objects)
     ok = valid[..., None]
     return TabularMDP(
         next_state=torch.where(ok, nxt.view(shape), agent),
@@ -139,3 +139,29 @@ def world_value_iteration(
     tiled = TabularMDP(**{k: v.repeat_interleave(num_goals, 0) for k, v in vars(mdp).items()})
     q = soft_value_iteration(tiled, extended.flatten(0, 1), gamma, alpha, tol, max_iters)
     return q.view(extended.shape).transpose(1, 2).contiguous()
+
+
+def product_steps(
+    next_cell: Tensor, cell_label: Tensor, machine_next: Tensor, accepting: Tensor
+) -> Tensor:
+    """Fewest steps [S, U] from (cell, machine state) to an accepting machine state.
+
+    next_cell [S, A] is the world's deterministic move, cell_label [S] the label index the agent
+    sees on entering a cell, machine_next [U, L] the machine's transition per label and
+    accepting [U] bool. Breadth-first search over the product, run backwards from the accepting
+    states as synchronous unit-cost relaxation; -1 where acceptance is unreachable (e.g. after
+    a violated constraint).
+    """
+    cells, states = next_cell.shape[0], machine_next.shape[0]
+    unreachable = cells * states + 1
+    steps = torch.where(accepting, 0, unreachable).expand(cells, states).clone()
+    # successor (cell', state') of every (cell, state, action), flat: cell' * U + state'
+    state_after = machine_next[:, cell_label[next_cell]]  # [U, S, A]
+    successor = next_cell[None] * states + state_after  # [U, S, A]
+    for _ in range(cells * states):
+        best = steps.flatten()[successor].amin(-1).T + 1  # [S, U]
+        relaxed = torch.where(accepting, 0, torch.minimum(steps, best))
+        if torch.equal(relaxed, steps):
+            break
+        steps = relaxed
+    return torch.where(steps >= unreachable, -1, steps)

@@ -27,7 +27,7 @@ WORLD = ObjectRooms(
 MDP = tabulate(WORLD, WORLD.fixed_objects[None])
 # The library's default wrong-goal penalty, with the free-cell count bounding path lengths.
 PENALTY = wrong_goal_penalty(R_MIN, R_MAX, STEP, WORLD.free_cells.numel())
-MEMBERSHIP = WORLD.object_attributes  # [6 goals, 3 heads]
+MEMBERSHIP = WORLD.goal_membership  # [6 goals, 3 heads]
 
 
 @cache

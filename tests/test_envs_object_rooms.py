@@ -26,14 +26,14 @@ def test_names_and_attributes():
     assert world.head_names == ["beige", "blue", "purple", "circle", "square"]
     assert (world.num_goals, world.num_heads, world.num_actions) == (6, 5, 4)
     assert world.obs_shape == (7, 13, 13)
-    assert world.object_attributes.sum(1).tolist() == [2] * 6
-    assert world.object_attributes[3].tolist() == [False, True, False, False, True]
+    assert world.goal_membership.sum(1).tolist() == [2] * 6
+    assert world.goal_membership[3].tolist() == [False, True, False, False, True]
 
 
 def test_custom_heads_and_unknown_head():
     world = ObjectRooms(num_envs=1, heads=["square", "blue"])
     assert world.head_names == ["square", "blue"]
-    assert world.object_attributes.tolist() == [
+    assert world.goal_membership.tolist() == [
         [False, False],
         [True, False],
         [False, True],
@@ -84,7 +84,7 @@ def test_collecting_each_object_gives_per_head_rewards_and_terminates():
     assert info["goal"].tolist() == list(range(6))
     assert terminated.all() and not truncated.any()
     assert reward.dtype == torch.float32
-    assert torch.equal(reward, torch.where(world.object_attributes, 3.0, -0.5))
+    assert torch.equal(reward, torch.where(world.goal_membership, 3.0, -0.5))
 
 
 def test_transition_is_pure():

@@ -135,7 +135,7 @@ def test_finite_horizon_optimum_equals_shortest_path_return(horizon):
     weights = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
     mdp = tabulate(world, world.objects)
     values = finite_horizon_return(mdp, mdp.reward @ weights, horizon)
-    goal_values = (torch.where(world.object_attributes, 2.0, -0.1).double() @ weights).tolist()
+    goal_values = (torch.where(world.goal_membership, 2.0, -0.1).double() @ weights).tolist()
     step = -0.1 * float(weights.sum())  # every head pays the step reward
     for layout in range(3):
         objects = world.objects[layout].tolist()

@@ -86,7 +86,7 @@ def test_fixed_layout_and_zero_weights():
 def test_goal_task_equals_the_linear_task_with_the_same_rewards():
     world = ObjectRooms(num_envs=1, **WORLD)
     k = world.head_names.index("blue")
-    goal_rewards = torch.where(world.object_attributes[:, k], world.r_max, world.r_min)
+    goal_rewards = torch.where(world.goal_membership[:, k], world.r_max, world.r_min)
     linear = evaluate(WORLD, uniform_random(4), torch.eye(world.num_heads)[k], 64, seed=2)
     by_goal = evaluate(WORLD, uniform_random(4), episodes=64, seed=2, goal_rewards=goal_rewards)
     assert by_goal == pytest.approx(linear, abs=1e-6)

@@ -44,7 +44,7 @@ def open5():
 def test_task_reward_matches_the_engine_heads():
     world, mdp = open5()
     for k in range(world.num_heads):
-        goal_rewards = torch.where(world.object_attributes[:, k], R_MAX, R_MIN)
+        goal_rewards = torch.where(world.goal_membership[:, k], R_MAX, R_MIN)
         reward = task_reward(mdp, goal_rewards, STEP)
         assert reward.dtype == torch.float64 and reward.shape == mdp.terminal.shape
         assert torch.allclose(reward, mdp.reward[..., k], atol=1e-6)

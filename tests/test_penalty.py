@@ -52,7 +52,7 @@ def max_goal_gap(gamma: float, penalty: float, mask: torch.Tensor) -> float:
 def test_all_63_tasks_compose_exactly_with_the_default_penalty(gamma):
     penalty = default_penalty(gamma)
     assert CFG.r_min - 5 < penalty < CFG.r_min  # learnable scale, below r_min
-    membership = WORLD.object_attributes
+    membership = WORLD.goal_membership
     heads = {n: task(gamma, penalty, membership[:, k]) for k, n in enumerate(WORLD.head_names)}
     every = torch.ones(WORLD.num_goals, dtype=torch.bool)
     limits = (task(gamma, penalty, every), task(gamma, penalty, ~every))
@@ -65,5 +65,5 @@ def test_all_63_tasks_compose_exactly_with_the_default_penalty(gamma):
 
 
 def test_a_penalty_above_r_min_breaks_acting_on_max_over_goals():
-    blue = WORLD.object_attributes[:, WORLD.head_names.index("blue")]
+    blue = WORLD.goal_membership[:, WORLD.head_names.index("blue")]
     assert max_goal_gap(0.95, 0.0, blue) > 0.05

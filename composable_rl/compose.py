@@ -5,7 +5,8 @@ values). Expressions such as `0.5*food + water` or `blue & ~square` are parsed b
 tokenizer and precedence-climbing parser (never `eval`) into an immutable tree.
 
 Precedence, lowest first (as in Python): `|` (OR), `&` (AND), binary `+ -`, `* /`, unary `~`
-(NOT) and `-`, atoms (head names, numbers, parentheses, calls `softor/max/min(e1, e2, ...)`).
+(NOT; `!` is read as a synonym and printed as `~`) and `-`, atoms (head names, numbers,
+parentheses, calls `softor/max/min(e1, e2, ...)`).
 Binary operators associate to the left. Rules, checked when parsing: the operands of the Boolean
 operators (`|`, `&`, `~`, and the calls) must depend on a head, since a constant is not a task;
 `*` needs a constant on at least one side and `/` a non-zero constant divisor, so every
@@ -41,6 +42,7 @@ __all__ = [
     "not_",
     "or_",
     "parse",
+    "set_expression",
     "soft_or",
     "to_string",
     "weighted_sum",
@@ -88,7 +90,8 @@ _ATOM_PRECEDENCE = _UNARY_PRECEDENCE + 1
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _NUMBER_RUN = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d*)?[A-Za-z0-9_.]*")
-_SYMBOLS = "|&+-*/~(),"
+_SYMBOLS = "|&+-*/~!(),"
+_SYNONYMS = {"!": "~"}  # reward machines write NOT as in Toro Icarte et al.
 
 
 @dataclass(frozen=True)
@@ -306,8 +309,9 @@ class _Parser:
         return left
 
     def unary(self) -> Expr:
-        if self.peek.kind == "symbol" and self.peek.text in "~-":
-            token = self.take()
+        if self.peek.kind == "symbol" and self.peek.text in "~!-":
+            written = self.take()
+            token = _Token(written.kind, _SYNONYMS.get(written.text, written.text), written.pos)
             operand = self.unary()
             self.check(token, (operand,))
             return Unary(token.text, operand, token.pos)
@@ -481,49 +485,96 @@ def _literal(name: str, value: bool) -> Expr:
     return Head(name) if value else Unary("~", Head(name))
 
 
+def _goal_atoms(
+    names: Sequence[str], membership: Tensor
+) -> tuple[list[tuple[bool, ...]], list[int]]:
+    """The distinct head patterns (atoms) of the goals, and the atom index of every goal."""
+    rows = membership.bool().cpu()
+    if rows.dim() != 2 or rows.shape[1] != len(names) or not names:
+        raise ValueError(f"membership must be [G, {len(names)}] for heads {list(names)}")
+    patterns = [tuple(bool(v) for v in row) for row in rows.tolist()]
+    atoms = list(dict.fromkeys(patterns))
+    return atoms, [atoms.index(p) for p in patterns]
+
+
+@lru_cache(maxsize=32)
+def _cube_covers(atoms: tuple[tuple[bool, ...], ...]) -> dict[tuple[tuple[int, bool], ...], int]:
+    """Every conjunction of literals true for some atom, with the bitmask of the atoms it selects.
+
+    Cached (callers must not mutate the result) because `boolean_tasks` covers every target of
+    the same atoms; a literal's atoms are one bitmask, so a cube's cover is their AND.
+    """
+    width = len(atoms[0])
+    literal = {
+        (k, v): sum(1 << i for i, atom in enumerate(atoms) if atom[k] == v)
+        for k in range(width)
+        for v in (False, True)
+    }
+    everything = (1 << len(atoms)) - 1
+    cubes: dict[tuple[tuple[int, bool], ...], int] = {}
+    for atom in atoms:
+        for keep in range(2**width):
+            cube = tuple((k, atom[k]) for k in range(width) if keep >> k & 1)
+            if cube not in cubes:
+                cubes[cube] = reduce(operator.and_, (literal[lit] for lit in cube), everything)
+    return cubes
+
+
+def set_expression(head_names: Sequence[str], membership: Tensor, target: Tensor) -> str:
+    """Compact DNF over the heads that selects exactly the target goals (names a goal set).
+
+    membership [G, K] bool says which goals satisfy which head; target [G] bool is the goal set,
+    which must be non-empty and treat goals with equal rows (atoms) alike. The text is a single
+    head, a negation or a conjunction where that suffices, else a greedy cover by conjunctions
+    of literals; row patterns no goal has are don't-cares. The set of all goals is `h | ~h`.
+    """
+    names = list(head_names)
+    atoms, goal_atom = _goal_atoms(names, membership)
+    if target.shape != (len(goal_atom),):
+        raise ValueError(f"target must be a [{len(goal_atom)}] goal mask, got {list(target.shape)}")
+    wanted = target.bool().cpu().tolist()
+    first: dict[int, int] = {}
+    for goal, atom in enumerate(goal_atom):
+        twin = first.setdefault(atom, goal)
+        if wanted[goal] != wanted[twin]:
+            raise ValueError(
+                f"goals {twin} and {goal} have the same head values, so a target cannot hold "
+                "only one of them"
+            )
+    bits = sum(1 << atom for atom, goal in first.items() if wanted[goal])
+    if not bits:
+        raise ValueError("target selects no goal; the expressions name non-empty goal sets")
+    fits = {c: cover for c, cover in _cube_covers(tuple(atoms)).items() if cover & ~bits == 0}
+    chosen, missing = [], bits
+    while missing:
+        cube = max(fits, key=lambda c: (bin(fits[c] & missing).count("1"), -len(c)))
+        chosen.append(cube)
+        missing &= ~fits[cube]
+    if chosen == [()]:
+        terms = [Binary("|", Head(names[0]), _literal(names[0], False))]
+    else:
+        terms = [
+            reduce(lambda a, b: Binary("&", a, b), [_literal(names[k], v) for k, v in c])
+            for c in chosen
+        ]
+    return to_string(reduce(lambda a, b: Binary("|", a, b), terms))
+
+
 def boolean_tasks(head_names: Sequence[str], membership: Tensor) -> list[tuple[str, Tensor]]:
     """Every distinct non-empty goal set the Boolean algebra over the heads can express.
 
     membership [G, K] bool says which goals satisfy which head. Goals with equal rows (atoms)
     cannot be told apart, so the tasks are the non-empty unions of atoms, each returned once as
-    (expression, goal mask [G] bool), sorted by size of expression then text. An expression is
-    a single head, a negation or a conjunction where that suffices, else a greedy cover by
-    conjunctions of literals (a DNF); row patterns no goal has are don't-cares.
+    (expression from `set_expression`, goal mask [G] bool), sorted by the number of literals
+    in the expression, then text.
     """
-    names = list(head_names)
-    rows = membership.bool().cpu()
-    if rows.dim() != 2 or rows.shape[1] != len(names) or not names:
-        raise ValueError(f"membership must be [G, {len(names)}] for heads {names}")
-    patterns = [tuple(bool(v) for v in row) for row in rows.tolist()]
-    atoms = list(dict.fromkeys(patterns))
+    atoms, goal_atom = _goal_atoms(head_names, membership)
     if len(atoms) > 16:
         raise ValueError(f"{len(atoms)} distinct goal rows give too many tasks to enumerate")
-    goal_atom = [atoms.index(p) for p in patterns]
-    cubes: dict[tuple[tuple[int, bool], ...], int] = {}
-    for atom in atoms:
-        for keep in range(2 ** len(names)):
-            cube = tuple((k, atom[k]) for k in range(len(names)) if keep >> k & 1)
-            cubes[cube] = sum(
-                1 << i for i, other in enumerate(atoms) if all(other[k] == v for k, v in cube)
-            )
     tasks = []
     for target in range(1, 2 ** len(atoms)):
-        fits = {cube: cover for cube, cover in cubes.items() if cover & ~target == 0}
-        chosen, missing = [], target
-        while missing:
-            cube = max(fits, key=lambda c: (bin(fits[c] & missing).count("1"), -len(c)))
-            chosen.append(cube)
-            missing &= ~fits[cube]
-        if chosen == [()]:
-            terms = [Binary("|", Head(names[0]), _literal(names[0], False))]
-        else:
-            terms = [
-                reduce(lambda a, b: Binary("&", a, b), [_literal(names[k], v) for k, v in c])
-                for c in chosen
-            ]
-        size = sum(len(c) for c in chosen) or 2
-        text = to_string(reduce(lambda a, b: Binary("|", a, b), terms))
         mask = torch.tensor([target >> a & 1 for a in goal_atom], dtype=torch.bool)
-        tasks.append((size, text, mask.to(membership.device)))
+        text = set_expression(head_names, membership, mask)
+        tasks.append((len(_NAME.findall(text)), text, mask.to(membership.device)))
     tasks.sort(key=lambda task: task[:2])
     return [(text, mask) for _, text, mask in tasks]

@@ -1,0 +1,432 @@
+"""Foraging world for homeostatic control, batched: resources on a fixed map, internal levels.
+
+N envs step by tensor ops. The agent walks a walled room holding resource cells (default food,
+water, salt; optionally a `hazard` type for Boolean constraints). Internal variables (default
+energy, hydration, sodium, each in [0, 1]) drift every step and change when a resource is
+consumed. One reward head per resource type pays 1.0 on the step that consumes it, else 0: the
+heads see only the external world, while the internal levels go to the controller through
+`info["internal"]` and `world.internal` (and into the observation only with `internal_in_obs`,
+for the drive-reduction baseline that has to see them). Setpoints live in the controller, not here.
+
+Rules, per step:
+- Consumption: the agent moves (a blocked move leaves it in place); if the cell it then occupies
+  holds an available resource, that resource is consumed, once. So every step spent on a resource
+  cell consumes it, also when the agent stays there by bumping into a wall, unless `regrow` > 0:
+  a consumed cell is then unavailable for the next `regrow` steps (0 = always available).
+- Levels: x <- clamp(x + drift + consumption[r], 0, 1), one clamp after both changes, with
+  consumption[r] the row of the resource r consumed this step (zero when none).
+- A continuing task: consumption never ends an episode; it is truncated after `max_steps` steps.
+  With `death`, it terminates on the step that leaves some level outside [viable_low,
+  viable_high] (strictly below or above), reported in info["death"].
+- Episode start: the agent cell is uniform over the free cells without a resource (or `start`),
+  the levels are `initial_levels` or uniform in `initial_range`, every resource is available.
+"""
+
+from collections.abc import Mapping, Sequence
+from numbers import Integral, Real
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from envs.gridworld import NUM_ACTIONS, hash_bits, move, parse_layout
+from envs.gym_env import ObjectRoomsEnv
+from envs.object_rooms import Seed
+from envs.render import GLYPHS, colours_rgb, draw_grid
+
+PerVariable = float | Sequence[float] | Mapping[str, float]
+
+# 9x9 room with four short walls and a pillar; the default resources sit 8 to 12 steps apart.
+FORAGING_LAYOUT = (
+    "###########",
+    "#.........#",
+    "#.........#",
+    "#..##.##..#",
+    "#.........#",
+    "#....#....#",
+    "#.........#",
+    "#..##.##..#",
+    "#.........#",
+    "#.........#",
+    "###########",
+)
+DEFAULT_RESOURCES: Mapping[str, tuple[tuple[int, int], ...]] = MappingProxyType(
+    {"food": ((1, 1),), "water": ((1, 9),), "salt": ((9, 5),)}
+)
+# A suggested hazard layout: on the shortest routes between the default resources.
+DEFAULT_HAZARD = ((1, 5), (5, 1), (5, 9))
+HAZARD = "hazard"
+DEFAULT_VARIABLES = ("energy", "hydration", "sodium")
+DEFAULT_DRIFT: Mapping[str, float] = MappingProxyType(
+    {"energy": -0.004, "hydration": -0.004, "sodium": -0.001}
+)
+DEFAULT_CONSUMPTION: Mapping[str, Mapping[str, float]] = MappingProxyType(
+    {
+        "food": MappingProxyType({"energy": 0.15}),
+        "water": MappingProxyType({"hydration": 0.15}),
+        "salt": MappingProxyType({"sodium": 0.2, "hydration": -0.02}),
+    }
+)
+RESOURCE_RGB = {
+    "food": (214, 150, 40),
+    "water": (40, 90, 220),
+    "salt": (150, 150, 170),
+    HAZARD: (200, 30, 30),
+}
+SPENT_RGB = (200, 200, 200)
+
+
+class ForagingWorld:
+    """N foraging worlds sharing one map; state in tensors, per-slot counter-based RNG.
+
+    State: `agent` [N] flat cell, `internal` [N, V] float32 levels, `wait` [N, C] long steps until
+    each resource cell is available again (`ready` = wait == 0), `t` [N] steps taken, `seeds`
+    and `episode` [N] (every draw hashes both). `drift` [V] and `consumption` [R, V] are plain
+    float32 tensors that may be edited at run time. A new instance is already reset with seed 0.
+
+    Observations. indices (long [N, F]): the agent cell; then, only when regrow > 0, one index per
+    resource cell saying whether it is available; then, only with internal_in_obs, one index per
+    variable for its level in `levels_bins` equal bins (floor(x * bins), 1.0 in the top bin),
+    each kind in its own feature range so that a sparse first layer sees one-hots. planes (uint8
+    [1 + R, H, W]): the agent, then one plane per resource type with its available cells.
+    """
+
+    num_actions = NUM_ACTIONS
+    # Reward bounds, under the names the Gymnasium face reads: 1 for a consumption, else 0.
+    r_max, r_min, step_reward = 1.0, 0.0, 0.0
+
+    def __init__(
+        self,
+        *,
+        num_envs: int = 64,
+        layout: str | Sequence[str] = FORAGING_LAYOUT,
+        resources: Mapping[str, Sequence[Sequence[int]]] = DEFAULT_RESOURCES,
+        hazard: Sequence[Sequence[int]] | None = None,
+        variables: Sequence[str] = DEFAULT_VARIABLES,
+        drift: PerVariable = DEFAULT_DRIFT,
+        consumption: Mapping[str, Mapping[str, float]] = DEFAULT_CONSUMPTION,
+        initial_levels: PerVariable = 0.5,
+        initial_range: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
+        regrow: int = 0,
+        death: bool = False,
+        viable_low: PerVariable = 0.05,
+        viable_high: PerVariable = 0.95,
+        start: Sequence[int] | None = None,
+        max_steps: int = 500,
+        observation: str = "indices",
+        internal_in_obs: bool = False,
+        levels_bins: int = 10,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if num_envs < 1 or max_steps < 1:
+            raise ValueError("num_envs and max_steps must be positive")
+        if regrow < 0 or levels_bins < 1:
+            raise ValueError("regrow must be >= 0 and levels_bins >= 1")
+        if observation not in ("planes", "indices"):
+            raise ValueError(f"observation must be 'planes' or 'indices', got {observation!r}")
+        if internal_in_obs and observation == "planes":
+            raise ValueError("internal_in_obs needs observation='indices' (planes cannot hold it)")
+        self.num_envs, self.max_steps, self.regrow, self.death = num_envs, max_steps, regrow, death
+        self.observation, self.internal_in_obs = observation, internal_in_obs
+        self.levels_bins = levels_bins
+        self.device = torch.device(device)
+        self.walls = parse_layout(layout).to(self.device)
+        self.height, self.width = self.walls.shape
+        cells = self.height * self.width
+        self.free_cells = torch.nonzero(~self.walls.flatten()).flatten()
+        self.goal_names: list[str] = []
+        self.num_goals = 0
+
+        resources = dict(resources)
+        if hazard is not None:
+            if HAZARD in resources:
+                raise ValueError(f"resource name {HAZARD!r} is reserved for the hazard option")
+            resources[HAZARD] = hazard
+        self.head_names = _check_names(resources, "resource")
+        self.num_heads = len(self.head_names)
+        self.variable_names = _check_names(variables, "variable")
+        self.num_variables = len(self.variable_names)
+        positions = [(name, pos) for name in self.head_names for pos in resources[name]]
+        if any(not resources[name] for name in self.head_names):
+            raise ValueError("every resource needs at least one [row, col] cell")
+        self.resource_cells = self._cells([pos for _, pos in positions], "resource cell")
+        if self.resource_cells.unique().numel() != len(positions):
+            raise ValueError(f"resource cells must be distinct, got {positions}")
+        self.cell_resource = torch.tensor(
+            [self.head_names.index(name) for name, _ in positions], device=self.device
+        )
+        self._cell_slot = torch.full((cells,), -1, dtype=torch.long, device=self.device)
+        self._cell_slot[self.resource_cells] = torch.arange(len(positions), device=self.device)
+        self._slots = torch.arange(len(positions), device=self.device)
+        self._one_hot = torch.eye(self.num_heads, device=self.device)
+        self._no_goal = torch.full((num_envs,), -1, dtype=torch.long, device=self.device)
+
+        self.drift = self._per_variable(drift, "drift", 0.0)
+        self.consumption = torch.zeros(self.num_heads, self.num_variables, device=self.device)
+        for name, row in consumption.items():
+            if name not in self.head_names:
+                raise ValueError(f"consumption: unknown resource {name!r}; {self.head_names}")
+            self.consumption[self.head_names.index(name)] = self._per_variable(
+                row, f"consumption of {name}", 0.0
+            )
+        initial = self._per_variable(initial_levels, "initial_levels", 0.5).double()
+        low, high = self._initial_bounds(initial, initial_range)
+        self._initial_low, self._initial_span = low, high - low
+        self.viable_low = self._per_variable(viable_low, "viable_low", 0.05)
+        self.viable_high = self._per_variable(viable_high, "viable_high", 0.95)
+        if not bool((self.viable_low < self.viable_high).all()):
+            raise ValueError("viable_low must be below viable_high for every variable")
+
+        if start is None:
+            standable = ~self.walls.flatten()
+            standable[self.resource_cells] = False
+            self._start_cells = torch.nonzero(standable).flatten()
+        else:
+            self._start_cells = self._cells([start], "start")
+        self._draw_index = torch.arange(1 + self.num_variables, device=self.device)
+
+        num_cells = self.resource_cells.numel()
+        self._ready_base = cells + 2 * self._slots
+        self._levels_base = cells + (2 * num_cells if regrow else 0)
+        self._levels_offset = self._levels_base + levels_bins * torch.arange(
+            self.num_variables, device=self.device
+        )
+        if observation == "planes":
+            self.obs_shape = (1 + self.num_heads, self.height, self.width)
+            self.obs_dtype = torch.uint8
+            self._plane_index = (1 + self.cell_resource) * cells + self.resource_cells
+        else:
+            width = (
+                1 + (num_cells if regrow else 0) + (self.num_variables if internal_in_obs else 0)
+            )
+            self.obs_shape, self.obs_dtype = (width,), torch.long
+        self.num_features = self._levels_base + (
+            levels_bins * self.num_variables if internal_in_obs else 0
+        )
+        self.reset(0)
+
+    def _cells(self, positions: Sequence[Sequence[int]], what: str) -> Tensor:
+        """Flat cells [M] of [row, col] pairs, checked to lie on free cells of the grid."""
+        cells = []
+        for pos in positions:
+            if len(pos) != 2:
+                raise ValueError(f"{what} must be [row, col], got {pos!r}")
+            row, col = (int(v) for v in pos)
+            if not (0 <= row < self.height and 0 <= col < self.width) or self.walls[row, col]:
+                raise ValueError(f"{what} {list(pos)} is outside the grid or on a wall")
+            cells.append(row * self.width + col)
+        return torch.tensor(cells, dtype=torch.long, device=self.device)
+
+    def _per_variable(self, value: PerVariable, what: str, fill: float) -> Tensor:
+        """float32 [V] from a number (all variables), a sequence (in order) or a mapping by
+        name (unnamed variables get `fill`)."""
+        names = self.variable_names
+        if isinstance(value, Real):
+            values = [float(value)] * len(names)
+        elif isinstance(value, Mapping):
+            unknown = sorted(set(value) - set(names))
+            if unknown:
+                raise ValueError(f"{what}: unknown variable {unknown[0]!r}; variables: {names}")
+            values = [float(value.get(name, fill)) for name in names]
+        else:
+            values = [float(v) for v in value]
+            if len(values) != len(names):
+                raise ValueError(f"{what} needs {len(names)} values (one per {names})")
+        return torch.tensor(values, dtype=torch.float32, device=self.device)
+
+    def _initial_bounds(
+        self, initial: Tensor, spec: Sequence[float] | Mapping[str, Sequence[float]] | None
+    ) -> tuple[Tensor, Tensor]:
+        """Per-variable (low, high) float64 [V] of the initial levels, checked within [0, 1]."""
+        low, high = initial.clone(), initial.clone()
+        if spec is not None:
+            pairs = spec if isinstance(spec, Mapping) else dict.fromkeys(self.variable_names, spec)
+            for name, pair in pairs.items():
+                if name not in self.variable_names or len(pair) != 2:
+                    raise ValueError(
+                        f"initial_range: need [low, high] per variable of {self.variable_names},"
+                        f" got {name!r}: {pair!r}"
+                    )
+                i = self.variable_names.index(name)
+                low[i], high[i] = float(pair[0]), float(pair[1])
+        if not bool(((low >= 0) & (low <= high) & (high <= 1)).all()):
+            raise ValueError("initial levels and ranges must satisfy 0 <= low <= high <= 1")
+        return low, high
+
+    @property
+    def ready(self) -> Tensor:
+        """Bool [N, C]: which resource cells can be consumed now."""
+        return self.wait == 0
+
+    def sample_start(self, seeds: Tensor, episodes: Tensor) -> tuple[Tensor, Tensor]:
+        """Start cell [B] and initial levels float32 [B, V] of episode `episodes` of `seeds`."""
+        bits = hash_bits(seeds, episodes, self._draw_index)
+        agent = self._start_cells[bits[:, 0] % self._start_cells.numel()]
+        uniform = bits[:, 1:].double() * (1.0 / 2**32)
+        return agent, (self._initial_low + self._initial_span * uniform).float()
+
+    def observe(
+        self, agent: Tensor, ready: Tensor | None = None, internal: Tensor | None = None
+    ) -> Tensor:
+        """Observation [B, *obs_shape] of agent cells [B], resource availability [B, C] (None =
+        all available) and levels [B, V] (needed only with internal_in_obs)."""
+        batch = agent.shape[0]
+        if ready is None:
+            ready = torch.ones(batch, self._slots.numel(), dtype=torch.bool, device=self.device)
+        if self.observation == "planes":
+            cells = self.height * self.width
+            planes = torch.zeros(
+                batch, self.obs_shape[0] * cells, dtype=torch.uint8, device=self.device
+            )
+            planes.scatter_(1, agent[:, None], 1)
+            planes[:, self._plane_index] = ready.to(torch.uint8)
+            return planes.view(batch, *self.obs_shape)
+        parts = [agent[:, None]]
+        if self.regrow:
+            parts.append(self._ready_base + ready.long())
+        if self.internal_in_obs:
+            if internal is None:
+                raise ValueError("internal_in_obs: observe needs the internal levels")
+            bins = (internal * self.levels_bins).long().clamp(0, self.levels_bins - 1)
+            parts.append(self._levels_offset + bins)
+        return torch.cat(parts, 1)
+
+    def current_obs(self) -> Tensor:
+        """Observation of the current state of every slot."""
+        return self.observe(self.agent, self.ready, self.internal)
+
+    def reset(self, seed: Seed = 0) -> Tensor:
+        """Seed every slot (an int s gives slot i the seed s + i), start episode 0; returns obs."""
+        if isinstance(seed, Integral):
+            seeds = torch.arange(self.num_envs, device=self.device) + int(seed)
+        else:
+            seeds = torch.as_tensor(seed, dtype=torch.long, device=self.device)
+        if seeds.shape != (self.num_envs,):
+            raise ValueError(
+                f"need one seed per env ({self.num_envs}), got shape {tuple(seeds.shape)}"
+            )
+        self.seeds = seeds.clone()
+        self.episode = torch.zeros_like(self.seeds)
+        self.agent, self.internal = self.sample_start(self.seeds, self.episode)
+        self.wait = torch.zeros(
+            self.num_envs, self._slots.numel(), dtype=torch.long, device=self.device
+        )
+        self.t = torch.zeros_like(self.seeds)
+        return self.current_obs()
+
+    def start_episodes(self, mask: Tensor) -> None:
+        """Begin the next episode (counter + 1, fresh start, levels, resources) where mask."""
+        self.episode = self.episode + mask.long()
+        agent, internal = self.sample_start(self.seeds, self.episode)
+        self.agent = torch.where(mask, agent, self.agent)
+        self.internal = torch.where(mask[:, None], internal, self.internal)
+        self.wait = self.wait.masked_fill(mask[:, None], 0)
+        self.t = self.t.masked_fill(mask, 0)
+
+    def advance(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Apply actions without resetting: (reward [N, K], terminated, truncated, goal = -1)."""
+        self.agent = move(self.agent, actions, self.walls)
+        slot = self._cell_slot[self.agent]
+        slot0 = slot.clamp(min=0)
+        consumed = (slot >= 0) & (self.wait.gather(1, slot0[:, None])[:, 0] == 0)
+        kind = self.cell_resource[slot0]
+        reward = torch.where(consumed[:, None], self._one_hot[kind], 0.0)
+        delta = torch.where(consumed[:, None], self.consumption[kind], 0.0)
+        self.internal = (self.internal + self.drift + delta).clamp(0.0, 1.0)
+        eaten = consumed[:, None] & (self._slots == slot[:, None])
+        self.wait = torch.where(eaten, self.regrow, (self.wait - 1).clamp(min=0))
+        self.t = self.t + 1
+        outside = (self.internal < self.viable_low) | (self.internal > self.viable_high)
+        terminated = outside.any(1) if self.death else torch.zeros_like(consumed)
+        truncated = ~terminated & (self.t >= self.max_steps)
+        return reward, terminated, truncated, self._no_goal
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Step all slots; finished ones auto-reset. info: final_obs, goal (-1), death, and
+        internal, the levels each step reached (the final ones where an episode ended, whereas
+        `world.internal` then already holds the fresh episode's levels)."""
+        reward, terminated, truncated, goal = self.advance(actions)
+        internal = self.internal.clone()
+        final_obs = self.current_obs()
+        self.start_episodes(terminated | truncated)
+        info = {"final_obs": final_obs, "goal": goal, "internal": internal, "death": terminated}
+        return self.current_obs(), reward, terminated, truncated, info
+
+    def set_levels(
+        self,
+        levels: float | Sequence[float] | Tensor | Mapping[str, float],
+        mask: Tensor | None = None,
+    ) -> None:
+        """Force internal levels in [0, 1] (all slots, or those of mask [N]): a number, [V] or
+        [N, V] values, or a mapping that sets only the variables it names."""
+        if isinstance(levels, Mapping):
+            unknown = sorted(set(levels) - set(self.variable_names))
+            if unknown:
+                raise ValueError(f"unknown variable {unknown[0]!r}; {self.variable_names}")
+            target = self.internal.clone()
+            for name, value in levels.items():
+                target[:, self.variable_names.index(name)] = float(value)
+        else:
+            value = torch.as_tensor(levels, dtype=torch.float32, device=self.device)
+            if value.dim() > 2 or value.shape[-1:] not in ((), (self.num_variables,)):
+                raise ValueError(
+                    f"levels must be a number, [V] or [N, V], got {tuple(value.shape)}"
+                )
+            target = value.expand_as(self.internal).clone()
+        if not bool(((target >= 0) & (target <= 1)).all()):
+            raise ValueError("internal levels must lie in [0, 1]")
+        self.internal = (
+            target if mask is None else torch.where(mask[:, None], target, self.internal)
+        )
+
+    def set_consumption(self, resource: str, variable: str, delta: float) -> None:
+        """Change at run time how much consuming `resource` changes `variable`."""
+        if resource not in self.head_names or variable not in self.variable_names:
+            raise ValueError(
+                f"unknown resource {resource!r} or variable {variable!r}; resources "
+                f"{self.head_names}, variables {self.variable_names}"
+            )
+        r, v = self.head_names.index(resource), self.variable_names.index(variable)
+        self.consumption[r, v] = float(delta)
+
+    def render_rgb(self, index: int = 0) -> np.ndarray:
+        """uint8 RGB image [H*16, W*16, 3] of slot `index`; spent resources are drawn grey."""
+        names = [self.head_names[r] for r in self.cell_resource.tolist()]
+        rgb = [RESOURCE_RGB.get(n, c) for n, c in zip(names, colours_rgb(names), strict=True)]
+        ready = self.ready[index].tolist()
+        rgb = [c if on else SPENT_RGB for c, on in zip(rgb, ready, strict=True)]
+        return draw_grid(
+            self.walls.cpu().numpy(),
+            int(self.agent[index]),
+            self.resource_cells.tolist(),
+            rgb,
+            [GLYPHS["square"]] * len(rgb),
+        )
+
+
+class ForagingEnv(ObjectRoomsEnv):
+    """One foraging world (N = 1, same engine): [K] float32 vector reward, no auto-reset, and
+    info['internal'] (float32 levels after the step) and info['death']."""
+
+    world_class = ForagingWorld
+
+    def _obs(self) -> np.ndarray:
+        """Fresh observation of the current state."""
+        return self.world.current_obs()[0].cpu().numpy().copy()
+
+    def step(self, action: int) -> tuple[np.ndarray, np.ndarray, bool, bool, dict[str, Any]]:
+        """Move once; adds the internal levels and whether the agent died to info."""
+        obs, reward, terminated, truncated, info = super().step(action)
+        info["internal"] = self.world.internal[0].cpu().numpy().copy()
+        info["death"] = terminated
+        return obs, reward, terminated, truncated, info
+
+
+def _check_names(names: Sequence[str], kind: str) -> list[str]:
+    """Validated non-empty list of distinct names."""
+    names = [names] if isinstance(names, str) else list(names)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"{kind} names must be a non-empty list without repeats, got {names}")
+    return names

@@ -37,7 +37,8 @@ from composable_rl.functional import wrong_goal_penalty
 from composable_rl.logging import Logger, head_tags
 from composable_rl.replay import TensorReplay
 from composable_rl.tasks import sample_task_weights
-from envs.evaluation import RESULT_KEYS, evaluate
+from envs.evaluation import evaluate
+from envs.temporal import OfficeTask, evaluate_temporal
 from envs.worlds import World, make_world
 
 
@@ -110,6 +111,23 @@ def epsilon_at(cfg: Config, step: int) -> float:
     return cfg.tasks.epsilon_start + frac * (cfg.tasks.epsilon_end - cfg.tasks.epsilon_start)
 
 
+def evaluate_run(agent: MultiHeadSoftQ, world: World, cfg: Config, episodes: int) -> list[dict]:
+    """Final evaluation: every head against the exact oracle, or a temporal task's success and
+    steps against the product-BFS oracle from the standard start and from random starts."""
+    if not isinstance(world, OfficeTask):
+        return evaluate_heads(agent, cfg, episodes)
+    weights = torch.ones(1, 1, device=cfg.device)
+
+    def policy(cells: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        obs = world.encode(cells, states)
+        return agent.act(obs, weights.expand(len(cells), 1), alpha=0.0)
+
+    return [
+        evaluate_temporal(world.task, policy, starts, episodes, device=cfg.device)
+        for starts in ("standard", "random")
+    ]
+
+
 def evaluate_heads(agent: MultiHeadSoftQ, cfg: Config, episodes: int) -> list[dict]:
     """Greedy return of every single-head task, normalised against the exact oracle."""
     kwargs = world_kwargs(cfg.env, cfg.device)
@@ -122,18 +140,17 @@ def evaluate_heads(agent: MultiHeadSoftQ, cfg: Config, episodes: int) -> list[di
 
 
 def format_table(rows: list[dict]) -> str:
-    """Fixed-width text table of evaluation rows."""
-    cols = ["task", *RESULT_KEYS]
-    first = max(len("task"), *(len(str(row["task"])) for row in rows))
-    widths = [first] + [17] * len(RESULT_KEYS)
-    lines = ["  ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))]
-    for row in rows:
-        cells = [
-            f"{row[c]:>{w}.3f}" if isinstance(row[c], float) else f"{row[c]:>{w}}"
-            for c, w in zip(cols, widths, strict=True)
-        ]
-        lines.append("  ".join(cells))
-    return "\n".join(lines)
+    """Fixed-width text table of result rows (columns: the keys of the first row)."""
+    cols = list(rows[0])
+    text = [
+        [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols]
+        for row in rows
+    ]
+    widths = [max(len(c), 8, *(len(line[i]) for line in text)) for i, c in enumerate(cols)]
+    return "\n".join(
+        "  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True))
+        for line in [cols, *text]
+    )
 
 
 @dataclass
@@ -290,15 +307,11 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
     bar.close()
     checkpoint()
 
-    rows = evaluate_heads(agent, cfg, cfg.eval_episodes) if cfg.eval_episodes > 0 else []
+    rows = evaluate_run(agent, world, cfg, cfg.eval_episodes) if cfg.eval_episodes > 0 else []
     for row in rows:
-        logger.scalars(
-            {
-                f"eval/{row['task']}/{key}": row[key]
-                for key in ("return", "success", "normalized_return")
-            },
-            step,
-        )
+        tag = f"eval/{row['task']}" + (f"/{row['start']}" if "start" in row else "")
+        numbers = {key: value for key, value in row.items() if isinstance(value, float)}
+        logger.scalars({f"{tag}/{key}": value for key, value in numbers.items()}, step)
     logger.close()
     (run_dir / "eval.json").write_text(json.dumps(rows, indent=2))
     return {"step": step, "updates": agent.updates, "eval": rows}

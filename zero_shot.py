@@ -2,11 +2,17 @@
 
     python -m composable_rl.evaluate --checkpoint DIR --task "blue & ~square" [--episodes N]
     python -m composable_rl.evaluate --checkpoint DIR --all-boolean [--plot PATH] [--json PATH]
+    python -m composable_rl.evaluate --checkpoint DIR --ltl "F(f & F g) & G !n" [--json PATH]
+    python -m composable_rl.evaluate --checkpoint DIR --rm configs/tasks/abcd.yaml
 
 A task is an expression over the checkpoint's heads. A linear one (`0.7*blue + 0.3*square`) is
 the reward sum_k w_k r_k; a Boolean one (`blue & ~square`) rewards collecting an object that
 satisfies it with r_max and any other with r_min. The agent acts greedily on the composed values
 with no further training; the oracle solves the same task exactly on each episode's layout.
+
+A temporal task (Office world checkpoints) is an LTL formula or a reward-machine YAML file run
+by a skill machine over the proposition heads, from the standard start and from random starts,
+and scored against the fewest steps found by breadth-first search over world x machine.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 import torch
 
 import train
+from agents.skill_machine import SkillMachineAgent
 from agents.soft_q import MultiHeadSoftQ
 from composable_rl import compose
 from composable_rl.checkpoint import latest_checkpoint, load_checkpoint, load_meta
@@ -26,17 +33,27 @@ from composable_rl.config import Config, from_dict
 from composable_rl.logging import Logger
 from envs.evaluation import evaluate
 from envs.object_rooms import BOUND_HEADS
+from envs.office import OfficeWorld
+from envs.temporal import evaluate_temporal, office_machine
 from envs.worlds import World
+
+RESULT_NUMBERS = ("return", "success", "normalized_return")
+
+
+def resolve(checkpoint: str | Path) -> Path:
+    """The checkpoint directory itself, or the latest checkpoint of a run directory."""
+    checkpoint = Path(checkpoint)
+    if (checkpoint / "meta.json").is_file():
+        return checkpoint
+    found = latest_checkpoint(checkpoint)
+    if found is None:
+        raise FileNotFoundError(f"{checkpoint} is neither a checkpoint nor a run directory")
+    return found
 
 
 def load(checkpoint: str | Path) -> tuple[Config, World, MultiHeadSoftQ]:
     """Config, world and agent restored from a checkpoint (or from a run's latest one)."""
-    checkpoint = Path(checkpoint)
-    if not (checkpoint / "meta.json").is_file():
-        found = latest_checkpoint(checkpoint)
-        if found is None:
-            raise FileNotFoundError(f"{checkpoint} is neither a checkpoint nor a run directory")
-        checkpoint = found
+    checkpoint = resolve(checkpoint)
     cfg = from_dict(Config, load_meta(checkpoint)["config"])
     world, agent = train.build(cfg)
     load_checkpoint(checkpoint, agent, head_names=world.head_names, goal_names=world.goal_names)
@@ -91,6 +108,39 @@ def all_boolean_tasks(world: World) -> list[str]:
     return [text for text, _ in compose.boolean_tasks(names, world.goal_membership[:, base])]
 
 
+def skill_machine(world: World, agent: MultiHeadSoftQ, task: str, plan: bool) -> SkillMachineAgent:
+    """The skill machine of a temporal task over an Office checkpoint's proposition heads."""
+    if not isinstance(world, OfficeWorld) or not agent.num_goals:
+        raise ValueError("temporal tasks need an Office checkpoint with world-value heads")
+    return SkillMachineAgent(
+        agent,
+        office_machine(task),
+        world.alphabet,
+        world.labels(world.goal_cells),
+        world.goal_membership,
+        world.observe(world.goal_cells, world.objects[:1]),
+        world.step_reward,
+        world.r_max,
+        world.r_min,
+        plan=plan,
+    )
+
+
+def evaluate_temporal_task(
+    world: World, agent: MultiHeadSoftQ, task: str, episodes: int, seed: int, plan: bool = True
+) -> list[dict]:
+    """Rows for the standard start and for random starts of a skill machine on `task`."""
+    machine = skill_machine(world, agent, task, plan)
+
+    def policy(cells: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        return machine.act(world.observe(cells, world.objects[:1]), states)
+
+    return [
+        evaluate_temporal(task, policy, starts, episodes, seed=seed, device=world.device)
+        for starts in ("standard", "random")
+    ]
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """Horizontal bar chart of the normalised return of every task, worst at the bottom."""
     import matplotlib
@@ -131,7 +181,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     tasks = parser.add_mutually_exclusive_group(required=True)
     tasks.add_argument("--task", action="append", help="task expression (repeatable)")
     tasks.add_argument("--all-boolean", action="store_true", help="every Boolean task")
-    parser.add_argument("--episodes", type=int, default=200, help="episodes per task")
+    tasks.add_argument("--ltl", action="append", help="temporal task as LTL (repeatable)")
+    tasks.add_argument("--rm", action="append", help="reward-machine YAML file (repeatable)")
+    parser.add_argument(
+        "--episodes", type=int, help="episodes per task (default 200; 100 per start if temporal)"
+    )
+    parser.add_argument(
+        "--no-plan",
+        action="store_true",
+        help="skill machine picks edges on the machine alone, as published (no look-ahead)",
+    )
     parser.add_argument("--seed", type=int, default=10_000, help="evaluation seed")
     parser.add_argument("--json", type=Path, help="write the rows as a JSON list")
     parser.add_argument("--plot", type=Path, help="bar-plot PNG (default with --all-boolean)")
@@ -141,30 +200,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
+    temporal = args.ltl or args.rm
     try:
         cfg, world, agent = load(args.checkpoint)
-        texts = all_boolean_tasks(world) if args.all_boolean else args.task
         with torch.no_grad():
-            rows = [
-                evaluate_task(cfg, world, agent, text, args.episodes, args.seed) for text in texts
-            ]
+            if temporal:
+                episodes = args.episodes or 100
+                rows = [
+                    row
+                    for task in temporal
+                    for row in evaluate_temporal_task(
+                        world, agent, task, episodes, args.seed, not args.no_plan
+                    )
+                ]
+            else:
+                texts = all_boolean_tasks(world) if args.all_boolean else args.task
+                episodes = args.episodes or 200
+                rows = [
+                    evaluate_task(cfg, world, agent, text, episodes, args.seed) for text in texts
+                ]
     except (compose.ExpressionError, FileNotFoundError, ValueError) as err:
         sys.exit(f"evaluate: {err}")
     print(train.format_table(rows))
-    print(summary(rows))
+    if not temporal:
+        print(summary(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     run_dir = (
         args.checkpoint if latest_checkpoint(args.checkpoint) else args.checkpoint.parent.parent
     )
     plot_path = args.plot or (run_dir / "compose_boolean.png" if args.all_boolean else None)
-    if plot_path:
+    if plot_path and not temporal:
         plot(rows, plot_path)
         print(f"plot: {plot_path}")
     with Logger(args.logdir or run_dir) as logger:
         for row in rows:
-            for key in ("return", "success", "normalized_return"):
-                logger.scalar(f"compose/{row['task']}/{key}", row[key], 0)
+            tag = f"compose/{row['task']}" + (f"/{row['start']}" if temporal else "")
+            for key in ("success", "steps", "oracle_steps") if temporal else RESULT_NUMBERS:
+                logger.scalar(f"{tag}/{key}", row[key], 0)
     return rows
 
 

@@ -40,6 +40,8 @@ LABELLED: tuple[tuple[str, tuple[int, int]], ...] = (
     ("n", (10, 4)),
 )
 START = (2, 1)
+# label index l of a cell: 0 = no proposition, 1 + i = PROPOSITIONS[i] alone
+ALPHABET = (frozenset(),) + tuple(frozenset({p}) for p in PROPOSITIONS)
 STARTS = ("anywhere", "unlabelled", "standard")
 _STEP = {0: (0, 1), 1: (1, 0), 2: (0, -1), 3: (-1, 0)}  # action -> (dx, dy): up right down left
 _PROP_RGB = {
@@ -142,10 +144,9 @@ class OfficeWorld:
         )
         self.cell_goal = torch.full((cells,), -1, dtype=torch.long, device=self.device)
         self.cell_goal[self.goal_cells] = torch.arange(self.num_goals, device=self.device)
-        # label index per cell: 0 = no proposition, 1 + i = PROPOSITIONS[i]
         self.cell_label = torch.zeros(cells, dtype=torch.long, device=self.device)
         self.cell_label[self.goal_cells] = self.goal_label + 1
-        self.alphabet = [frozenset()] + [frozenset({p}) for p in PROPOSITIONS]
+        self.alphabet = list(ALPHABET)
         bounds = list(BOUND_HEADS) if bound_heads else []
         self.head_names = self.propositions + bounds
         self.num_heads = len(self.head_names)

@@ -9,7 +9,8 @@ from torch import Tensor
 
 from composable_rl.functional import extended_reward, soft_value
 from envs.gridworld import NUM_ACTIONS
-from envs.worlds import World
+from envs.object_rooms import ObjectRooms
+from envs.office import OfficeWorld
 
 
 @dataclass
@@ -27,7 +28,7 @@ class TabularMDP:
     valid: Tensor  # [L, S] bool, cells the agent may stand on
 
 
-def tabulate(world: World, objects: Tensor) -> TabularMDP:
+def tabulate(world: ObjectRooms | OfficeWorld, objects: Tensor) -> TabularMDP:
     """TabularMDP of the layouts objects [L, M] built from world.transition on every (cell, a)."""
     objects = objects.to(device=world.device, dtype=torch.long)
     layouts, num_goals = objects.shape

@@ -4,8 +4,9 @@ from typing import Any
 
 from envs.object_rooms import ObjectRooms
 from envs.office import OfficeWorld
+from envs.temporal import OfficeTask
 
-WORLDS = {"object_rooms": ObjectRooms, "office": OfficeWorld}
+WORLDS = {"object_rooms": ObjectRooms, "office": OfficeWorld, "office_task": OfficeTask}
 World = ObjectRooms | OfficeWorld
 
 

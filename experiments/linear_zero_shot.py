@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 import train
 import zero_shot
-from composable_rl.checkpoint import latest_checkpoint, load_meta
+from composable_rl.checkpoint import load_meta
 from envs.evaluation import evaluate
 from envs.object_rooms import BOUND_HEADS
 
@@ -57,12 +57,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
 
     cfg, world, agent = zero_shot.load(args.checkpoint)
-    ckpt = (
-        args.checkpoint
-        if (args.checkpoint / "meta.json").is_file()
-        else latest_checkpoint(args.checkpoint)
-    )
-    steps = args.direct_steps or load_meta(ckpt)["step"]
+    steps = args.direct_steps or load_meta(zero_shot.resolve(args.checkpoint))["step"]
     kwargs = train.world_kwargs(cfg.env, cfg.device)
     rows = []
     for i, w in enumerate(tqdm(random_weights(world.head_names, args.vectors, args.seed))):

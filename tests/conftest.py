@@ -39,3 +39,23 @@ def world_value_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "world_values"
     train.train(cfg, run_dir, progress=False)
     return run_dir
+
+
+TINY_OFFICE = {
+    "seed": 1,
+    "total_steps": 4_000,
+    "log_every": 2_000,
+    "eval_episodes": 0,
+    "env": {"name": "office", "num_envs": 32, "bound_heads": True},
+    "agent": {"hidden": [32], "world_values": True},
+    "replay": {"capacity": 10_000, "batch_size": 64, "learning_starts": 500, "replay_ratio": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def office_run(tmp_path_factory):
+    """Run directory of a briefly trained Office agent with proposition world-value heads."""
+    cfg = from_dict(Config, TINY_OFFICE)
+    run_dir = tmp_path_factory.mktemp("runs") / "office"
+    train.train(cfg, run_dir, progress=False)
+    return run_dir

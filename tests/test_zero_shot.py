@@ -85,3 +85,35 @@ def test_not_without_bound_heads_is_refused(tmp_path):
     train.train(cfg, tmp_path, progress=False)
     with pytest.raises(SystemExit, match="~"):
         zero_shot.main(["--checkpoint", str(tmp_path), "--task", "~blue", "--episodes", "2"])
+
+
+def test_temporal_tasks_from_ltl_and_reward_machine_files(office_run, tmp_path):
+    out = tmp_path / "rows.json"
+    rows = zero_shot.main(
+        ["--checkpoint", str(office_run), "--ltl", "F(f & F g) & G !n", "--ltl", "F a"]
+        + ["--episodes", "8", "--json", str(out)]
+    )
+    assert [(row["task"], row["start"]) for row in rows] == [
+        ("F(f & F g) & G !n", "standard"),
+        ("F(f & F g) & G !n", "random"),
+        ("F a", "standard"),
+        ("F a", "random"),
+    ]
+    saved = json.loads(out.read_text())
+    assert saved == rows
+    assert set(saved[0]) == {"task", "start", "success", "steps", "oracle_steps", "violations"}
+    assert saved[0]["oracle_steps"] == 15.0 and saved[2]["oracle_steps"] == 1.0
+    machine = zero_shot.main(
+        ["--checkpoint", str(office_run), "--rm", "configs/tasks/coffee_office.yaml"]
+        + ["--episodes", "8", "--no-plan"]
+    )
+    assert machine[0]["oracle_steps"] == 15.0
+
+
+def test_temporal_task_errors(office_run, world_value_run):
+    with pytest.raises(SystemExit, match="Office checkpoint"):
+        zero_shot.main(["--checkpoint", str(world_value_run), "--ltl", "F blue"])
+    with pytest.raises(SystemExit, match=r"(?s)unknown proposition 'x'.*\n\s+\^"):
+        zero_shot.main(["--checkpoint", str(office_run), "--ltl", "F(f & F x)"])
+    with pytest.raises(SystemExit, match="No such file|not found|does not exist"):
+        zero_shot.main(["--checkpoint", str(office_run), "--rm", "missing.yaml"])

@@ -1,0 +1,104 @@
+"""Skill-machine agent: trained world-value heads run a temporal task zero-shot.
+
+Each machine state owns a Boolean composition of the proposition heads (see
+`composable_rl.skill_machine`); the agent acts greedily on the composition of each env's current
+machine state. With `plan=True` (default) the composition's terminal rewards are replaced by the
+values of going on from each goal, so the agent also weighs what comes after the next edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from agents.soft_q import MultiHeadSoftQ
+from composable_rl import compose
+from composable_rl.reward_machine import Label, RewardMachine
+from composable_rl.skill_machine import continuation_targets, planned_values, skill_expression
+
+
+class SkillMachineAgent:
+    """Acts on a reward machine with a world-value MultiHeadSoftQ (heads incl. MAX and MIN).
+
+    The world is described by tensors so that agents never import envs: `alphabet` lists the
+    labels by index, `goal_label` [G] is the label index of each goal, `goal_membership` [G, K]
+    says which heads reward which goal, `goal_obs` [G, ...] is the observation of standing on
+    each goal; `step_reward`, `r_max` and `r_min` are the world's rewards.
+    """
+
+    def __init__(
+        self,
+        agent: MultiHeadSoftQ,
+        machine: RewardMachine,
+        alphabet: Sequence[Label],
+        goal_label: Tensor,
+        goal_membership: Tensor,
+        goal_obs: Tensor,
+        step_reward: float,
+        r_max: float,
+        r_min: float,
+        plan: bool = True,
+    ) -> None:
+        if not agent.num_goals or "MAX" not in agent.head_names or "MIN" not in agent.head_names:
+            raise ValueError("a skill machine needs world-value heads with the bounds MAX and MIN")
+        self.agent, self.machine, self.plan = agent, machine, plan
+        self.step_reward, self.gamma = step_reward, agent.cfg.gamma
+        table, _ = machine.table(alphabet)
+        self.expressions = [
+            skill_expression(machine, u, self.gamma) for u in range(len(machine.states))
+        ]
+        device = goal_obs.device
+        truth = dict(zip(agent.head_names, goal_membership.T.float(), strict=True))
+        ones = torch.ones(goal_label.shape[0], device=device)
+        self.terminal = torch.stack(
+            [
+                torch.full_like(ones, r_min)
+                if text is None
+                else torch.where(
+                    compose.evaluate(text, truth, bounds=(ones, 0 * ones)) > 0.5, r_max, r_min
+                )
+                for text in self.expressions
+            ]
+        )  # [U, G]
+        accepting = torch.zeros(len(machine.states), dtype=torch.bool, device=device)
+        accepting[list(machine.accepting)] = True
+        rejecting = torch.zeros_like(accepting)
+        rejecting[list(machine.rejecting)] = True
+        goal_next = table.to(device)[:, goal_label]  # [U, G]
+        with torch.no_grad():
+            at_goals = self.compose(goal_obs)  # [U, G, G', A]
+        self.target = continuation_targets(
+            at_goals, self.terminal, goal_next, accepting, rejecting, step_reward, self.gamma, r_max
+        )
+
+    def compose(self, obs: Tensor) -> Tensor:
+        """Composed world values [U, B, G, A] of every machine state's expression (0 if none)."""
+        q = self.agent.online(obs)
+        heads = {name: q[:, k] for k, name in enumerate(self.agent.head_names)}
+        bounds = (heads["MAX"], heads["MIN"])
+        alpha = self.agent.cfg.alpha
+        return torch.stack(
+            [
+                torch.zeros_like(bounds[0])
+                if text is None
+                else compose.evaluate(text, heads, alpha=alpha, bounds=bounds)
+                for text in self.expressions
+            ]
+        )
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, state: Tensor) -> Tensor:
+        """Greedy actions [N] for observations [N, ...] in machine states [N]."""
+        rows = torch.arange(obs.shape[0], device=obs.device)
+        values = self.compose(obs)[state, rows]  # [N, G, A]
+        terminal = self.terminal[state]
+        if self.plan:
+            values = planned_values(
+                values, terminal, self.target[state], self.step_reward, self.gamma
+            )
+        else:  # only goals that take the edge: reaching another one does not end the task
+            wanted = terminal == terminal.amax(1, keepdim=True)
+            values = values.masked_fill(~wanted.unsqueeze(-1), -torch.inf)
+        return values.amax(1).argmax(-1)

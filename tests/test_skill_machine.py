@@ -1,0 +1,173 @@
+"""Skill machines: edge choice on the machine, look-ahead targets, and zero-shot temporal tasks
+on exact Office world values, scored against the product-BFS oracle."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from agents.skill_machine import SkillMachineAgent
+from composable_rl.config import AgentConfig
+from composable_rl.reward_machine import Edge, RewardMachine, from_ltl
+from composable_rl.skill_machine import (
+    continuation_targets,
+    machine_values,
+    planned_values,
+    skill_expression,
+)
+from envs.office import ALPHABET, PROPOSITIONS, OfficeWorld
+from envs.oracle import tabulate, task_reward, world_value_iteration
+from envs.temporal import evaluate_temporal, office_machine
+
+GAMMA, PENALTY = 0.95, -5.0
+OFFICE_TASKS = (
+    "F(f & F g) & G !n",
+    "F(e & F g) & G !n",
+    "(F(f & F(e & F g)) | F(e & F(f & F g))) & G !n",
+    "F(a & F(b & F(c & F d))) & G !n",
+    "F(a & F c) & G !e",
+)
+
+
+def small_machine() -> RewardMachine:
+    """u0 -a-> done (reward 1) or u0 -b-> u1 -c-> done (reward 1); plants lead to fail."""
+    return RewardMachine(
+        propositions=("a", "b", "c", "n"),
+        states=("u0", "u1", "done", "fail"),
+        initial=0,
+        accepting=frozenset({2}),
+        edges=(
+            Edge(0, 2, "a & !n", 1.0),
+            Edge(0, 1, "b & !n", 0.0),
+            Edge(1, 2, "c & !n", 1.0),
+            Edge(0, 3, "n", 0.0),
+            Edge(1, 3, "n", 0.0),
+        ),
+        alphabet=(frozenset(), *(frozenset({p}) for p in "abcn")),  # one proposition at a time
+    )
+
+
+def test_machine_values_and_the_best_edge_by_hand():
+    machine = small_machine()
+    assert machine_values(machine, 0.9).tolist() == pytest.approx([1.0, 1.0, 0.0, 0.0])
+    assert skill_expression(machine, 0, 0.9) == "a & ~n"  # 1 now beats 0.9 later
+    assert skill_expression(machine, 1, 0.9) == "c & ~n"
+    assert skill_expression(machine, 2, 0.9) is None and skill_expression(machine, 3, 0.9) is None
+
+
+def test_ties_are_joined_by_or_and_true_is_the_max_head():
+    either = from_ltl("F((f | e) & F g) & G !n", PROPOSITIONS, ALPHABET)
+    assert skill_expression(either, either.initial, GAMMA) == "(e | f) & ~n"
+    always = RewardMachine(("a",), ("u0", "done"), 0, frozenset({1}), (Edge(0, 1, "true", 1.0),))
+    assert skill_expression(always, 0, GAMMA) == "MAX"
+
+
+def test_planned_values_replace_the_terminal_reward():
+    c, gamma = -0.1, 0.9
+    base = c / (1 - gamma)
+    # world value of reaching a goal in d = 3 steps with terminal reward 2
+    value = c + gamma * c + gamma**2 * 2.0
+    q = torch.tensor([[[value]]])
+    out = planned_values(q, torch.tensor([[2.0]]), torch.tensor([[5.0]]), c, gamma)
+    assert out.item() == pytest.approx(c + gamma * c + gamma**2 * 5.0)
+    assert out.item() - base == pytest.approx((value - base) * (5.0 - base) / (2.0 - base))
+    blocked = planned_values(q, torch.tensor([[2.0]]), torch.tensor([[-torch.inf]]), c, gamma)
+    assert blocked.item() == -torch.inf
+
+
+def test_continuation_targets_on_a_chain_of_goals():
+    """Every goal is one step from every other. State 0: goal 0 leads to state 1, goal 1 breaks
+    a rule (state 3). State 1: goal 0 stays, goal 1 finishes (state 2)."""
+    c, gamma, r_max = -0.1, 0.9, 2.0
+    terminal = torch.full((4, 2), r_max)
+    one_step = terminal[:, None, :, None].expand(4, 2, 2, 1)  # value of a 1-step path = reward
+    goal_next = torch.tensor([[1, 3], [1, 2], [2, 2], [3, 3]])
+    accepting = torch.tensor([False, False, True, False])
+    rejecting = torch.tensor([False, False, False, True])
+    target = continuation_targets(
+        one_step, terminal, goal_next, accepting, rejecting, c, gamma, r_max
+    )
+    assert target[1, 1].item() == r_max and target[0, 1].item() == -torch.inf
+    assert target[0, 0].item() == pytest.approx(c + gamma * r_max)  # then one step to finish
+    assert target[1, 0].item() == pytest.approx(c + gamma * r_max)
+
+
+def exact_agent(world: OfficeWorld) -> SimpleNamespace:
+    """A stand-in for a trained agent whose heads are the exact world values (alpha = 0)."""
+    mdp = tabulate(world, world.objects[:1])
+    heads = [
+        world_value_iteration(
+            mdp,
+            task_reward(mdp, torch.where(member, world.r_max, world.r_min), world.step_reward),
+            world.num_goals,
+            PENALTY,
+            GAMMA,
+            0.0,
+        )[0]
+        for member in world.goal_membership.T
+    ]
+    q = torch.stack(heads, 1).float()  # [S, K, G, A]
+    cfg = AgentConfig(gamma=GAMMA, alpha=0.0)
+    return SimpleNamespace(
+        online=lambda obs: q[obs[:, 0]], head_names=world.head_names, num_goals=14, cfg=cfg
+    )
+
+
+@pytest.fixture(scope="module")
+def office():
+    world = OfficeWorld(num_envs=1, bound_heads=True)
+    return world, exact_agent(world)
+
+
+def run(world, agent, task: str, plan: bool, starts: str) -> dict:
+    machine = SkillMachineAgent(
+        agent,
+        office_machine(task),
+        world.alphabet,
+        world.labels(world.goal_cells),
+        world.goal_membership,
+        world.observe(world.goal_cells, world.objects[:1]),
+        world.step_reward,
+        world.r_max,
+        world.r_min,
+        plan=plan,
+    )
+    return evaluate_temporal(
+        task,
+        lambda cells, states: machine.act(world.observe(cells, None), states),
+        starts,
+        episodes=300,
+    )
+
+
+@pytest.mark.parametrize("task", OFFICE_TASKS)
+def test_look_ahead_skill_machine_is_optimal_on_exact_world_values(office, task):
+    world, agent = office
+    for starts in ("standard", "random"):
+        row = run(world, agent, task, True, starts)
+        assert row["success"] == 1.0 and row["violations"] == 0.0
+        assert row["steps"] == row["oracle_steps"]
+
+
+def test_edge_choice_alone_succeeds_but_can_walk_further(office):
+    world, agent = office
+    row = run(world, agent, OFFICE_TASKS[0], False, "standard")
+    assert row["success"] == 1.0 and row["violations"] == 0.0
+    assert (row["steps"], row["oracle_steps"]) == (31.0, 15.0)  # nearest coffee, not the best
+
+
+def test_agent_needs_world_values_with_bounds(office):
+    world, agent = office
+    plain = SimpleNamespace(**{**vars(agent), "num_goals": 0})
+    with pytest.raises(ValueError, match="world-value heads"):
+        SkillMachineAgent(
+            plain,
+            office_machine(OFFICE_TASKS[0]),
+            world.alphabet,
+            world.labels(world.goal_cells),
+            world.goal_membership,
+            world.observe(world.goal_cells, None),
+            -0.1,
+            2.0,
+            -0.1,
+        )

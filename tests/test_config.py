@@ -293,3 +293,12 @@ def test_generic_types_and_required_keys():
     with pytest.raises(ConfigError) as info:
         from_dict(Extras, {"size": [1, 1], "mode": "c"})
     assert str(info.value) == "mode: expected 'a' | 'b' | None, got 'c' (str)"
+
+
+def test_keys_of_the_other_world_family_are_refused():
+    office = load_config(None, ["env.name=office", "env.task=F a", "env.starts=standard"])
+    assert (office.env.name, office.env.task, office.env.starts) == ("office", "F a", "standard")
+    with pytest.raises(ConfigError, match="env.starts: applies to env.name: office only"):
+        load_config(None, ["env.starts=standard"])
+    with pytest.raises(ConfigError, match="env.colours: applies to env.name: object_rooms only"):
+        load_config(None, ["env.name=office", "env.colours=[red]"])

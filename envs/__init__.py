@@ -2,20 +2,29 @@
 
 import gymnasium
 
+from envs.foraging import ForagingEnv, ForagingWorld
 from envs.gym_env import ObjectRoomsEnv, OfficeEnv, ScalarizedReward
 from envs.object_rooms import ObjectRooms
 from envs.office import OfficeWorld
 
 OBJECT_ROOMS_ID = "composable_rl/ObjectRooms-v0"
 OFFICE_ID = "composable_rl/Office-v0"
+FORAGING_ID = "composable_rl/Foraging-v0"
 
-for _id, _entry in ((OBJECT_ROOMS_ID, "ObjectRoomsEnv"), (OFFICE_ID, "OfficeEnv")):
+for _id, _entry in (
+    (OBJECT_ROOMS_ID, "envs.gym_env:ObjectRoomsEnv"),
+    (OFFICE_ID, "envs.gym_env:OfficeEnv"),
+    (FORAGING_ID, "envs.foraging:ForagingEnv"),
+):
     if _id not in gymnasium.registry:
-        gymnasium.register(id=_id, entry_point=f"envs.gym_env:{_entry}", disable_env_checker=True)
+        gymnasium.register(id=_id, entry_point=_entry, disable_env_checker=True)
 
 __all__ = [
+    "FORAGING_ID",
     "OBJECT_ROOMS_ID",
     "OFFICE_ID",
+    "ForagingEnv",
+    "ForagingWorld",
     "ObjectRooms",
     "ObjectRoomsEnv",
     "OfficeEnv",

@@ -91,3 +91,11 @@ def test_batched_engine_matches_gym_envs_step_for_step():
                 o, _ = env.reset()
             assert np.array_equal(obs[i].numpy(), o)
     assert episodes > 3 * num
+
+
+def test_every_world_is_registered():
+    for env_id in (envs.OBJECT_ROOMS_ID, envs.OFFICE_ID, envs.FORAGING_ID):
+        env = gym.make(env_id)
+        obs, _ = env.reset(seed=0)
+        assert obs in env.observation_space
+        assert env.get_wrapper_attr("reward_space").shape == (env.unwrapped.world.num_heads,)

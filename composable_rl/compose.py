@@ -260,8 +260,8 @@ def _tokenize(text: str) -> list[_Token]:
     return tokens
 
 
-class _Parser:
-    """Precedence climbing over the binary levels, then unary operators, then atoms."""
+class _Cursor:
+    """A position in the token list of a text, and errors that point a caret into the text."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -279,6 +279,10 @@ class _Parser:
 
     def error(self, reason: str, pos: int) -> ExpressionError:
         return ExpressionError(reason, self.text, pos)
+
+
+class _Parser(_Cursor):
+    """Precedence climbing over the binary levels, then unary operators, then atoms."""
 
     def check(self, token: _Token, operands: Sequence[Expr]) -> None:
         """Raises the rule `_problem` finds, with the caret at the culprit operand or the token."""

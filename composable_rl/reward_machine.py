@@ -54,8 +54,7 @@ from composable_rl.compose import (
     ExpressionError,
     Head,
     Unary,
-    _Token,
-    _tokenize,
+    _Cursor,
     evaluate,
     parse,
     set_expression,
@@ -503,25 +502,15 @@ def _negate(formula: Formula) -> Formula:
     return Junction("|" if formula.op == "&" else "&", tuple(map(_negate, formula.args)))
 
 
-class _LtlParser:
+class _LtlParser(_Cursor):
     """Precedence climbing over `|` and `&`, then the prefix operators F, G and NOT, then atoms.
 
     Reuses the tokenizer of `compose`, so names and error carets follow the same rules.
     """
 
     def __init__(self, text: str, propositions: Sequence[str] | None) -> None:
-        self.text = text
+        super().__init__(text)
         self.propositions = propositions
-        self.tokens = _tokenize(text)
-        self.index = 0
-
-    def take(self) -> _Token:
-        token = self.tokens[self.index]
-        self.index += 1
-        return token
-
-    def error(self, reason: str, pos: int) -> ExpressionError:
-        return ExpressionError(reason, self.text, pos)
 
     def parse(self) -> Formula:
         if self.tokens[0].kind == "end":

@@ -23,7 +23,7 @@ Rules, per step:
 """
 
 from collections.abc import Mapping, Sequence
-from numbers import Integral, Real
+from numbers import Real
 from types import MappingProxyType
 from typing import Any
 
@@ -31,9 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from envs.gridworld import NUM_ACTIONS, hash_bits, move, parse_layout
+from envs.gridworld import NUM_ACTIONS, Seed, hash_bits, move, parse_layout, slot_seeds
 from envs.gym_env import ObjectRoomsEnv
-from envs.object_rooms import Seed
 from envs.render import GLYPHS, colours_rgb, draw_grid
 
 PerVariable = float | Sequence[float] | Mapping[str, float]
@@ -299,15 +298,7 @@ class ForagingWorld:
 
     def reset(self, seed: Seed = 0) -> Tensor:
         """Seed every slot (an int s gives slot i the seed s + i), start episode 0; returns obs."""
-        if isinstance(seed, Integral):
-            seeds = torch.arange(self.num_envs, device=self.device) + int(seed)
-        else:
-            seeds = torch.as_tensor(seed, dtype=torch.long, device=self.device)
-        if seeds.shape != (self.num_envs,):
-            raise ValueError(
-                f"need one seed per env ({self.num_envs}), got shape {tuple(seeds.shape)}"
-            )
-        self.seeds = seeds.clone()
+        self.seeds = slot_seeds(seed, self.num_envs, self.device)
         self.episode = torch.zeros_like(self.seeds)
         self.agent, self.internal = self.sample_start(self.seeds, self.episode)
         self.wait = torch.zeros(

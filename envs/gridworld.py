@@ -1,6 +1,7 @@
 """Shared grid machinery: ASCII layouts, wall-blocked moves and a counter-based per-slot RNG."""
 
 from collections.abc import Sequence
+from numbers import Integral
 
 import torch
 from torch import Tensor
@@ -32,6 +33,7 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+Seed = int | Sequence[int] | Tensor
 NUM_ACTIONS = 4
 ACTION_NAMES = ("up", "right", "down", "left")
 
@@ -87,3 +89,53 @@ def hash_bits(seed: Tensor, counter: Tensor, index: Tensor) -> Tensor:
 def hash_uniform(seed: Tensor, counter: Tensor, index: Tensor) -> Tensor:
     """Uniforms in [0, 1) float64 [N, J] that depend only on (seed_i, counter_i, index_ij)."""
     return hash_bits(seed, counter, index).double() * (1.0 / 2**32)
+
+
+def slot_seeds(seed: Seed, num_envs: int, device: torch.device) -> Tensor:
+    """One seed per slot: an int s gives slot i the seed s + i; a sequence is taken as is."""
+    if isinstance(seed, Integral):
+        return torch.arange(num_envs, device=device) + int(seed)
+    seeds = torch.as_tensor(seed, dtype=torch.long, device=device)
+    if seeds.shape != (num_envs,):
+        raise ValueError(f"need one seed per env ({num_envs}), got shape {tuple(seeds.shape)}")
+    return seeds.clone()
+
+
+class GoalEpisodes:
+    """Episode bookkeeping shared by the goal-reaching worlds.
+
+    The world provides num_envs, max_steps, device and the pure pieces sample_layout(seeds,
+    episodes) -> (start [B], objects [B, M]), transition(agent, objects, actions) and
+    observe(agent, objects); this class keeps `agent`, `objects`, `t`, `seeds` and `episode`.
+    """
+
+    def reset(self, seed: Seed = 0) -> Tensor:
+        """Seed every slot (an int s gives slot i the seed s + i), start episode 0; returns obs."""
+        self.seeds = slot_seeds(seed, self.num_envs, self.device)
+        self.episode = torch.zeros_like(self.seeds)
+        self.agent, self.objects = self.sample_layout(self.seeds, self.episode)
+        self.t = torch.zeros_like(self.seeds)
+        return self.observe(self.agent, self.objects)
+
+    def start_episodes(self, mask: Tensor) -> None:
+        """Begin the next episode (counter + 1, fresh layout and start) in the slots where mask."""
+        self.episode = self.episode + mask.long()
+        agent, objects = self.sample_layout(self.seeds, self.episode)
+        self.agent = torch.where(mask, agent, self.agent)
+        self.objects = torch.where(mask[:, None], objects, self.objects)
+        self.t = self.t.masked_fill(mask, 0)
+
+    def advance(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Apply actions without resetting: (reward [N, K], terminated, truncated, goal)."""
+        self.agent, reward, terminated, goal = self.transition(self.agent, self.objects, actions)
+        self.t = self.t + 1
+        truncated = ~terminated & (self.t >= self.max_steps)
+        return reward, terminated, truncated, goal
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Step all slots; finished ones auto-reset and info['final_obs'] holds their last obs."""
+        reward, terminated, truncated, goal = self.advance(actions)
+        final_obs = self.observe(self.agent, self.objects)
+        self.start_episodes(terminated | truncated)
+        obs = self.observe(self.agent, self.objects)
+        return obs, reward, terminated, truncated, {"final_obs": final_obs, "goal": goal}

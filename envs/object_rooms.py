@@ -1,20 +1,18 @@
 """Batched object-rooms gridworld: N envs stepped by tensor ops, one reward head per attribute."""
 
 from collections.abc import Sequence
-from numbers import Integral
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from envs.gridworld import NUM_ACTIONS, hash_bits, move, parse_layout
+from envs.gridworld import NUM_ACTIONS, GoalEpisodes, hash_bits, move, parse_layout
 from envs.render import colours_rgb, draw_grid, shape_glyphs
 
-Seed = int | Sequence[int] | Tensor
 BOUND_HEADS = ("MAX", "MIN")  # the tasks rewarding every object with r_max / r_min (for NOT)
 
 
-class ObjectRooms:
+class ObjectRooms(GoalEpisodes):
     """N gridworlds with one object per (colour, shape); collecting one ends the episode.
 
     With `bound_heads`, two more reward columns MAX and MIN give r_max / r_min for collecting
@@ -198,46 +196,6 @@ class ObjectRooms:
             terminated[:, None], self._goal_reward[goal.clamp(min=0)], self._step_reward
         )
         return next_agent, reward, terminated, goal
-
-    def reset(self, seed: Seed = 0) -> Tensor:
-        """Seed every slot (an int s gives slot i the seed s + i), start episode 0; returns obs."""
-        if isinstance(seed, Integral):
-            seeds = torch.arange(self.num_envs, device=self.device) + int(seed)
-        else:
-            seeds = torch.as_tensor(seed, dtype=torch.long, device=self.device)
-        if seeds.shape != (self.num_envs,):
-            raise ValueError(
-                f"need one seed per env ({self.num_envs}), got shape {tuple(seeds.shape)}"
-            )
-        self.seeds = seeds.clone()
-        self.episode = torch.zeros_like(self.seeds)
-        self.agent, self.objects = self.sample_layout(self.seeds, self.episode)
-        self.t = torch.zeros_like(self.seeds)
-        return self.observe(self.agent, self.objects)
-
-    def start_episodes(self, mask: Tensor) -> None:
-        """Begin the next episode (counter + 1, fresh layout and start) in the slots where mask."""
-        self.episode = self.episode + mask.long()
-        agent, objects = self.sample_layout(self.seeds, self.episode)
-        self.agent = torch.where(mask, agent, self.agent)
-        self.objects = torch.where(mask[:, None], objects, self.objects)
-        self.t = self.t.masked_fill(mask, 0)
-
-    def advance(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Apply actions without resetting: (reward [N, K], terminated, truncated, goal)."""
-        self.agent, reward, terminated, goal = self.transition(self.agent, self.objects, actions)
-        self.t = self.t + 1
-        truncated = ~terminated & (self.t >= self.max_steps)
-        return reward, terminated, truncated, goal
-
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        """Step all slots; finished ones auto-reset and info['final_obs'] holds their last obs."""
-        reward, terminated, truncated, goal = self.advance(actions)
-        final_obs = self.observe(self.agent, self.objects)
-        done = terminated | truncated
-        self.start_episodes(done)
-        obs = self.observe(self.agent, self.objects)
-        return obs, reward, terminated, truncated, {"final_obs": final_obs, "goal": goal}
 
     def render_rgb(self, index: int = 0) -> np.ndarray:
         """uint8 RGB image [H*16, W*16, 3] of slot `index`."""

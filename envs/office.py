@@ -10,14 +10,13 @@ else r_min. Temporal tasks move freely over the same map (`envs.temporal`).
 """
 
 from collections.abc import Sequence
-from numbers import Integral
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from envs.gridworld import NUM_ACTIONS, hash_bits
-from envs.object_rooms import BOUND_HEADS, Seed
+from envs.gridworld import NUM_ACTIONS, GoalEpisodes, hash_bits
+from envs.object_rooms import BOUND_HEADS
 from envs.render import AGENT_FILL, AGENT_OUTLINE, AGENT_RGB, CELL_PX, FLOOR_RGB, OUTLINE_RGB
 
 WIDTH, HEIGHT = 12, 9
@@ -93,7 +92,7 @@ def transition_table() -> Tensor:
     return table
 
 
-class OfficeWorld:
+class OfficeWorld(GoalEpisodes):
     """N Office worlds stepped by tensor ops; goals are the 14 labelled cells.
 
     Heads: one per proposition (r_max on reaching a cell of that proposition, r_min on any other
@@ -218,44 +217,6 @@ class OfficeWorld:
             terminated[:, None], self._goal_reward[goal.clamp(min=0)], self._step_reward
         )
         return next_agent, reward, terminated, goal
-
-    def reset(self, seed: Seed = 0) -> Tensor:
-        """Seed every slot (an int s gives slot i the seed s + i), start episode 0; returns obs."""
-        if isinstance(seed, Integral):
-            seeds = torch.arange(self.num_envs, device=self.device) + int(seed)
-        else:
-            seeds = torch.as_tensor(seed, dtype=torch.long, device=self.device)
-        if seeds.shape != (self.num_envs,):
-            raise ValueError(
-                f"need one seed per env ({self.num_envs}), got shape {tuple(seeds.shape)}"
-            )
-        self.seeds = seeds.clone()
-        self.episode = torch.zeros_like(self.seeds)
-        self.agent, self.objects = self.sample_layout(self.seeds, self.episode)
-        self.t = torch.zeros_like(self.seeds)
-        return self.observe(self.agent, self.objects)
-
-    def start_episodes(self, mask: Tensor) -> None:
-        """Begin the next episode (counter + 1, fresh start cell) in the slots where mask."""
-        self.episode = self.episode + mask.long()
-        agent, _ = self.sample_layout(self.seeds, self.episode)
-        self.agent = torch.where(mask, agent, self.agent)
-        self.t = self.t.masked_fill(mask, 0)
-
-    def advance(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Apply actions without resetting: (reward [N, K], terminated, truncated, goal)."""
-        self.agent, reward, terminated, goal = self.transition(self.agent, self.objects, actions)
-        self.t = self.t + 1
-        truncated = ~terminated & (self.t >= self.max_steps)
-        return reward, terminated, truncated, goal
-
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        """Step all slots; finished ones auto-reset and info['final_obs'] holds their last obs."""
-        reward, terminated, truncated, goal = self.advance(actions)
-        final_obs = self.observe(self.agent, self.objects)
-        self.start_episodes(terminated | truncated)
-        obs = self.observe(self.agent, self.objects)
-        return obs, reward, terminated, truncated, {"final_obs": final_obs, "goal": goal}
 
     def render_rgb(self, index: int = 0) -> np.ndarray:
         """uint8 RGB image [9*16, 12*16, 3]: rooms, walls, proposition cells and the agent."""

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import zero_shot
 from agents.skill_machine import SkillMachineAgent
 from composable_rl.config import AgentConfig
 from composable_rl.reward_machine import Edge, RewardMachine, from_ltl
@@ -120,18 +121,7 @@ def office():
 
 
 def run(world, agent, task: str, plan: bool, starts: str) -> dict:
-    machine = SkillMachineAgent(
-        agent,
-        office_machine(task),
-        world.alphabet,
-        world.labels(world.goal_cells),
-        world.goal_membership,
-        world.observe(world.goal_cells, world.objects[:1]),
-        world.step_reward,
-        world.r_max,
-        world.r_min,
-        plan=plan,
-    )
+    machine = zero_shot.skill_machine(world, agent, task, plan)
     return evaluate_temporal(
         task,
         lambda cells, states: machine.act(world.observe(cells, None), states),

@@ -28,30 +28,29 @@ from composable_rl.config import (
     Config,
     ConfigError,
     EnvConfig,
+    ForagingConfig,
     describe,
     load_config,
     save_config,
     to_dict,
 )
 from composable_rl.functional import wrong_goal_penalty
+from composable_rl.homeostasis import load_value_program
 from composable_rl.logging import Logger, head_tags
 from composable_rl.replay import TensorReplay
 from composable_rl.tasks import sample_task_weights
-from envs.evaluation import evaluate
+from envs.evaluation import evaluate, evaluate_levels
+from envs.foraging import DEFAULT_RESOURCES, DriveReductionWorld
 from envs.temporal import OfficeTask, evaluate_temporal
 from envs.worlds import World, make_world
 
 
 def world_kwargs(env: EnvConfig, device: str) -> dict:
     """`envs.worlds.make_world` arguments of the world the env section describes (no num_envs)."""
-    common = {
-        "max_steps": env.max_steps,
-        "r_max": env.r_max,
-        "r_min": env.r_min,
-        "step_reward": env.step_reward,
-        "observation": env.observation,
-        "device": device,
-    }
+    common = {"max_steps": env.max_steps, "observation": env.observation, "device": device}
+    if env.name == "foraging":
+        return {**foraging_kwargs(env.foraging), **common}
+    common.update(r_max=env.r_max, r_min=env.r_min, step_reward=env.step_reward)
     if env.name == "office" and env.task:
         return {"name": "office_task", "task": env.task, "starts": env.starts, **common}
     if env.name == "office":
@@ -65,6 +64,35 @@ def world_kwargs(env: EnvConfig, device: str) -> dict:
         "object_positions": env.object_positions,
         "bound_heads": env.bound_heads,
         **common,
+    }
+
+
+def foraging_kwargs(cfg: ForagingConfig) -> dict:
+    """`make_world` arguments of a foraging world: resource heads, or the drive-reduction head
+    with the setpoints of the configured value program."""
+    kwargs = {
+        "name": "foraging",
+        "initial_range": tuple(cfg.initial_range),
+        "regrow": cfg.regrow,
+        "death": cfg.death,
+        "viable_low": cfg.viable_low,
+        "viable_high": cfg.viable_high,
+    }
+    for key in ("resources", "drift", "consumption"):
+        if getattr(cfg, key) is not None:
+            kwargs[key] = getattr(cfg, key)
+    if cfg.reward == "resources":
+        return kwargs
+    program = load_value_program(cfg.value_program, list(cfg.resources or DEFAULT_RESOURCES))
+    setpoints = dict(zip(program.variable_names, program.setpoints, strict=True))
+    return {
+        **kwargs,
+        "name": "foraging_drive",
+        "setpoints": setpoints,
+        "drive_n": cfg.drive_n,
+        "drive_m": cfg.drive_m,
+        "reward_scale": cfg.reward_scale,
+        "levels_bins": cfg.levels_bins,
     }
 
 
@@ -90,6 +118,12 @@ def build(cfg: Config) -> tuple[World, MultiHeadSoftQ]:
         raise ConfigError(
             f"tasks.fixed_weights: need one weight per head {world.head_names}, got {fixed}"
         )
+    if cfg.agent.world_values and not world.num_goals:
+        raise ConfigError(f"agent.world_values: the {cfg.env.name} world has no goals")
+    if cfg.env.name == "foraging" and cfg.env.foraging.regrow and cfg.eval_episodes:
+        raise ConfigError("env.foraging.regrow: the final evaluation's exact oracle needs 0")
+    if isinstance(world, DriveReductionWorld) and cfg.env.observation != "indices":
+        raise ConfigError("env.observation: drive_reduction needs indices (it sees its levels)")
     sparse = world.num_features if cfg.env.observation == "indices" else 0
     goals = world.num_goals if cfg.agent.world_values else 0
     agent = MultiHeadSoftQ(
@@ -112,8 +146,15 @@ def epsilon_at(cfg: Config, step: int) -> float:
 
 
 def evaluate_run(agent: MultiHeadSoftQ, world: World, cfg: Config, episodes: int) -> list[dict]:
-    """Final evaluation: every head against the exact oracle, or a temporal task's success and
-    steps against the product-BFS oracle from the standard start and from random starts."""
+    """Final evaluation: every head against the exact oracle; a temporal task's success and steps
+    against the product-BFS oracle from the standard start and from random starts; or, for the
+    drive-reduction head, its return and the time its levels spend in the value program's bands."""
+    if isinstance(world, DriveReductionWorld):
+        program = load_value_program(cfg.env.foraging.value_program, world.resource_names)
+        kwargs = world_kwargs(cfg.env, cfg.device)
+        greedy = partial(agent.act, alpha=0.0)
+        row = evaluate_levels(kwargs, greedy, program.bands, episodes)
+        return [{"task": "drive_reduction", **row}]
     if not isinstance(world, OfficeTask):
         return evaluate_heads(agent, cfg, episodes)
     weights = torch.ones(1, 1, device=cfg.device)

@@ -45,6 +45,7 @@ __all__ = [
     "set_expression",
     "soft_or",
     "to_string",
+    "weighted_max",
     "weighted_sum",
 ]
 
@@ -52,6 +53,20 @@ __all__ = [
 def weighted_sum(q: Tensor, weights: Tensor) -> Tensor:
     """Q_w = sum_k w_k Q_k: q [B, K, ...] and weights [K] -> [B, ...] (linear composition)."""
     return torch.tensordot(q, weights.to(q.dtype), dims=([1], [0]))
+
+
+def weighted_max(q: Tensor, weights: Tensor) -> Tensor:
+    """max_k w_k Q_k over the heads with w_k > 0, plus sum_k w_k Q_k over those with w_k < 0:
+    q [B, K, ...] and weights [B, K] -> [B, ...] (0 from the positive part when none is positive).
+
+    With rewards >= 0 this is a lower bound on the value, for the weighted reward, of following
+    the best single wanted head's policy (the other wanted rewards only add, an unwanted one
+    costs at most its own optimal value), so acting greedily on it is GPI over the heads' own
+    policies. Unlike the weighted sum it never settles between two equally wanted goals.
+    """
+    w = weights.to(q.dtype).view(*weights.shape, *([1] * (q.dim() - weights.dim())))
+    wanted = (q * w.clamp(min=0)).amax(1)
+    return wanted + (q * w.clamp(max=0)).sum(1)
 
 
 def or_(a: Tensor, b: Tensor) -> Tensor:

@@ -48,21 +48,80 @@ def doc(
     return dataclasses.field(default=default, metadata=metadata)
 
 
-# Keys that only one world family reads; the other family must leave them at their defaults.
+# Keys that only some world families read; the others must leave them at their defaults.
 _FAMILY_KEYS = {
-    "object_rooms": ("layout", "colours", "shapes", "heads", "object_positions"),
-    "office": ("starts", "task"),
+    "object_rooms": (
+        "layout",
+        "colours",
+        "shapes",
+        "heads",
+        "object_positions",
+        "r_max",
+        "r_min",
+        "step_reward",
+        "bound_heads",
+    ),
+    "office": ("starts", "task", "r_max", "r_min", "step_reward", "bound_heads"),
+    "foraging": ("foraging",),
 }
 
 
 @dataclasses.dataclass
-class EnvConfig:
-    """Batched gridworld: object rooms (colours and shapes) or the Office world."""
+class ForagingConfig:
+    """Foraging world (env.name: foraging): resources, internal levels, and the reward its heads
+    learn. null keeps the world's default (envs/foraging.py)."""
 
-    name: Literal["object_rooms", "office"] = doc(
+    resources: dict[str, list[list[int]]] | None = doc(
+        None, "[row, col] cells per resource type; null = food (1, 1), water (1, 9), salt (9, 5)."
+    )
+    drift: dict[str, float] | None = doc(
+        None,
+        "Change of each internal variable per step; null = energy and hydration -0.003, "
+        "sodium -0.001.",
+    )
+    consumption: dict[str, dict[str, float]] | None = doc(
+        None,
+        "Per resource, the change of each variable when it is consumed; null = food "
+        "energy +0.075, water hydration +0.075, salt sodium +0.1 and hydration -0.02.",
+    )
+    initial_range: list[float] = doc(
+        [0.1, 0.9], "Every level starts uniform in [low, high].", ge=0, le=1
+    )
+    regrow: int = doc(0, "Steps a consumed resource cell stays empty; 0 = always there.", ge=0)
+    death: bool = doc(False, "End an episode when a level leaves [viable_low, viable_high].")
+    viable_low: float = doc(0.05, "Death below this level (with death).", ge=0, le=1)
+    viable_high: float = doc(1.0, "Death above this level (with death).", ge=0, le=1)
+    reward: Literal["resources", "drive_reduction"] = doc(
+        "resources",
+        "resources: one head per resource, paid 1 per consumption, blind to the levels; "
+        "drive_reduction: one head paid reward_scale * (D(x_t) - D(x_t+1)) at the setpoints of "
+        "value_program, seeing its levels (the Keramati & Gutkin 2014 baseline).",
+    )
+    value_program: str = doc(
+        "configs/values/default.yaml", "Value program whose setpoints drive_reduction uses."
+    )
+    levels_bins: int = doc(10, "Bins per level in the drive_reduction observation.", ge=1)
+    drive_n: float = doc(4.0, "Exponent n of D(x) = (sum_i |x*_i - x_i|^n)^(1/m).", gt=0)
+    drive_m: float = doc(2.0, "Root m of D(x).", gt=0)
+    reward_scale: float = doc(100.0, "Factor on the drive-reduction reward.", gt=0)
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """Yield (field, problem) for rules that involve several fields."""
+        if len(self.initial_range) != 2 or self.initial_range[0] > self.initial_range[1]:
+            yield "initial_range", f"expected [low, high], got {self.initial_range}"
+        if self.viable_low >= self.viable_high:
+            yield "viable_low", f"must be below viable_high ({self.viable_high})"
+
+
+@dataclasses.dataclass
+class EnvConfig:
+    """Batched gridworld: object rooms (colours and shapes), the Office world, or foraging."""
+
+    name: Literal["object_rooms", "office", "foraging"] = doc(
         "object_rooms",
-        "World family: object_rooms (objects with a colour and a shape) or office (the Office "
-        "world of Toro Icarte et al. 2018, propositions a-g and n).",
+        "World family: object_rooms (objects with a colour and a shape), office (the Office "
+        "world of Toro Icarte et al. 2018, propositions a-g and n) or foraging (resources and "
+        "internal levels, for homeostatic control).",
     )
     layout: str = doc("four_rooms", "object_rooms map: four_rooms (13x13) or open5 (5x5).")
     num_envs: int = doc(64, "Environments stepped together as one batch.", ge=1)
@@ -95,6 +154,7 @@ class EnvConfig:
         "'F(f & F g) & G !n' or a reward-machine YAML file, with the machine state in the "
         "observation (the baseline for skill machines); empty = the primitive tasks.",
     )
+    foraging: ForagingConfig = doc(ForagingConfig, "foraging: world and reward settings.")
     observation: Literal["indices", "planes"] = doc(
         "indices",
         "indices: positions of the ones of the one-hot planes (fast sparse MLP); "
@@ -124,12 +184,13 @@ class EnvConfig:
                     yield f"object_positions[{i}]", f"expected [row, col], got {position!r}"
         if self.r_min >= self.r_max:
             yield "r_min", f"must be below r_max ({self.r_max}), got {self.r_min}"
-        other = "office" if self.name == "object_rooms" else "object_rooms"
         for f in dataclasses.fields(self):
-            if f.name in _FAMILY_KEYS[other]:
+            readers = [family for family, keys in _FAMILY_KEYS.items() if f.name in keys]
+            if readers and self.name not in readers:
                 default = f.default_factory() if f.default is dataclasses.MISSING else f.default
                 if getattr(self, f.name) != default:
-                    yield f.name, f"applies to env.name: {other} only, not to {self.name}"
+                    only = " or ".join(readers)
+                    yield f.name, f"applies to env.name: {only} only, not to {self.name}"
 
 
 @dataclasses.dataclass

@@ -30,7 +30,7 @@ import dataclasses
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
@@ -39,6 +39,7 @@ from torch import Tensor
 from composable_rl import compose
 from composable_rl.compose import Expr, ExpressionError
 from composable_rl.config import ConfigError, doc, from_dict
+from composable_rl.functional import compose_linear
 
 __all__ = [
     "DriveSpec",
@@ -49,8 +50,12 @@ __all__ = [
     "ValueProgramError",
     "drive_reduction_reward",
     "homeostatic_drive",
+    "in_band_fraction",
+    "integrated_abs_error",
     "load_value_program",
+    "overshoot",
     "pid_step",
+    "settling_time",
 ]
 
 
@@ -94,8 +99,10 @@ class _ProgramFile:
     weights: dict[str, str] = doc(
         dataclasses.MISSING, "Per head, a linear expression over the drives (variable names)."
     )
-    constraints: str | None = doc(
-        None, "Boolean expression over heads, AND-ed with the weighted task; null = none."
+    combine: Literal["max", "sum"] = doc(
+        "max",
+        "How weighted heads make one Q: max (max over wanted heads of w_k Q_k plus the "
+        "unwanted ones' w_k Q_k, compose.weighted_max) or sum (sum_k w_k Q_k).",
     )
 
 
@@ -205,12 +212,18 @@ class Drives:
 
 @dataclasses.dataclass(frozen=True)
 class ValueProgram:
-    """A validated value program: drives per variable, a linear weight per head, a constraint."""
+    """A validated value program: drives per variable, a linear weight per head, and the rule
+    (`combine`: max or sum) that turns the weighted heads into one Q."""
 
     variables: dict[str, DriveSpec]
     heads: tuple[str, ...]
     weights: dict[str, Expr]
-    constraint: Expr | None = None
+    combine: str = "max"
+
+    @property
+    def setpoints(self) -> tuple[float, ...]:
+        """Setpoints in the order of the variables."""
+        return tuple(spec.setpoint for spec in self.variables.values())
 
     @property
     def variable_names(self) -> tuple[str, ...]:
@@ -227,10 +240,20 @@ class ValueProgram:
         ]
         return torch.stack(columns, dim=-1)
 
+    def compose(self, q: Tensor, weights: Tensor) -> Tensor:
+        """One Q [N, A] from head values q [N, K, A] and head weights [N, K], by `combine`."""
+        if self.combine == "max":
+            return compose.weighted_max(q, weights)
+        return compose_linear(q, weights.to(q.dtype))
+
+    @property
+    def bands(self) -> Tensor:
+        """Viable bands [V, 2] of [low, high], in the order of the variables."""
+        return torch.tensor([spec.band for spec in self.variables.values()])
+
     def in_band(self, x: Tensor) -> Tensor:
         """Bool [..., V]: which levels lie inside their viable band."""
-        bands = torch.tensor([spec.band for spec in self.variables.values()], dtype=x.dtype)
-        low, high = bands.to(x.device).unbind(-1)
+        low, high = self.bands.to(dtype=x.dtype, device=x.device).unbind(-1)
         return (x >= low) & (x <= high)
 
 
@@ -261,10 +284,7 @@ def load_value_program(
         if not compose.is_linear(weights[head]):
             message = f"{key}: must be linear (a weighted sum of drives), got {text!r}"
             raise ValueProgramError(f"{where}: {message}", key)
-    constraint = None
-    if spec.constraints is not None:
-        constraint = _parse_checked(spec.constraints, heads, "head", "constraints", where)
-    return ValueProgram(dict(spec.variables), heads, weights, constraint)
+    return ValueProgram(dict(spec.variables), heads, weights, spec.combine)
 
 
 def _read_yaml(path: Path, where: str) -> Any:
@@ -328,6 +348,30 @@ class HomeostaticController:
             tags[f"homeostasis/{name}/level"] = levels[i]
             tags[f"homeostasis/{name}/weight"] = drives[i]
         return tags
+
+
+def in_band_fraction(in_band: Tensor, alive: Tensor) -> Tensor:
+    """Per env, the fraction of steps alive with every level in its band: in_band [T, N, V] bool
+    (`ValueProgram.in_band`), alive [T, N] bool -> [N] (a dead step counts as out of band)."""
+    return (in_band.all(-1) & alive).float().mean(0)
+
+
+def settling_time(x: Tensor, target: float, tol: float) -> Tensor:
+    """Per env, steps until x [T, N] enters target +- tol for good -> [N] long (T = never)."""
+    outside = (x - target).abs() > tol
+    steps = torch.arange(1, x.shape[0] + 1, device=x.device)[:, None]
+    return (outside.long() * steps).amax(0)
+
+
+def overshoot(x: Tensor, target: float, up: bool = True) -> Tensor:
+    """Per env, how far x [T, N] goes past the target in the direction of a step -> [N] (>= 0)."""
+    past = x - target if up else target - x
+    return past.clamp(min=0).amax(0)
+
+
+def integrated_abs_error(x: Tensor, target: float) -> Tensor:
+    """Per env, sum over steps of |target - x| for x [T, N] -> [N]."""
+    return (target - x).abs().sum(0)
 
 
 def homeostatic_drive(x: Tensor, setpoint: Tensor, n: float = 4.0, m: float = 2.0) -> Tensor:

@@ -6,7 +6,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from envs.oracle import finite_horizon_return, tabulate
+from envs.foraging import ForagingWorld
+from envs.oracle import TabularMDP, finite_horizon_return, tabulate, tabulate_foraging
 from envs.worlds import World, make_world
 
 Policy = Callable[[Tensor, Tensor], Tensor]
@@ -27,7 +28,8 @@ def evaluate(
     object g and the world's step reward otherwise (e.g. a Boolean task: r_max inside its goal
     set, r_min outside); the policy then gets zero weights. world_kwargs name the world
     (`envs.worlds.make_world`; num_envs becomes `episodes`). Success means the episode ended at
-    an object whose scalar reward is positive.
+    an object whose scalar reward is positive; a foraging world's continuing episodes have no
+    such end, so its results leave success out.
     normalized_return = (R - R_random) / (R_oracle - R_random) from the means over episodes, where
     the oracle and random returns are exact expectations from each episode's own layout and start
     (NaN when the two coincide, e.g. all-zero weights).
@@ -45,7 +47,8 @@ def evaluate(
         task = _linear_task(w)
     batch_w = w.repeat(episodes, 1)
     obs = world.reset(seed)
-    start, layouts = world.agent.clone(), world.objects.clone()
+    start = world.agent.clone()
+    mdp, which = _episode_mdps(world)
     total = torch.zeros(episodes, device=world.device)
     length = torch.zeros(episodes, dtype=torch.long, device=world.device)
     success = torch.zeros(episodes, dtype=torch.bool, device=world.device)
@@ -61,7 +64,11 @@ def evaluate(
             running &= ~(terminated | truncated)
             if not running.any():
                 break
-    oracle, random = _oracle_returns(world, layouts, start, task)
+    reward = task(mdp.reward, mdp.goal)
+    oracle, random = (
+        finite_horizon_return(mdp, reward, world.max_steps, policy)[which, start]
+        for policy in ("optimal", "random")
+    )
     means = {
         "return": total.double().mean().item(),
         "success": success.double().mean().item(),
@@ -72,7 +79,47 @@ def evaluate(
     gap = means["oracle_return"] - means["random_return"]
     normalized = (means["return"] - means["random_return"]) / gap if gap else float("nan")
     means["normalized_return"] = normalized
+    if isinstance(world, ForagingWorld):
+        del means["success"]
     return means
+
+
+def evaluate_levels(
+    world_kwargs: dict[str, Any],
+    policy: Policy,
+    bands: Tensor,
+    episodes: int = 200,
+    seed: int = 10_000,
+) -> dict[str, float]:
+    """Mean return of the world's single head, fraction of steps with every level inside its
+    band (bands [V, 2] of [low, high]) and fraction of episodes ending in death, for
+    `policy(obs, weights)` over one foraging episode per slot."""
+    world = make_world(world_kwargs, episodes)
+    if world.num_heads != 1:
+        raise ValueError(f"evaluate_levels needs a one-head world, got heads {world.head_names}")
+    low, high = bands.to(world.device).unbind(-1)
+    weights = torch.ones(episodes, 1, device=world.device)
+    obs = world.reset(seed)
+    total = torch.zeros(episodes, device=world.device)
+    inside = torch.zeros(episodes, device=world.device)
+    length = torch.zeros(episodes, device=world.device)
+    died = torch.zeros(episodes, dtype=torch.bool, device=world.device)
+    running = torch.ones(episodes, dtype=torch.bool, device=world.device)
+    with torch.no_grad():
+        while running.any():
+            obs, reward, terminated, truncated, info = world.step(policy(obs, weights))
+            level = info["internal"]
+            total += torch.where(running, reward[:, 0], 0.0)
+            inside += (running & ((level >= low) & (level <= high)).all(1)).float()
+            length += running.float()
+            died |= running & info["death"]
+            running &= ~(terminated | truncated)
+    return {
+        "return": total.double().mean().item(),
+        "in_band": (inside.sum() / length.sum()).item(),
+        "deaths": died.double().mean().item(),
+        "length": length.double().mean().item(),
+    }
 
 
 TaskReward = Callable[[Tensor, Tensor], Tensor]
@@ -97,15 +144,9 @@ def _goal_task(world: World, goal_rewards: Tensor) -> TaskReward:
     return reward_of
 
 
-def _oracle_returns(
-    world: World, layouts: Tensor, start: Tensor, task: TaskReward
-) -> tuple[Tensor, Tensor]:
-    """Exact optimal and uniform-random returns [N] from each slot's layout and start cell."""
-    unique, which = torch.unique(layouts, dim=0, return_inverse=True)
-    mdp = tabulate(world, unique)
-    reward = task(mdp.reward, mdp.goal)
-    optimal, random = (
-        finite_horizon_return(mdp, reward, world.max_steps, policy)[which, start]
-        for policy in ("optimal", "random")
-    )
-    return optimal, random
+def _episode_mdps(world: World) -> tuple[TabularMDP, Tensor]:
+    """The exact MDPs of the episodes just started, and which of them [N] each slot plays."""
+    if isinstance(world, ForagingWorld):
+        return tabulate_foraging(world), torch.zeros_like(world.agent)
+    unique, which = torch.unique(world.objects, dim=0, return_inverse=True)
+    return tabulate(world, unique), which

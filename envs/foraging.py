@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from composable_rl.homeostasis import drive_reduction_reward
 from envs.gridworld import NUM_ACTIONS, Seed, hash_bits, move, parse_layout, slot_seeds
 from envs.gym_env import ObjectRoomsEnv
 from envs.render import GLYPHS, colours_rgb, draw_grid
@@ -58,14 +59,16 @@ DEFAULT_RESOURCES: Mapping[str, tuple[tuple[int, int], ...]] = MappingProxyType(
 DEFAULT_HAZARD = ((1, 5), (5, 1), (5, 9))
 HAZARD = "hazard"
 DEFAULT_VARIABLES = ("energy", "hydration", "sodium")
+# A meal is worth 25 steps of drift; one bite is small beside the distance from a setpoint to the
+# edge of its band, so that a satiated agent that eats once by accident stays in its band.
 DEFAULT_DRIFT: Mapping[str, float] = MappingProxyType(
-    {"energy": -0.004, "hydration": -0.004, "sodium": -0.001}
+    {"energy": -0.003, "hydration": -0.003, "sodium": -0.001}
 )
 DEFAULT_CONSUMPTION: Mapping[str, Mapping[str, float]] = MappingProxyType(
     {
-        "food": MappingProxyType({"energy": 0.15}),
-        "water": MappingProxyType({"hydration": 0.15}),
-        "salt": MappingProxyType({"sodium": 0.2, "hydration": -0.02}),
+        "food": MappingProxyType({"energy": 0.075}),
+        "water": MappingProxyType({"hydration": 0.075}),
+        "salt": MappingProxyType({"sodium": 0.1, "hydration": -0.02}),
     }
 )
 RESOURCE_RGB = {
@@ -143,31 +146,33 @@ class ForagingWorld:
             if HAZARD in resources:
                 raise ValueError(f"resource name {HAZARD!r} is reserved for the hazard option")
             resources[HAZARD] = hazard
-        self.head_names = _check_names(resources, "resource")
-        self.num_heads = len(self.head_names)
+        self.resource_names = _check_names(resources, "resource")
+        self.head_names, self.num_heads = list(self.resource_names), len(self.resource_names)
         self.variable_names = _check_names(variables, "variable")
         self.num_variables = len(self.variable_names)
-        positions = [(name, pos) for name in self.head_names for pos in resources[name]]
-        if any(not resources[name] for name in self.head_names):
+        positions = [(name, pos) for name in self.resource_names for pos in resources[name]]
+        if any(not resources[name] for name in self.resource_names):
             raise ValueError("every resource needs at least one [row, col] cell")
         self.resource_cells = self._cells([pos for _, pos in positions], "resource cell")
         if self.resource_cells.unique().numel() != len(positions):
             raise ValueError(f"resource cells must be distinct, got {positions}")
         self.cell_resource = torch.tensor(
-            [self.head_names.index(name) for name, _ in positions], device=self.device
+            [self.resource_names.index(name) for name, _ in positions], device=self.device
         )
         self._cell_slot = torch.full((cells,), -1, dtype=torch.long, device=self.device)
         self._cell_slot[self.resource_cells] = torch.arange(len(positions), device=self.device)
         self._slots = torch.arange(len(positions), device=self.device)
-        self._one_hot = torch.eye(self.num_heads, device=self.device)
+        self._one_hot = torch.eye(len(self.resource_names), device=self.device)
         self._no_goal = torch.full((num_envs,), -1, dtype=torch.long, device=self.device)
 
         self.drift = self._per_variable(drift, "drift", 0.0)
-        self.consumption = torch.zeros(self.num_heads, self.num_variables, device=self.device)
+        self.consumption = torch.zeros(
+            len(self.resource_names), self.num_variables, device=self.device
+        )
         for name, row in consumption.items():
-            if name not in self.head_names:
-                raise ValueError(f"consumption: unknown resource {name!r}; {self.head_names}")
-            self.consumption[self.head_names.index(name)] = self._per_variable(
+            if name not in self.resource_names:
+                raise ValueError(f"consumption: unknown resource {name!r}; {self.resource_names}")
+            self.consumption[self.resource_names.index(name)] = self._per_variable(
                 row, f"consumption of {name}", 0.0
             )
         initial = self._per_variable(initial_levels, "initial_levels", 0.5).double()
@@ -193,7 +198,7 @@ class ForagingWorld:
             self.num_variables, device=self.device
         )
         if observation == "planes":
-            self.obs_shape = (1 + self.num_heads, self.height, self.width)
+            self.obs_shape = (1 + len(self.resource_names), self.height, self.width)
             self.obs_dtype = torch.uint8
             self._plane_index = (1 + self.cell_resource) * cells + self.resource_cells
         else:
@@ -266,6 +271,12 @@ class ForagingWorld:
         uniform = bits[:, 1:].double() * (1.0 / 2**32)
         return agent, (self._initial_low + self._initial_span * uniform).float()
 
+    def cell_reward(self, cells: Tensor) -> Tensor:
+        """Reward vectors [..., K] of ending a step on cells [...] while every resource is ready."""
+        slot = self._cell_slot[cells]
+        kind = self.cell_resource[slot.clamp(min=0)]
+        return torch.where((slot >= 0)[..., None], self._one_hot[kind], 0.0)
+
     def observe(
         self, agent: Tensor, ready: Tensor | None = None, internal: Tensor | None = None
     ) -> Tensor:
@@ -305,6 +316,7 @@ class ForagingWorld:
             self.num_envs, self._slots.numel(), dtype=torch.long, device=self.device
         )
         self.t = torch.zeros_like(self.seeds)
+        self.consumed = torch.full_like(self.seeds, -1)
         return self.current_obs()
 
     def start_episodes(self, mask: Tensor) -> None:
@@ -323,6 +335,7 @@ class ForagingWorld:
         slot0 = slot.clamp(min=0)
         consumed = (slot >= 0) & (self.wait.gather(1, slot0[:, None])[:, 0] == 0)
         kind = self.cell_resource[slot0]
+        self.consumed = torch.where(consumed, kind, -1)
         reward = torch.where(consumed[:, None], self._one_hot[kind], 0.0)
         delta = torch.where(consumed[:, None], self.consumption[kind], 0.0)
         self.internal = (self.internal + self.drift + delta).clamp(0.0, 1.0)
@@ -335,14 +348,21 @@ class ForagingWorld:
         return reward, terminated, truncated, self._no_goal
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        """Step all slots; finished ones auto-reset. info: final_obs, goal (-1), death, and
-        internal, the levels each step reached (the final ones where an episode ended, whereas
-        `world.internal` then already holds the fresh episode's levels)."""
+        """Step all slots; finished ones auto-reset. info: final_obs, goal (-1), death, consumed
+        (index of the resource type consumed [N], -1 for none) and internal, the levels each
+        step reached (the final ones where an episode ended, whereas `world.internal` then
+        already holds the fresh episode's levels)."""
         reward, terminated, truncated, goal = self.advance(actions)
         internal = self.internal.clone()
         final_obs = self.current_obs()
         self.start_episodes(terminated | truncated)
-        info = {"final_obs": final_obs, "goal": goal, "internal": internal, "death": terminated}
+        info = {
+            "final_obs": final_obs,
+            "goal": goal,
+            "internal": internal,
+            "death": terminated,
+            "consumed": self.consumed,
+        }
         return self.current_obs(), reward, terminated, truncated, info
 
     def set_levels(
@@ -374,17 +394,17 @@ class ForagingWorld:
 
     def set_consumption(self, resource: str, variable: str, delta: float) -> None:
         """Change at run time how much consuming `resource` changes `variable`."""
-        if resource not in self.head_names or variable not in self.variable_names:
+        if resource not in self.resource_names or variable not in self.variable_names:
             raise ValueError(
                 f"unknown resource {resource!r} or variable {variable!r}; resources "
-                f"{self.head_names}, variables {self.variable_names}"
+                f"{self.resource_names}, variables {self.variable_names}"
             )
-        r, v = self.head_names.index(resource), self.variable_names.index(variable)
+        r, v = self.resource_names.index(resource), self.variable_names.index(variable)
         self.consumption[r, v] = float(delta)
 
     def render_rgb(self, index: int = 0) -> np.ndarray:
         """uint8 RGB image [H*16, W*16, 3] of slot `index`; spent resources are drawn grey."""
-        names = [self.head_names[r] for r in self.cell_resource.tolist()]
+        names = [self.resource_names[r] for r in self.cell_resource.tolist()]
         rgb = [RESOURCE_RGB.get(n, c) for n, c in zip(names, colours_rgb(names), strict=True)]
         ready = self.ready[index].tolist()
         rgb = [c if on else SPENT_RGB for c, on in zip(rgb, ready, strict=True)]
@@ -413,6 +433,37 @@ class ForagingEnv(ObjectRoomsEnv):
         info["internal"] = self.world.internal[0].cpu().numpy().copy()
         info["death"] = terminated
         return obs, reward, terminated, truncated, info
+
+
+class DriveReductionWorld(ForagingWorld):
+    """Foraging with one head, `drive_reduction`, paid the scaled Keramati & Gutkin (2014) reward
+    scale * (D(x_t) - D(x_t+1)) at fixed setpoints: the homeostatic-RL baseline. Its observation
+    holds the discretised levels (internal_in_obs), since its reward depends on them."""
+
+    r_max, r_min = float("inf"), float("-inf")
+
+    def __init__(
+        self,
+        *,
+        setpoints: PerVariable,
+        drive_n: float = 4.0,
+        drive_m: float = 2.0,
+        reward_scale: float = 100.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(internal_in_obs=True, **kwargs)
+        self.setpoints = self._per_variable(setpoints, "setpoints", 0.5)
+        self.drive_n, self.drive_m, self.reward_scale = drive_n, drive_m, reward_scale
+        self.head_names, self.num_heads = ["drive_reduction"], 1
+
+    def advance(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """As ForagingWorld.advance, with the drive-reduction reward [N, 1]."""
+        before = self.internal
+        _, terminated, truncated, goal = super().advance(actions)
+        drop = drive_reduction_reward(
+            before, self.internal, self.setpoints, self.drive_n, self.drive_m
+        )
+        return (self.reward_scale * drop)[:, None], terminated, truncated, goal
 
 
 def _check_names(names: Sequence[str], kind: str) -> list[str]:

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from composable_rl.functional import extended_reward, soft_value
-from envs.gridworld import NUM_ACTIONS
+from envs.foraging import ForagingWorld
+from envs.gridworld import NUM_ACTIONS, move
 from envs.object_rooms import ObjectRooms
 from envs.office import OfficeWorld
 
@@ -47,6 +48,31 @@ def tabulate(world: ObjectRooms | OfficeWorld, objects: Tensor) -> TabularMDP:
         reward=torch.where(ok[..., None], reward.view(*shape, -1).double(), 0.0),
         terminal=terminal.view(shape) & ok,
         goal=torch.where(ok, goal.view(shape), -1),
+        valid=valid,
+    )
+
+
+def tabulate_foraging(world: ForagingWorld) -> TabularMDP:
+    """TabularMDP (one layout) of a foraging world without regrowth: the state is the agent cell.
+
+    Each head pays 1 on every step that ends on its resource, so the MDP is exact only while
+    every resource is always available (regrow = 0); a continuing task never terminates.
+    """
+    if world.regrow:
+        raise ValueError("tabulate_foraging needs regrow = 0: waiting times are not in the state")
+    cells = world.height * world.width
+    shape = (1, cells, NUM_ACTIONS)
+    agent = torch.arange(cells, device=world.device).view(1, -1, 1).expand(shape)
+    actions = torch.arange(NUM_ACTIONS, device=world.device).expand(shape)
+    nxt = move(agent.reshape(-1), actions.reshape(-1), world.walls).view(shape)
+    reward = world.cell_reward(nxt).double()
+    valid = ~world.walls.flatten()[None]
+    ok = valid[..., None]
+    return TabularMDP(
+        next_state=torch.where(ok, nxt, agent),
+        reward=torch.where(ok[..., None], reward, 0.0),
+        terminal=torch.zeros(shape, dtype=torch.bool, device=world.device),
+        goal=torch.full(shape, -1, dtype=torch.long, device=world.device),
         valid=valid,
     )
 

@@ -2,12 +2,19 @@
 
 from typing import Any
 
+from envs.foraging import DriveReductionWorld, ForagingWorld
 from envs.object_rooms import ObjectRooms
 from envs.office import OfficeWorld
 from envs.temporal import OfficeTask
 
-WORLDS = {"object_rooms": ObjectRooms, "office": OfficeWorld, "office_task": OfficeTask}
-World = ObjectRooms | OfficeWorld
+WORLDS = {
+    "object_rooms": ObjectRooms,
+    "office": OfficeWorld,
+    "office_task": OfficeTask,
+    "foraging": ForagingWorld,
+    "foraging_drive": DriveReductionWorld,
+}
+World = ObjectRooms | OfficeWorld | ForagingWorld
 
 
 def make_world(kwargs: dict[str, Any], num_envs: int) -> World:

@@ -119,7 +119,7 @@ def test_dead_band_gives_exactly_zero_drive_and_holds_the_integral():
 def test_dead_band_gives_zero_head_weight_and_a_need_outside_it_does_not():
     program = load_value_program(DEFAULT, HEADS)
     controller = HomeostaticController(program, 2)
-    x = torch.tensor([[0.56, 0.6, 0.5], [0.54, 0.6, 0.5]])
+    x = torch.tensor([[0.41, 0.6, 0.5], [0.37, 0.6, 0.5]])
     weights = controller.weights(x)
     assert weights[0].tolist() == [0.0, 0.0, 0.0]
     assert weights[1, 0] > 0 and weights[1, 1:].tolist() == [0.0, 0.0]
@@ -144,7 +144,7 @@ def test_set_setpoint_in_some_envs_only():
 
 def test_sodium_above_setpoint_gives_negative_salt_weight():
     controller = HomeostaticController(load_value_program(DEFAULT, HEADS), 2)
-    weights = controller.weights(torch.tensor([[0.6, 0.6, 0.65], [0.6, 0.6, 0.35]]))
+    weights = controller.weights(torch.tensor([[0.4, 0.6, 0.65], [0.4, 0.6, 0.35]]))
     salt = HEADS.index("salt")
     assert weights[0, salt] < 0 < weights[1, salt]
     assert weights[:, HEADS.index("food")].tolist() == [0.0, 0.0]  # satiated: no food seeking
@@ -172,12 +172,17 @@ def test_controller_tags_for_logging():
     assert tags["homeostasis/energy/weight"].item() == pytest.approx(drives.item())
 
 
-def test_yaml_file_with_a_constraint(tmp_path):
-    text = DEFAULT.read_text() + "constraints: ~hazard\n"
+def test_combine_rules_compose_the_weighted_heads(tmp_path):
+    q = torch.tensor([[[1.0, 5.0], [4.0, 0.0], [2.0, 2.0]]])  # [N=1, K=3, A=2]
+    weights = torch.tensor([[2.0, 1.0, -0.5]])
+    program = load_value_program(DEFAULT, HEADS)
+    assert program.combine == "max"
+    # wanted heads: max(2*[1, 5], 1*[4, 0]) = [4, 10]; unwanted salt: -0.5*[2, 2]
+    assert program.compose(q, weights).tolist() == [[3.0, 9.0]]
+    text = DEFAULT.read_text().replace("combine: max", "combine: sum")
     (tmp_path / "values.yaml").write_text(text)
-    program = load_value_program(tmp_path / "values.yaml", [*HEADS, "hazard"])
-    assert program.constraint is not None
-    assert program.heads == (*HEADS, "hazard")
+    summed = load_value_program(tmp_path / "values.yaml", HEADS).compose(q, weights)
+    assert summed.tolist() == [[5.0, 9.0]]
 
 
 def _mutated(path: str, value: object) -> dict:
@@ -197,7 +202,7 @@ def _mutated(path: str, value: object) -> dict:
 @pytest.mark.parametrize(
     ("path", "value", "key", "fragments"),
     [
-        ("variabels", {}, "variabels", ["valid keys: variables, weights, constraints"]),
+        ("variabels", {}, "variabels", ["valid keys: variables, weights, combine"]),
         ("variables.energy.gain", 1.0, "variables.energy.gain", ["setpoint", "dead_band"]),
         ("variables.energy.setpoint", None, "variables.energy.setpoint", ["missing"]),
         ("variables.energy.band", [0.9, 0.3], "variables.energy.band", ["low < high"]),
@@ -219,12 +224,7 @@ def _mutated(path: str, value: object) -> dict:
         ("weights.food", "max(energy, sodium)", "weights.food", ["must be linear"]),
         ("weights.food", 0.5, "weights.food", ["expected str"]),
         ("weights.food", "energy +", "weights.food", ["end of expression", "^"]),
-        (
-            "constraints",
-            "~hazrd",
-            "constraints",
-            ["unknown head 'hazrd'", "food, water, salt", "\n  ~hazrd\n   ^"],
-        ),
+        ("combine", "mean", "combine", ["'max', 'sum'", "'mean'"]),
     ],
 )
 def test_value_program_errors_name_the_culprit(path, value, key, fragments):

@@ -1,0 +1,124 @@
+"""Foraging agents that act on internal levels: the homeostatic agent and its two baselines.
+
+All three take (obs, levels) and return actions [N], so one harness runs them side by side:
+- `HomeostaticAgent`: trained resource heads re-weighted every step by a PID controller
+  (zero-shot: the heads never saw the levels);
+- `FixedWeightAgent`: the same heads under constant weights (the maximiser);
+- `DriveReductionAgent`: one head trained on the drive-reduction reward with the levels in its
+  observation (Keramati & Gutkin 2014), which fixed its setpoints at training time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from agents.soft_q import MultiHeadSoftQ
+from composable_rl import functional as fn
+from composable_rl.homeostasis import HomeostaticController, ValueProgram
+
+
+class _ComposedHeads:
+    """Boltzmann actions on the value program's composition of (optionally scaled) heads."""
+
+    def __init__(
+        self,
+        agent: MultiHeadSoftQ,
+        program: ValueProgram,
+        head_scale: Sequence[float] | None = None,
+        alpha: float | None = None,
+    ) -> None:
+        if list(program.heads) != agent.head_names:
+            raise ValueError(f"value program heads {program.heads} != agent {agent.head_names}")
+        if agent.num_goals:
+            raise ValueError("homeostatic composition needs plain heads, not world-value heads")
+        self.agent, self.program = agent, program
+        device = next(agent.parameters()).device
+        scale = [1.0] * len(agent.head_names) if head_scale is None else list(head_scale)
+        self.head_scale = torch.tensor(scale, device=device)
+        self.alpha = agent.cfg.alpha if alpha is None else alpha
+
+    @torch.no_grad()
+    def _act(self, obs: Tensor, weights: Tensor, generator: torch.Generator | None) -> Tensor:
+        q = self.agent.online(obs) * self.head_scale[:, None]
+        return fn.boltzmann_sample(self.program.compose(q, weights), self.alpha, generator)
+
+
+class HomeostaticAgent(_ComposedHeads):
+    """Trained heads plus a homeostatic controller: head weights from the levels at every step.
+
+    `head_scale` multiplies each head's values, as scaling a head's reward would (P3 makes one
+    resource far more rewarding this way); the controller lives in `self.controller`.
+    """
+
+    def __init__(
+        self,
+        agent: MultiHeadSoftQ,
+        program: ValueProgram,
+        num_envs: int,
+        head_scale: Sequence[float] | None = None,
+        alpha: float | None = None,
+    ) -> None:
+        super().__init__(agent, program, head_scale, alpha)
+        device = self.head_scale.device
+        self.controller = HomeostaticController(program, num_envs, device=device)
+
+    def act(
+        self,
+        obs: Tensor,
+        levels: Tensor,
+        reset_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Actions [N] for observations and levels [N, V]; reset_mask [N] restarts PIDs."""
+        weights = self.controller.weights(levels, reset_mask)
+        return self._act(obs, weights, generator)
+
+
+class FixedWeightAgent(_ComposedHeads):
+    """The maximiser: the same heads and composition under constant weights (default all 1)."""
+
+    def __init__(
+        self,
+        agent: MultiHeadSoftQ,
+        program: ValueProgram,
+        weights: Sequence[float] | None = None,
+        head_scale: Sequence[float] | None = None,
+        alpha: float | None = None,
+    ) -> None:
+        super().__init__(agent, program, head_scale, alpha)
+        fixed = [1.0] * len(agent.head_names) if weights is None else list(weights)
+        self.weights = torch.tensor(fixed, device=self.head_scale.device)
+
+    def act(
+        self,
+        obs: Tensor,
+        levels: Tensor,
+        reset_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Actions [N]; the levels are ignored."""
+        return self._act(obs, self.weights.expand(obs.shape[0], -1), generator)
+
+
+class DriveReductionAgent:
+    """The homeostatic-RL baseline: a one-head soft-Q agent whose observation holds its levels."""
+
+    def __init__(self, agent: MultiHeadSoftQ, alpha: float | None = None) -> None:
+        if len(agent.head_names) != 1:
+            raise ValueError(f"expected one drive-reduction head, got {agent.head_names}")
+        self.agent = agent
+        self.alpha = agent.cfg.alpha if alpha is None else alpha
+
+    def act(
+        self,
+        obs: Tensor,
+        levels: Tensor,
+        reset_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Actions [N]; the levels already sit in `obs`."""
+        weights = torch.ones(obs.shape[0], 1, device=obs.device)
+        return self.agent.act(obs, weights, alpha=self.alpha, generator=generator)

@@ -65,7 +65,9 @@ def weighted_max(q: Tensor, weights: Tensor) -> Tensor:
     policies. Unlike the weighted sum it never settles between two equally wanted goals.
     """
     w = weights.to(q.dtype).view(*weights.shape, *([1] * (q.dim() - weights.dim())))
-    wanted = (q * w.clamp(min=0)).amax(1)
+    positive = (w > 0).expand_as(q)
+    wanted = torch.where(positive, q * w, float("-inf")).amax(1)
+    wanted = torch.where(positive.any(1), wanted, 0.0)
     return wanted + (q * w.clamp(max=0)).sum(1)
 
 

@@ -1,0 +1,144 @@
+"""Homeostasis end to end: tiny foraging runs (resource heads and the drive-reduction baseline),
+the protocols' command line on them, and the configuration errors of foraging runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import train
+from composable_rl.config import ConfigError, load_config
+from experiments import homeostasis
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "total_steps=3000",
+    "replay.learning_starts=500",
+    "replay.capacity=5000",
+    "agent.hidden=[32]",
+    "env.num_envs=16",
+    "eval_episodes=8",
+    "log_every=1000",
+]
+SMALL_PROTOCOLS = ["--seeds", "3", "--steps", "60", "--trials", "10", "--window", "20"]
+SMALL_PROTOCOLS += ["--burn-in", "10"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Tiny trained runs: {"heads": (run_dir, result), "drive": (run_dir, result)}."""
+    root = tmp_path_factory.mktemp("homeostasis_runs")
+    found = {}
+    for key, config in (("heads", "foraging.yaml"), ("drive", "foraging_drive.yaml")):
+        cfg = load_config(ROOT / "configs" / config, TINY)
+        run_dir = root / key
+        found[key] = run_dir, train.train(cfg, run_dir, progress=False)
+    return found
+
+
+@pytest.fixture(scope="module")
+def protocols(runs, tmp_path_factory):
+    """Rows, JSON path, plot path and TensorBoard dir of one small run of the protocols' CLI."""
+    out = tmp_path_factory.mktemp("homeostasis_cli")
+    argv = ["--checkpoint", str(runs["heads"][0]), "--baseline", str(runs["drive"][0])]
+    argv += SMALL_PROTOCOLS
+    argv += ["--json", str(out / "rows.json"), "--plot", str(out / "p1.png")]
+    argv += ["--logdir", str(out / "tb")]
+    rows = homeostasis.main(argv)
+    return rows, out / "rows.json", out / "p1.png", out / "tb"
+
+
+def test_resource_heads_run_evaluates_every_head_against_the_oracle(runs):
+    run_dir, result = runs["heads"]
+    rows = result["eval"]
+    assert [row["task"] for row in rows] == ["food", "water", "salt"]
+    for row in rows:
+        assert "success" not in row
+        expected = {"task", "return", "length", "oracle_return", "random_return"}
+        assert set(row) == expected | {"normalized_return"}
+        assert row["length"] == 100.0  # continuing: every episode runs to max_steps
+        assert row["oracle_return"] > row["random_return"] >= 0.0
+    assert json.loads((run_dir / "eval.json").read_text()) == rows
+    assert result["step"] == 3008 and result["updates"] > 0
+
+
+def test_drive_reduction_run_reports_one_row_of_levels(runs):
+    _, result = runs["drive"]
+    (row,) = result["eval"]
+    assert set(row) == {"task", "return", "in_band", "deaths", "length"}
+    assert row["task"] == "drive_reduction"
+    assert 0.0 <= row["in_band"] <= 1.0 and 0.0 <= row["deaths"] <= 1.0
+    assert 0.0 < row["length"] <= 200.0
+
+
+def test_protocol_rows_json_and_agents(protocols):
+    rows, json_path, _, _ = protocols
+    assert json.loads(json_path.read_text()) == rows
+    assert all(set(row) == {"protocol", "agent", "metric", "value"} for row in rows)
+    assert all(isinstance(row["value"], float) for row in rows)
+    agents = {p: {r["agent"] for r in rows if r["protocol"] == p} for p in ("P1", "P2", "P3")}
+    everyone = {homeostasis.HOMEOSTATIC, homeostasis.MAXIMISER, homeostasis.DRIVE_RL}
+    assert agents["P1"] == everyone and agents["P2"] == everyone
+    assert agents["P3"] == {"homeostatic", "maximiser"} and "homeostatic RL" not in agents["P3"]
+    assert homeostasis.DRIVE_RL == "homeostatic RL"
+    metrics = {(r["protocol"], r["agent"], r["metric"]) for r in rows}
+    assert ("P1", "homeostatic RL", "time_in_band_worst") in metrics
+    assert ("P2", "homeostatic RL", "p_salt_depleted") in metrics
+    assert ("P3", "maximiser", "above_band") in metrics
+    assert len(metrics) == len(rows)  # no metric twice
+    table = homeostasis.pivot(rows)
+    assert {(row["protocol"], row["metric"]) for row in table} == {(p, m) for p, _, m in metrics}
+
+
+def test_protocol_plot_and_controller_logs(protocols):
+    _, _, plot_path, logdir = protocols
+    assert plot_path.is_file() and plot_path.stat().st_size > 0
+    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    events = sorted(logdir.glob("events.out.tfevents.*"))
+    assert events
+    tags = set()
+    for path in events:
+        accumulator = EventAccumulator(str(path))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    for name in ("energy", "hydration", "sodium"):
+        assert f"homeostasis/{name}/level" in tags and f"homeostasis/{name}/weight" in tags
+    accumulator = EventAccumulator(str(logdir))
+    accumulator.Reload()
+    assert len(accumulator.Scalars("homeostasis/energy/level")) == 60  # one per P1 step
+
+
+def test_baseline_must_be_a_drive_reduction_run(runs):
+    heads = str(runs["heads"][0])
+    with pytest.raises(SystemExit, match="drive_reduction"):
+        homeostasis.main(["--checkpoint", heads, "--baseline", heads, *SMALL_PROTOCOLS])
+    with pytest.raises(SystemExit, match="resource heads"):
+        homeostasis.main(["--checkpoint", str(runs["drive"][0]), *SMALL_PROTOCOLS])
+
+
+def test_unknown_variable_exits(runs, tmp_path):
+    argv = ["--checkpoint", str(runs["heads"][0]), "--variable", "thirst", *SMALL_PROTOCOLS]
+    with pytest.raises(SystemExit, match="thirst"):
+        homeostasis.main([*argv, "--plot", str(tmp_path / "p.png"), "--logdir", str(tmp_path)])
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_foraging_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="env.r_max") as err:
+        load_config(None, ["env.name=foraging", "env.r_max=3"])
+    assert err.value.key == "env.r_max"
+    with pytest.raises(ConfigError, match="env.foraging") as err:
+        load_config(None, ["env.foraging.regrow=1"])  # object_rooms by default
+    assert err.value.key == "env.foraging"
+    cfg = load_config(ROOT / "configs" / "foraging.yaml", ["agent.world_values=true"])
+    with pytest.raises(ConfigError, match="agent.world_values"):
+        train.build(cfg)
+    cfg = load_config(ROOT / "configs" / "foraging.yaml", ["env.foraging.regrow=2"])
+    with pytest.raises(ConfigError, match="env.foraging.regrow"):
+        train.build(cfg)
+    cfg = load_config(
+        ROOT / "configs" / "foraging.yaml", ["env.foraging.regrow=2", "eval_episodes=0"]
+    )
+    world, _ = train.build(cfg)  # regrowth is fine without the final evaluation
+    assert world.regrow == 2

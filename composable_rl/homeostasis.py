@@ -55,6 +55,7 @@ __all__ = [
     "load_value_program",
     "overshoot",
     "pid_step",
+    "rise_time",
     "settling_time",
 ]
 
@@ -361,6 +362,12 @@ def settling_time(x: Tensor, target: float, tol: float) -> Tensor:
     outside = (x - target).abs() > tol
     steps = torch.arange(1, x.shape[0] + 1, device=x.device)[:, None]
     return (outside.long() * steps).amax(0)
+
+
+def rise_time(x: Tensor, target: float, tol: float) -> Tensor:
+    """Per env, steps before x [T, N] first comes within target +- tol -> [N] long (T = never)."""
+    inside = (x - target).abs() <= tol
+    return torch.where(inside.any(0), inside.long().argmax(0), x.shape[0])
 
 
 def overshoot(x: Tensor, target: float, up: bool = True) -> Tensor:

@@ -10,8 +10,9 @@ original setpoints, levels in its observation). Nothing learns during the protoc
 on in P1 and P2, and every agent meets the same seeds, start cells and levels:
 
 - P1 setpoint step: levels start at the setpoints; halfway, one setpoint moves (default energy
-  0.4 -> 0.8). After the step: time with every level in its band (mean and worst seed), settling
-  time into +-tol of the new setpoint, overshoot, integrated absolute error, deaths.
+  0.4 -> 0.8). After the step: time with every level in its band (mean and worst seed), rise time
+  (first within +-tol of the new setpoint), settling time (within +-tol for good), overshoot,
+  integrated absolute error, mean level over the last half, deaths.
 - P2 salt flip: trials from random cells with energy low (0.3) and sodium replete (0.8, above its
   setpoint) or depleted (0.1, far below): the chance of consuming salt, and food, within the
   window; the first trial in each state, with no learning in between.
@@ -40,6 +41,7 @@ from composable_rl.homeostasis import (
     integrated_abs_error,
     load_value_program,
     overshoot,
+    rise_time,
     settling_time,
 )
 from composable_rl.logging import Logger
@@ -147,6 +149,7 @@ def setpoint_step(
         metrics = {
             "time_in_band": in_band.mean(),
             "time_in_band_worst": in_band.min(),
+            f"rise_steps_tol{tol:g}": rise_time(x, target, tol).float().mean(),
             f"settling_steps_tol{tol:g}": settling_time(x, target, tol).float().mean(),
             "overshoot": overshoot(x, target).mean(),
             "iae": integrated_abs_error(x, target).mean(),

@@ -18,6 +18,7 @@ from composable_rl.homeostasis import (
     integrated_abs_error,
     load_value_program,
     overshoot,
+    rise_time,
     settling_time,
 )
 from envs.foraging import DEFAULT_HAZARD, DriveReductionWorld, ForagingWorld
@@ -174,6 +175,20 @@ def test_greedy_weighted_max_on_exact_heads_reaches_a_resource_from_every_free_c
         assert reached == int(fewest[cell]), cell  # the nearest resource, by a shortest path
 
 
+def test_weighted_sum_of_exact_heads_stalls_between_equally_wanted_resources():
+    world = make_world(train.world_kwargs(load_config(FORAGING).env, "cpu"), 1)
+    mdp = tabulate_foraging(world)
+    q = exact_heads(world)
+    policy = torch.einsum("ska->sa", q).argmax(-1)  # weights (1, 1, 1), summed
+    pays = (mdp.reward[0].sum(-1) > 0).gather(1, policy[:, None])[:, 0]
+    state = world.free_cells.clone()
+    consumed = torch.zeros_like(state, dtype=torch.bool)
+    for _ in range(60):
+        consumed |= pays[state]
+        state = mdp.next_state[0, state, policy[state]]
+    assert int((~consumed).sum()) == 52  # of 72 free cells (the README quotes this figure)
+
+
 # --- P1-P3 on exact heads ----------------------------------------------------------------------
 
 
@@ -227,6 +242,8 @@ def test_settling_time_by_hand():
     assert settling_time(x, 0.5, 0.1).tolist() == [2, 0, 2, 4]
     assert settling_time(x, 0.5, 0.1).dtype == torch.long
     assert settling_time(torch.zeros(7, 2), 1.0, 0.1).tolist() == [7, 7]  # never settles: T
+    assert rise_time(x, 0.5, 0.1).tolist() == [2, 0, 0, 0]  # first entry, not the last
+    assert rise_time(torch.zeros(7, 2), 1.0, 0.1).tolist() == [7, 7]
 
 
 def test_overshoot_up_and_down_by_hand():

@@ -21,7 +21,7 @@ class SparseLinear(nn.Module):
     """A Linear layer over a multi-hot input given as the indices of its ones: [B, F] -> [B, out].
 
     Equals `nn.Linear(num_features, out)` applied to the dense 0/1 vector, at the cost of F
-    weight rows gathered and summed instead of a num_features-wide matrix product.
+    weight rows summed instead of a num_features-wide matrix product.
     """
 
     def __init__(self, num_features: int, out_features: int) -> None:
@@ -31,8 +31,10 @@ class SparseLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
 
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
-        rows = self.weight.index_select(0, indices.reshape(-1))
-        return rows.view(*indices.shape, -1).sum(-2) + self.bias
+        # embedding_bag sums the rows of each bag without materialising them all: [B, F] -> [B, out]
+        flat = indices.reshape(-1, indices.shape[-1])
+        summed = nn.functional.embedding_bag(flat, self.weight, mode="sum")
+        return summed.view(*indices.shape[:-1], -1) + self.bias
 
 
 def sparse_mlp_encoder(num_features: int, hidden: Sequence[int]) -> nn.Sequential:

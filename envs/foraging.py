@@ -32,7 +32,15 @@ import torch
 from torch import Tensor
 
 from composable_rl.homeostasis import drive_reduction_reward
-from envs.gridworld import NUM_ACTIONS, Seed, hash_bits, move, parse_layout, slot_seeds
+from envs.gridworld import (
+    NUM_ACTIONS,
+    Seed,
+    hash_bits,
+    move,
+    parse_layout,
+    slot_seeds,
+    slots_to_draw,
+)
 from envs.gym_env import ObjectRoomsEnv
 from envs.render import GLYPHS, colours_rgb, draw_grid
 
@@ -322,9 +330,11 @@ class ForagingWorld:
     def start_episodes(self, mask: Tensor) -> None:
         """Begin the next episode (counter + 1, fresh start, levels, resources) where mask."""
         self.episode = self.episode + mask.long()
-        agent, internal = self.sample_start(self.seeds, self.episode)
-        self.agent = torch.where(mask, agent, self.agent)
-        self.internal = torch.where(mask[:, None], internal, self.internal)
+        slots, fresh = slots_to_draw(mask)
+        agent, internal = self.sample_start(self.seeds[slots], self.episode[slots])
+        self.agent = self.agent.index_put((slots,), torch.where(fresh, agent, self.agent[slots]))
+        internal = torch.where(fresh[:, None], internal, self.internal[slots])
+        self.internal = self.internal.index_put((slots,), internal)
         self.wait = self.wait.masked_fill(mask[:, None], 0)
         self.t = self.t.masked_fill(mask, 0)
 

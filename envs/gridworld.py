@@ -101,6 +101,18 @@ def slot_seeds(seed: Seed, num_envs: int, device: torch.device) -> Tensor:
     return seeds.clone()
 
 
+def slots_to_draw(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(slots [B], fresh [B] bool): the slots whose new episodes to draw and which of them start.
+
+    On the CPU only the finished slots are drawn (a draw costs far more than finding them); on
+    an accelerator every slot is drawn and masked, which needs no host synchronisation.
+    """
+    if mask.device.type == "cpu":
+        slots = mask.nonzero().flatten()
+        return slots, torch.ones_like(slots, dtype=torch.bool)
+    return torch.arange(mask.shape[0], device=mask.device), mask
+
+
 class GoalEpisodes:
     """Episode bookkeeping shared by the goal-reaching worlds.
 
@@ -120,9 +132,11 @@ class GoalEpisodes:
     def start_episodes(self, mask: Tensor) -> None:
         """Begin the next episode (counter + 1, fresh layout and start) in the slots where mask."""
         self.episode = self.episode + mask.long()
-        agent, objects = self.sample_layout(self.seeds, self.episode)
-        self.agent = torch.where(mask, agent, self.agent)
-        self.objects = torch.where(mask[:, None], objects, self.objects)
+        slots, fresh = slots_to_draw(mask)
+        agent, objects = self.sample_layout(self.seeds[slots], self.episode[slots])
+        self.agent = self.agent.index_put((slots,), torch.where(fresh, agent, self.agent[slots]))
+        fresh_objects = torch.where(fresh[:, None], objects, self.objects[slots])
+        self.objects = self.objects.index_put((slots,), fresh_objects)
         self.t = self.t.masked_fill(mask, 0)
 
     def advance(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

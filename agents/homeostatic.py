@@ -21,7 +21,8 @@ from composable_rl.homeostasis import HomeostaticController, ValueProgram
 
 
 class _ComposedHeads:
-    """Boltzmann actions on the value program's composition of (optionally scaled) heads."""
+    """Boltzmann actions on the value program's composition of (optionally scaled) heads, with
+    the head weights of `head_weights` (defined by each subclass)."""
 
     def __init__(
         self,
@@ -40,9 +41,21 @@ class _ComposedHeads:
         self.head_scale = torch.tensor(scale, device=device)
         self.alpha = agent.cfg.alpha if alpha is None else alpha
 
+    def head_weights(self, levels: Tensor, reset_mask: Tensor | None) -> Tensor:
+        """Head weights [N, K] for levels [N, V]."""
+        raise NotImplementedError
+
     @torch.no_grad()
-    def _act(self, obs: Tensor, weights: Tensor, generator: torch.Generator | None) -> Tensor:
+    def act(
+        self,
+        obs: Tensor,
+        levels: Tensor,
+        reset_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Actions [N] for observations and levels [N, V]; reset_mask [N] marks new episodes."""
         q = self.agent.online(obs) * self.head_scale[:, None]
+        weights = self.head_weights(levels, reset_mask)
         return fn.boltzmann_sample(self.program.compose(q, weights), self.alpha, generator)
 
 
@@ -65,16 +78,9 @@ class HomeostaticAgent(_ComposedHeads):
         device = self.head_scale.device
         self.controller = HomeostaticController(program, num_envs, device=device)
 
-    def act(
-        self,
-        obs: Tensor,
-        levels: Tensor,
-        reset_mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Actions [N] for observations and levels [N, V]; reset_mask [N] restarts PIDs."""
-        weights = self.controller.weights(levels, reset_mask)
-        return self._act(obs, weights, generator)
+    def head_weights(self, levels: Tensor, reset_mask: Tensor | None) -> Tensor:
+        """The controller's weights; reset_mask [N] restarts the PIDs of new episodes."""
+        return self.controller.weights(levels, reset_mask)
 
 
 class FixedWeightAgent(_ComposedHeads):
@@ -92,15 +98,9 @@ class FixedWeightAgent(_ComposedHeads):
         fixed = [1.0] * len(agent.head_names) if weights is None else list(weights)
         self.weights = torch.tensor(fixed, device=self.head_scale.device)
 
-    def act(
-        self,
-        obs: Tensor,
-        levels: Tensor,
-        reset_mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Actions [N]; the levels are ignored."""
-        return self._act(obs, self.weights.expand(obs.shape[0], -1), generator)
+    def head_weights(self, levels: Tensor, reset_mask: Tensor | None) -> Tensor:
+        """The constant weights, whatever the levels."""
+        return self.weights.expand(levels.shape[0], -1)
 
 
 class DriveReductionAgent:

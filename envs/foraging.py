@@ -38,8 +38,8 @@ from envs.gridworld import (
     hash_bits,
     move,
     parse_layout,
+    redraw,
     slot_seeds,
-    slots_to_draw,
 )
 from envs.gym_env import ObjectRoomsEnv
 from envs.render import GLYPHS, colours_rgb, draw_grid
@@ -330,11 +330,9 @@ class ForagingWorld:
     def start_episodes(self, mask: Tensor) -> None:
         """Begin the next episode (counter + 1, fresh start, levels, resources) where mask."""
         self.episode = self.episode + mask.long()
-        slots, fresh = slots_to_draw(mask)
-        agent, internal = self.sample_start(self.seeds[slots], self.episode[slots])
-        self.agent = self.agent.index_put((slots,), torch.where(fresh, agent, self.agent[slots]))
-        internal = torch.where(fresh[:, None], internal, self.internal[slots])
-        self.internal = self.internal.index_put((slots,), internal)
+        self.agent, self.internal = redraw(
+            mask, self.seeds, self.episode, self.sample_start, (self.agent, self.internal)
+        )
         self.wait = self.wait.masked_fill(mask[:, None], 0)
         self.t = self.t.masked_fill(mask, 0)
 

@@ -1,6 +1,6 @@
 """Shared grid machinery: ASCII layouts, wall-blocked moves and a counter-based per-slot RNG."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from numbers import Integral
 
 import torch
@@ -101,16 +101,30 @@ def slot_seeds(seed: Seed, num_envs: int, device: torch.device) -> Tensor:
     return seeds.clone()
 
 
-def slots_to_draw(mask: Tensor) -> tuple[Tensor, Tensor]:
-    """(slots [B], fresh [B] bool): the slots whose new episodes to draw and which of them start.
+def redraw(
+    mask: Tensor,
+    seeds: Tensor,
+    episodes: Tensor,
+    draw: Callable[[Tensor, Tensor], tuple[Tensor, ...]],
+    current: tuple[Tensor, ...],
+) -> tuple[Tensor, ...]:
+    """The tensors of `current` ([N, ...] each) with the slots of mask [N] replaced by the
+    matching outputs of draw(seeds, episodes) for those slots; new tensors, inputs untouched.
 
     On the CPU only the finished slots are drawn (a draw costs far more than finding them); on
     an accelerator every slot is drawn and masked, which needs no host synchronisation.
     """
     if mask.device.type == "cpu":
         slots = mask.nonzero().flatten()
-        return slots, torch.ones_like(slots, dtype=torch.bool)
-    return torch.arange(mask.shape[0], device=mask.device), mask
+        fresh = torch.ones_like(slots, dtype=torch.bool)
+    else:
+        slots, fresh = torch.arange(mask.shape[0], device=mask.device), mask
+    drawn = draw(seeds[slots], episodes[slots])
+    replaced = []
+    for new, old in zip(drawn, current, strict=True):
+        keep = fresh.view(-1, *([1] * (old.dim() - 1)))
+        replaced.append(old.index_put((slots,), torch.where(keep, new, old[slots])))
+    return tuple(replaced)
 
 
 class GoalEpisodes:
@@ -132,11 +146,9 @@ class GoalEpisodes:
     def start_episodes(self, mask: Tensor) -> None:
         """Begin the next episode (counter + 1, fresh layout and start) in the slots where mask."""
         self.episode = self.episode + mask.long()
-        slots, fresh = slots_to_draw(mask)
-        agent, objects = self.sample_layout(self.seeds[slots], self.episode[slots])
-        self.agent = self.agent.index_put((slots,), torch.where(fresh, agent, self.agent[slots]))
-        fresh_objects = torch.where(fresh[:, None], objects, self.objects[slots])
-        self.objects = self.objects.index_put((slots,), fresh_objects)
+        self.agent, self.objects = redraw(
+            mask, self.seeds, self.episode, self.sample_layout, (self.agent, self.objects)
+        )
         self.t = self.t.masked_fill(mask, 0)
 
     def advance(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -124,6 +124,11 @@ def build(cfg: Config) -> tuple[World, MultiHeadSoftQ]:
         raise ConfigError("env.foraging.regrow: the final evaluation's exact oracle needs 0")
     if isinstance(world, DriveReductionWorld) and cfg.env.observation != "indices":
         raise ConfigError("env.observation: drive_reduction needs indices (it sees its levels)")
+    slots = getattr(world, "goal_slots", None) if cfg.agent.goal_conditioned else None
+    if cfg.agent.goal_conditioned and slots is None:
+        raise ConfigError(
+            "agent.goal_conditioned: needs env.name: object_rooms with env.observation: indices"
+        )
     sparse = world.num_features if cfg.env.observation == "indices" else 0
     goals = world.num_goals if cfg.agent.world_values else 0
     agent = MultiHeadSoftQ(
@@ -134,6 +139,7 @@ def build(cfg: Config) -> tuple[World, MultiHeadSoftQ]:
         sparse,
         goals,
         world_penalty(cfg, world.free_cells.numel()),
+        slots,
     )
     return world, agent.to(cfg.device)
 

@@ -28,6 +28,7 @@ class MultiHeadSoftQ(nn.Module):
     `sparse_features > 0` means observations are index tensors of a multi-hot input that wide.
     `num_goals > 0` makes them world-value heads [B, K, G, A] learned with extended rewards whose
     wrong-goal `penalty` teaches column g to reach goal g; the policy is argmax_a max_g Q.
+    `goal_slots` [G, J] makes those heads goal-conditioned (see `MultiHeadQNetwork`).
     The module's state_dict (online + target weights) is what a checkpoint stores.
     """
 
@@ -40,6 +41,7 @@ class MultiHeadSoftQ(nn.Module):
         sparse_features: int = 0,
         num_goals: int = 0,
         penalty: float = 0.0,
+        goal_slots: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.head_names = list(head_names)
@@ -53,6 +55,7 @@ class MultiHeadSoftQ(nn.Module):
             "hidden": cfg.hidden,
             "sparse_features": sparse_features,
             "num_goals": num_goals,
+            "goal_slots": goal_slots,
         }
         self.online = MultiHeadQNetwork(**net_kw)
         self.target = MultiHeadQNetwork(**net_kw)

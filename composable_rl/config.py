@@ -219,6 +219,17 @@ class AgentConfig:
         "Extended reward for ending at a goal other than g; null = r_min + step_reward * D "
         "- (r_max - r_min) with D = min(free cells, 1 / (1 - gamma)).",
     )
+    goal_conditioned: bool = doc(
+        False,
+        "World-value heads over index observations of object rooms: compute goal g's values "
+        "from the observation plus object g's own features, with weights shared by all goals "
+        "(a universal value function approximator); generalises across random layouts.",
+    )
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """Yield (field, problem) for rules that involve several fields."""
+        if self.goal_conditioned and not self.world_values:
+            yield "goal_conditioned", "needs world_values: true"
 
 
 @dataclasses.dataclass

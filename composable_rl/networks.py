@@ -58,12 +58,37 @@ def cnn_encoder(
     return nn.Sequential(convs, mlp_encoder(channels * h * w, hidden))
 
 
+class GoalConditionedEncoder(nn.Module):
+    """One feature vector per goal from index observations: [B, F] -> [B, G, hidden[-1]].
+
+    Goal g's own columns of the observation (`goal_slots[g]`, e.g. where object g is) pass
+    through a second sparse layer that marks them as the target; the rest of the MLP is shared
+    by every goal, as in a universal value function approximator (Schaul et al. 2015). What is
+    learned about reaching one object then transfers to the others and to unseen layouts.
+    """
+
+    def __init__(self, num_features: int, goal_slots: torch.Tensor, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.register_buffer("goal_slots", goal_slots.long(), persistent=False)
+        self.shared = SparseLinear(num_features, hidden[0])
+        self.target = SparseLinear(num_features, hidden[0])
+        self.rest = mlp_encoder(hidden[0], hidden[1:])
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        marked = self.target(indices[:, self.goal_slots])  # [B, G, hidden[0]]
+        first = torch.relu(self.shared(indices)[:, None] + marked)
+        return self.rest(first.flatten(0, 1)).view(*first.shape[:2], -1)
+
+
 class MultiHeadQNetwork(nn.Module):
     """Q(s) for K heads in one forward pass: [B, K, A], or [B, K, G, A] with world-value heads.
 
     Observations may be uint8 (one-hot planes); they are cast to float inside the network so the
     replay can store them compactly. With `sparse_features > 0` they are instead the indices of the
     ones of a multi-hot vector of that width, and the MLP's first layer is computed sparsely.
+    `goal_slots` [G, J] (index observations with goals only) makes the network goal-conditioned:
+    the world values of goal g come from a `GoalConditionedEncoder` feature with one output
+    layer shared by all goals.
     """
 
     def __init__(
@@ -75,6 +100,7 @@ class MultiHeadQNetwork(nn.Module):
         encoder: str = "mlp",
         hidden: Sequence[int] = (256, 256),
         sparse_features: int = 0,
+        goal_slots: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if not hidden:
@@ -82,7 +108,12 @@ class MultiHeadQNetwork(nn.Module):
         self.sparse = sparse_features > 0
         if self.sparse and encoder != "mlp":
             raise ValueError(f"index observations need the 'mlp' encoder, got {encoder!r}")
-        if self.sparse:
+        self.goal_conditioned = goal_slots is not None
+        if self.goal_conditioned and (not self.sparse or goal_slots.shape[0] != num_goals):
+            raise ValueError("goal_slots needs index observations and one row per goal")
+        if self.goal_conditioned:
+            self.encoder = GoalConditionedEncoder(sparse_features, goal_slots, hidden)
+        elif self.sparse:
             self.encoder = sparse_mlp_encoder(sparse_features, hidden)
         elif encoder == "mlp":
             self.encoder = mlp_encoder(int(torch.tensor(obs_shape).prod()), hidden)
@@ -97,9 +128,13 @@ class MultiHeadQNetwork(nn.Module):
         self.out_shape = (
             (num_heads, num_goals, num_actions) if num_goals else (num_heads, num_actions)
         )
-        self.head = nn.Linear(hidden[-1], int(torch.tensor(self.out_shape).prod()))
+        per_goal = num_heads * num_actions if self.goal_conditioned else 0
+        self.head = nn.Linear(hidden[-1], per_goal or int(torch.tensor(self.out_shape).prod()))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q values of every head (and goal) for a batch of observations."""
         features = self.encoder(obs if self.sparse else obs.float())
+        if self.goal_conditioned:  # [B, G, K * A] -> [B, K, G, A]
+            k, g, a = self.out_shape
+            return self.head(features).view(obs.shape[0], g, k, a).transpose(1, 2)
         return self.head(features).view(obs.shape[0], *self.out_shape)

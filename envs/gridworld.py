@@ -133,7 +133,11 @@ class GoalEpisodes:
     The world provides num_envs, max_steps, device and the pure pieces sample_layout(seeds,
     episodes) -> (start [B], objects [B, M]), transition(agent, objects, actions) and
     observe(agent, objects); this class keeps `agent`, `objects`, `t`, `seeds` and `episode`.
+    `goal_slots` [G, J] names the observation columns that describe each goal, where the
+    observation has them (see `MultiHeadQNetwork`).
     """
+
+    goal_slots: Tensor | None = None
 
     def reset(self, seed: Seed = 0) -> Tensor:
         """Seed every slot (an int s gives slot i the seed s + i), start episode 0; returns obs."""

@@ -90,6 +90,10 @@ class ObjectRooms(GoalEpisodes):
         offsets = (2 * self.height - 1) * (2 * self.width - 1)
         self.num_features = (1 + attributes) * cells + attributes * offsets
         self._relative_base = (1 + attributes) * cells
+        if observation == "indices":  # object g's absolute then relative colour and shape columns
+            first = 1 + 2 * torch.arange(self.num_goals, device=self.device)[:, None]
+            pair = first + torch.arange(2, device=self.device)
+            self.goal_slots = torch.cat([pair, pair + 2 * self.num_goals], 1)
         self._wall_plane = self.walls.flatten().to(torch.uint8)
         self._free_ordinals = torch.arange(self.free_cells.numel(), device=self.device)
         self._object_rgb = colours_rgb([c for c, _ in pairs])

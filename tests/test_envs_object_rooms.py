@@ -63,6 +63,30 @@ def test_reset_places_distinct_objects_and_a_free_start():
     assert world.agent.unique().numel() > 60 and world.objects.unique().numel() > 90
 
 
+def test_index_observations_match_the_planes_and_mark_each_goal():
+    planes, indices = ObjectRooms(num_envs=4), ObjectRooms(num_envs=4, observation="indices")
+    obs_p, obs_i = planes.reset(3), indices.reset(3)
+    assert torch.equal(planes.objects, indices.objects)
+    cells, m = 13 * 13, indices.num_goals
+    for b in range(4):  # the absolute columns are the planes' ones past the constant wall plane
+        ones = obs_p[b].flatten().nonzero().flatten()
+        assert sorted(obs_i[b, : 1 + 2 * m].tolist()) == (ones[ones >= cells] - cells).tolist()
+    assert planes.goal_slots is None and indices.goal_slots.shape == (m, 4)
+    span = 2 * 13 - 1
+    for g, name in enumerate(indices.goal_names):
+        colour, shape = name.split("_")
+        planes_of_g = [indices.head_names.index(colour), indices.head_names.index(shape)]
+        absolute = obs_i[:, indices.goal_slots[g, :2]]
+        expected = (1 + torch.tensor(planes_of_g)) * cells + indices.objects[:, g, None]
+        assert torch.equal(absolute, expected)
+        relative = obs_i[:, indices.goal_slots[g, 2:]] - (1 + 5) * cells
+        plane, offset = relative.div(span * span, rounding_mode="floor"), relative % (span * span)
+        assert plane.tolist() == [planes_of_g] * 4
+        d_row = indices.objects[:, g] // 13 - indices.agent // 13
+        d_col = indices.objects[:, g] % 13 - indices.agent % 13
+        assert torch.equal(offset[:, 0], (d_row + 12) * span + d_col + 12)
+
+
 def test_walls_block_and_cost_a_step():
     world = ObjectRooms(num_envs=1, step_reward=-0.25)
     world.agent = torch.tensor([cell(1, 1)])

@@ -53,6 +53,33 @@ def test_sparse_mlp_equals_dense_mlp_on_the_one_hot_input():
         MultiHeadQNetwork((4,), 3, 2, encoder="cnn", sparse_features=width)
 
 
+def test_goal_conditioned_network_shares_weights_across_goals():
+    torch.manual_seed(0)
+    slots = torch.tensor([[1, 2], [3, 4], [5, 6]])
+    net = MultiHeadQNetwork(
+        (7,), 2, 4, num_goals=3, hidden=[16, 8], sparse_features=40, goal_slots=slots
+    )
+    obs = torch.randint(0, 40, (5, 7))
+    q = net(obs)
+    assert q.shape == (5, 2, 3, 4)
+    # A goal's values depend on its own columns only through the shared weights: goals whose
+    # columns hold the same indices get the same values, and permuting the slots permutes goals.
+    twin = obs.clone()
+    twin[:, 3:5] = twin[:, 1:3]
+    q_twin = net(twin)
+    assert torch.allclose(q_twin[:, :, 0], q_twin[:, :, 1])
+    perm = torch.tensor([2, 0, 1])
+    permuted = MultiHeadQNetwork(
+        (7,), 2, 4, num_goals=3, hidden=[16, 8], sparse_features=40, goal_slots=slots[perm]
+    )
+    permuted.load_state_dict(net.state_dict())
+    assert torch.allclose(permuted(obs), q[:, :, perm], atol=1e-6)
+    with pytest.raises(ValueError, match="goal_slots"):
+        MultiHeadQNetwork((7,), 2, 4, num_goals=2, sparse_features=40, goal_slots=slots)
+    with pytest.raises(ValueError, match="goal_slots"):
+        MultiHeadQNetwork((3, 7, 7), 2, 4, num_goals=3, goal_slots=slots)
+
+
 def test_fixed_task_weights():
     w, head = sample_task_weights(3, 2, 0.5, fixed=[0.25, -1.0])
     assert w.tolist() == [[0.25, -1.0]] * 3 and head.tolist() == [-1] * 3

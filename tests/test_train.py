@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import train
+import zero_shot
 from composable_rl.checkpoint import latest_checkpoint, load_checkpoint, load_meta
 from composable_rl.config import Config, from_dict, load_config
 from envs.oracle import soft_value_iteration, tabulate
@@ -116,6 +118,38 @@ def test_fixed_weights_must_match_the_heads():
     cfg = from_dict(Config, {**SMALL, "tasks": {"fixed_weights": [1.0, 0.0]}})
     with pytest.raises(ValueError, match=r"tasks.fixed_weights.*\['blue', 'purple', 'square'\]"):
         train.build(cfg)
+
+
+def test_goal_conditioned_needs_world_values_and_object_indices():
+    with pytest.raises(ValueError, match="agent.goal_conditioned: needs world_values"):
+        from_dict(Config, {**SMALL, "agent": {"goal_conditioned": True}})
+    agent_cfg = {"world_values": True, "goal_conditioned": True}
+    cfg = from_dict(Config, {**SMALL, "agent": agent_cfg})
+    world, agent = train.build(cfg)
+    obs = world.reset(0)
+    assert agent.online(obs).shape == (world.num_envs, 3, world.num_goals, 4)
+    cfg.env.observation = "planes"
+    with pytest.raises(ValueError, match="object_rooms with env.observation: indices"):
+        train.build(cfg)
+    office = from_dict(Config, {"env": {"name": "office"}, "agent": agent_cfg})
+    with pytest.raises(ValueError, match="agent.goal_conditioned"):
+        train.build(office)
+
+
+def test_goal_conditioned_run_trains_saves_and_loads(tmp_path):
+    settings = {**SMALL, "total_steps": 2_048, "eval_episodes": 0}
+    settings["agent"] = {**SMALL["agent"], "world_values": True, "goal_conditioned": True}
+    settings["replay"] = {**SMALL["replay"], "learning_starts": 512}
+    result = train.train(from_dict(Config, settings), tmp_path / "run", progress=False)
+    assert result["updates"] > 0
+    cfg, world, agent = zero_shot.load(tmp_path / "run")
+    assert cfg.agent.goal_conditioned and agent.online.goal_conditioned
+    stored = load_file(latest_checkpoint(tmp_path / "run") / "model.safetensors")
+    state = agent.state_dict()
+    assert stored.keys() == state.keys() and "online.encoder.target.weight" in stored
+    assert all(torch.equal(stored[key], value) for key, value in state.items())
+    obs = world.reset(5)
+    assert agent.online(obs).shape == (world.num_envs, 3, world.num_goals, 4)
 
 
 def test_cnn_needs_plane_observations():

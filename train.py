@@ -38,11 +38,13 @@ from composable_rl.functional import wrong_goal_penalty
 from composable_rl.homeostasis import load_value_program
 from composable_rl.logging import Logger, head_tags
 from composable_rl.replay import TensorReplay
-from composable_rl.tasks import sample_task_weights
+from composable_rl.tasks import task_stream
 from envs.evaluation import evaluate, evaluate_levels
 from envs.foraging import DEFAULT_RESOURCES, DriveReductionWorld
 from envs.temporal import OfficeTask, evaluate_temporal
 from envs.worlds import World, make_world
+
+TASK_BLOCK = 64  # training steps of behaviour tasks drawn per call
 
 
 def world_kwargs(env: EnvConfig, device: str) -> dict:
@@ -247,17 +249,17 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
 
     obs = world.reset(seed=cfg.seed * 1_000_003 + step)
     tcfg = cfg.tasks
-    draw_tasks = partial(
-        sample_task_weights,
+    tasks = task_stream(
         n,
-        k,
-        tcfg.single_head_prob,
-        tcfg.weight_dist,
-        gen,
-        dev,
-        tcfg.fixed_weights,
+        TASK_BLOCK,
+        num_heads=k,
+        single_head_prob=tcfg.single_head_prob,
+        weight_dist=tcfg.weight_dist,
+        generator=gen,
+        device=dev,
+        fixed=tcfg.fixed_weights,
     )
-    task_w, task_id = draw_tasks()
+    task_w, task_id = next(tasks)
     ep_return = torch.zeros(n, device=dev)
     stats = EpisodeStats.zeros(k, dev)
     sums = {
@@ -296,7 +298,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
         done = terminated | truncated
         stats.add(done, ep_return, task_id)
         ep_return.masked_fill_(done, 0.0)
-        new_w, new_id = draw_tasks()
+        new_w, new_id = next(tasks)
         task_w = torch.where(done[:, None], new_w, task_w)
         task_id = torch.where(done, new_id, task_id)
         obs = next_obs

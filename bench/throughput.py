@@ -33,6 +33,7 @@ UPDATE_HEADS = (1, 4, 16)
 UPDATE_BATCH = 256
 UPDATE_HIDDEN = [80, 80]  # with the 7x13x13 planes input: ~100k parameters
 REPLAY_RATIOS = (1.0, 0.25)
+SMALL_BATCH_ENVS = 64  # end-to-end reference beside the quickstart's own num_envs
 ACTION_POOL = 64  # pre-generated action rows cycled through by the env-only loop
 
 Row = dict[str, str | float]
@@ -171,25 +172,31 @@ def train_seconds(overrides: Sequence[str]) -> float:
 
 
 def bench_end_to_end(scale: Scale) -> list[Row]:
-    """Env-steps/s of real training, excluding warm-up: (T - L) / (time(T) - time(L)) steps."""
+    """Env-steps/s of real training, excluding warm-up: (T - L) / (time(T) - time(L)) steps.
+
+    The quickstart as shipped first, then with fewer envs per batch for reference.
+    """
     base = quickstart()
     starts = scale.learning_starts or base.replay.learning_starts
     capacity = min(base.replay.capacity, scale.train_steps)
     rows = []
-    for ratio in REPLAY_RATIOS:
-        common = [
-            f"replay.replay_ratio={ratio}",
-            f"replay.learning_starts={starts}",
-            f"replay.capacity={capacity}",
-        ]
-        warm = train_seconds([*common, f"total_steps={starts}"])
-        full = train_seconds([*common, f"total_steps={scale.train_steps}"])
-        setting = (
-            f"replay ratio {ratio:g}, quickstart N={base.env.num_envs}, "
-            f"{scale.train_steps:,} steps, excl. first {starts:,} (difference of two runs)"
-        )
-        rate = (scale.train_steps - starts) / max(full - warm, 1e-9)
-        rows.append(row("end-to-end", setting, rate, "env-steps/s"))
+    for envs in (base.env.num_envs, SMALL_BATCH_ENVS):
+        for ratio in REPLAY_RATIOS:
+            common = [
+                f"replay.replay_ratio={ratio}",
+                f"replay.learning_starts={starts}",
+                f"replay.capacity={capacity}",
+                f"env.num_envs={envs}",
+            ]
+            warm = train_seconds([*common, f"total_steps={starts}"])
+            full = train_seconds([*common, f"total_steps={scale.train_steps}"])
+            which = "quickstart" if envs == base.env.num_envs else "quickstart with"
+            setting = (
+                f"replay ratio {ratio:g}, {which} N={envs}, {scale.train_steps:,} steps, "
+                f"excl. first {starts:,} (difference of two runs)"
+            )
+            rate = (scale.train_steps - starts) / max(full - warm, 1e-9)
+            rows.append(row("end-to-end", setting, rate, "env-steps/s"))
     return rows
 
 

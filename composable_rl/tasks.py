@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -41,3 +41,16 @@ def sample_task_weights(
     one_hot = torch.nn.functional.one_hot(head, num_heads).to(mixed.dtype)
     single = torch.rand(n, generator=generator, device=device) < single_head_prob
     return torch.where(single[:, None], one_hot, mixed), torch.where(single, head, -1)
+
+
+def task_stream(n: int, block: int, **kwargs) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless per-step task draws (weights [n, K], head [n]) for n slots, `block` steps at a time.
+
+    One `sample_task_weights(n * block, **kwargs)` call per block replaces `block` calls of a
+    dozen small tensor ops each (DESIGN.md §5); the draws have the same distribution.
+    """
+    if block < 1:
+        raise ValueError(f"block must be positive, got {block}")
+    while True:
+        weights, heads = sample_task_weights(n * block, **kwargs)
+        yield from zip(weights.reshape(block, n, -1), heads.reshape(block, n), strict=True)

@@ -28,6 +28,13 @@ def test_boltzmann_probabilities():
     assert fn.boltzmann_probs(torch.tensor([1.0, 3.0, 3.0]), 0.0).tolist() == [0.0, 0.5, 0.5]
 
 
+def test_log_softmax_matches_torch_even_for_huge_values():
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1e4, 1e4 - 1, -1e4, 0.0]])
+    assert torch.allclose(fn.log_softmax(x), torch.log_softmax(x, -1), atol=1e-6)
+    y = torch.randn(3, 5, 2)
+    assert torch.allclose(fn.log_softmax(y, dim=1), torch.log_softmax(y, 1), atol=1e-6)
+
+
 def test_entropy_of_uniform_and_greedy_policies():
     assert fn.policy_entropy(torch.zeros(4), 0.3).item() == pytest.approx(math.log(4))
     assert fn.policy_entropy(torch.tensor([0.0, 5.0]), 0.0).item() == pytest.approx(0.0)

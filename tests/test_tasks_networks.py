@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from composable_rl.networks import MultiHeadQNetwork
-from composable_rl.tasks import sample_task_weights
+from composable_rl.tasks import sample_task_weights, task_stream
 
 
 def test_task_weights_single_and_mixed():
@@ -47,8 +47,14 @@ def test_sparse_mlp_equals_dense_mlp_on_the_one_hot_input():
     dense.encoder[3].load_state_dict(sparse.encoder[2][1].state_dict())
     dense.head.load_state_dict(sparse.head.state_dict())
     indices = torch.stack([torch.randperm(width)[:4] for _ in range(10)])
-    multi_hot = torch.zeros(10, width).scatter_(1, indices, 1.0)
+    indices[0, 1] = indices[0, 0]  # a repeated index counts twice, as a 2 in the dense input
+    multi_hot = torch.zeros(10, width).scatter_add_(1, indices, torch.ones(10, 4))
     assert torch.allclose(sparse(indices), dense(multi_hot), atol=1e-6)
+    sparse(indices).square().sum().backward()
+    dense(multi_hot).square().sum().backward()
+    first_dense = dense.encoder[1].weight.grad.T
+    assert torch.allclose(sparse.encoder[0].weight.grad, first_dense, atol=1e-5)
+    assert torch.allclose(sparse.head.weight.grad, dense.head.weight.grad, atol=1e-5)
     with pytest.raises(ValueError, match="index observations"):
         MultiHeadQNetwork((4,), 3, 2, encoder="cnn", sparse_features=width)
 
@@ -85,3 +91,22 @@ def test_fixed_task_weights():
     assert w.tolist() == [[0.25, -1.0]] * 3 and head.tolist() == [-1] * 3
     with pytest.raises(ValueError, match="need 2 values"):
         sample_task_weights(3, 2, 0.5, fixed=[1.0])
+
+
+def test_task_stream_splits_block_draws_into_steps():
+    kwargs = {"num_heads": 3, "single_head_prob": 0.5}
+    stream = task_stream(4, 5, generator=torch.Generator().manual_seed(1), **kwargs)
+    steps = [next(stream) for _ in range(10)]
+    first, second = (
+        sample_task_weights(20, generator=g, **kwargs)
+        for g in [torch.Generator().manual_seed(1)] * 2
+    )
+    weights = torch.cat([first[0], second[0]]).view(10, 4, 3)
+    heads = torch.cat([first[1], second[1]]).view(10, 4)
+    assert all(
+        torch.equal(w, weights[i]) and torch.equal(h, heads[i]) for i, (w, h) in enumerate(steps)
+    )
+    fixed = next(task_stream(2, 3, num_heads=2, single_head_prob=0.5, fixed=[1.0, -1.0]))
+    assert fixed[0].tolist() == [[1.0, -1.0]] * 2 and fixed[1].tolist() == [-1, -1]
+    with pytest.raises(ValueError, match="block"):
+        next(task_stream(2, 0, **kwargs))

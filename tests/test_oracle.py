@@ -13,6 +13,7 @@ from envs.oracle import (
     soft_value,
     soft_value_iteration,
     tabulate,
+    task_reward,
 )
 
 CORRIDOR = ("#####", "#...#", "#####")
@@ -192,3 +193,32 @@ def test_finite_horizon_rejects_unknown_policy():
     mdp = tabulate(world, world.fixed_objects[None])
     with pytest.raises(ValueError, match="policy"):
         finite_horizon_return(mdp, mdp.reward[..., 0], 3, policy="greedy")
+
+
+def test_a_low_discount_trades_a_far_wanted_object_for_a_near_unwanted_one():
+    """Why the random-placement configs use gamma 0.95: wanted object 14 steps away, unwanted
+    one adjacent. The undiscounted score (what evaluation measures) prefers the far object
+    (2 - 1.3 > -0.1), as does the gamma 0.95 optimum; the gamma 0.9 optimum takes the near one."""
+    world = ObjectRooms(
+        num_envs=1,
+        colours=("blue", "purple"),
+        shapes=("square",),
+        object_positions=[[1, 1], [5, 10]],
+    )
+    mdp = tabulate(world, world.fixed_objects[None])
+    reward = task_reward(mdp, torch.tensor([2.0, -0.1]), -0.1)
+    start = 5 * 13 + 11
+
+    def collected(q: torch.Tensor) -> int:
+        cell = start
+        for _ in range(50):
+            action = int(q[0, cell].argmax())
+            if mdp.goal[0, cell, action] >= 0:
+                return int(mdp.goal[0, cell, action])
+            cell = int(mdp.next_state[0, cell, action])
+        return -1
+
+    best = finite_horizon_return(mdp, reward, horizon=50)[0, start].item()
+    assert best == pytest.approx(2.0 - 0.1 * 13)
+    assert collected(soft_value_iteration(mdp, reward, gamma=0.95, alpha=0.0)) == 0
+    assert collected(soft_value_iteration(mdp, reward, gamma=0.9, alpha=0.0)) == 1

@@ -145,8 +145,9 @@ class MultiHeadQNetwork(nn.Module):
         self.out_shape = (
             (num_heads, num_goals, num_actions) if num_goals else (num_heads, num_actions)
         )
-        per_goal = num_heads * num_actions if self.goal_conditioned else 0
-        self.head = nn.Linear(hidden[-1], per_goal or int(torch.tensor(self.out_shape).prod()))
+        # a goal-conditioned feature is already per goal: its output layer covers K * A only
+        outputs = self.out_shape[::2] if self.goal_conditioned else self.out_shape
+        self.head = nn.Linear(hidden[-1], int(torch.tensor(outputs).prod()))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q values of every head (and goal) for a batch of observations."""

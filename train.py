@@ -38,6 +38,7 @@ from composable_rl.functional import wrong_goal_penalty
 from composable_rl.homeostasis import load_value_program
 from composable_rl.logging import Logger, head_tags
 from composable_rl.replay import TensorReplay
+from composable_rl.runtime import configure_cpu
 from composable_rl.tasks import task_stream
 from envs.evaluation import evaluate, evaluate_levels
 from envs.foraging import DEFAULT_RESOURCES, DriveReductionWorld
@@ -392,7 +393,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_flush_denormal(True)  # process-wide: tiny values in Adam's state cost CPU time
+    configure_cpu()
     if args.help_config:
         print(describe())
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import operator
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ import train
 from agents.soft_q import MultiHeadSoftQ
 from composable_rl.config import AgentConfig, Config, load_config
 from composable_rl.replay import Batch
+from composable_rl.runtime import configure_cpu
 from envs.object_rooms import ObjectRooms
 from envs.worlds import make_world
 
@@ -33,6 +35,7 @@ UPDATE_HEADS = (1, 4, 16)
 UPDATE_BATCH = 256
 UPDATE_HIDDEN = [80, 80]  # with the 7x13x13 planes input: ~100k parameters
 REPLAY_RATIOS = (1.0, 0.25)
+UPDATE_ROUNDS = 5  # interleaved timing rounds per head count (median reported)
 SMALL_BATCH_ENVS = 64  # end-to-end reference beside the quickstart's own num_envs
 ACTION_POOL = 64  # pre-generated action rows cycled through by the env-only loop
 
@@ -51,7 +54,7 @@ class Scale:
 
 
 FULL = Scale(seconds=1.0, warmup=20, train_steps=200_000, learning_starts=None, sb3_steps=20_000)
-QUICK = Scale(seconds=0.02, warmup=2, train_steps=2_048, learning_starts=512, sb3_steps=600)
+QUICK = Scale(seconds=0.02, warmup=2, train_steps=2_048, learning_starts=512, sb3_steps=1_200)
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,34 @@ def calls_per_second(step: Callable[[int], object], scale: Scale) -> float:
     """Rate of step(i) over at least `scale.seconds` of wall time, after untimed warm-up calls."""
     for i in range(scale.warmup):
         step(i)
+    return timed_rate(step, scale.seconds)
+
+
+def timed_rate(step: Callable[[int], object], seconds: float) -> float:
+    """Calls of step(i) per second over at least `seconds` of wall time."""
     calls, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < scale.seconds:
+    while (elapsed := time.perf_counter() - start) < seconds:
         step(calls)
         calls += 1
     return calls / elapsed
+
+
+def interleaved_rates(
+    steps: dict[int, Callable[[int], object]], scale: Scale, rounds: int = UPDATE_ROUNDS
+) -> dict[int, float]:
+    """Median rate of each step over `rounds` rounds that time every step in turn.
+
+    Interleaving exposes all settings to the same slow drifts of a shared machine, so their
+    ratio is steadier than that of back-to-back measurements.
+    """
+    for step in steps.values():
+        for i in range(scale.warmup):
+            step(i)
+    rates: dict[int, list[float]] = {key: [] for key in steps}
+    for _ in range(rounds):
+        for key, step in steps.items():
+            rates[key].append(timed_rate(step, scale.seconds / rounds))
+    return {key: statistics.median(values) for key, values in rates.items()}
 
 
 def quickstart(overrides: Sequence[str] = ()) -> Config:
@@ -143,16 +169,20 @@ def bench_update(scale: Scale) -> list[Row]:
     """Updates/s and samples/s of plain heads on a dense ~100k-parameter MLP, for K heads."""
     world = ObjectRooms(num_envs=1, observation="planes")
     cfg = AgentConfig(hidden=UPDATE_HIDDEN, target_period=250)
-    rows, rates = [], {}
-    for k in UPDATE_HEADS:
-        names = [f"h{i}" for i in range(k)]
-        agent = MultiHeadSoftQ(world.obs_shape, world.num_actions, names, cfg)
+    agents = {
+        k: MultiHeadSoftQ(world.obs_shape, world.num_actions, [f"h{i}" for i in range(k)], cfg)
+        for k in UPDATE_HEADS
+    }
+    batches = {k: synthetic_batch(world.obs_shape, k, world.num_actions) for k in UPDATE_HEADS}
+    steps = {k: lambda _, a=agents[k], b=batches[k]: a.update(b) for k in UPDATE_HEADS}
+    rates = interleaved_rates(steps, scale)
+    rows = []
+    for k, agent in agents.items():
         params = sum(p.numel() for p in agent.online.parameters())
-        batch = synthetic_batch(world.obs_shape, k, world.num_actions)
-        rates[k] = calls_per_second(lambda _, a=agent, b=batch: a.update(b), scale)
         setting = (
             f"K={k}, batch {UPDATE_BATCH}, {params:,} params "
-            f"(MLP {world.obs_shape} -> {UPDATE_HIDDEN} -> K*{world.num_actions})"
+            f"(MLP {world.obs_shape} -> {UPDATE_HIDDEN} -> K*{world.num_actions}), "
+            f"median of {UPDATE_ROUNDS} interleaved rounds"
         )
         rows.append(row("update", setting, rates[k], "updates/s"))
         rows.append(row("update", setting, rates[k] * UPDATE_BATCH, "samples/s"))
@@ -192,8 +222,8 @@ def bench_end_to_end(scale: Scale) -> list[Row]:
             full = train_seconds([*common, f"total_steps={scale.train_steps}"])
             which = "quickstart" if envs == base.env.num_envs else "quickstart with"
             setting = (
-                f"replay ratio {ratio:g}, {which} N={envs}, {scale.train_steps:,} steps, "
-                f"excl. first {starts:,} (difference of two runs)"
+                f"replay ratio {ratio:g}, {which} N={envs}, batch {base.replay.batch_size}, "
+                f"{scale.train_steps:,} steps, excl. first {starts:,} (difference of two runs)"
             )
             rate = (scale.train_steps - starts) / max(full - warm, 1e-9)
             rows.append(row("end-to-end", setting, rate, "env-steps/s"))
@@ -201,7 +231,11 @@ def bench_end_to_end(scale: Scale) -> list[Row]:
 
 
 def bench_sb3(scale: Scale) -> list[Row]:
-    """SB3 DQN env-steps/s on the scalarised Gymnasium face at replay ratio 1 (or a skip row)."""
+    """SB3 DQN env-steps/s on the scalarised Gymnasium face at replay ratio 1 (or a skip row).
+
+    Same world, MLP widths, learning rate, discount and batch size as the quickstart; one
+    gradient step every `batch` env steps makes the replay ratio 1.
+    """
     try:
         from stable_baselines3 import DQN
     except ImportError:
@@ -215,17 +249,18 @@ def bench_sb3(scale: Scale) -> list[Row]:
     env = ObjectRoomsEnv(**world)
     weights = [float(name == "blue") for name in env.world.head_names]
     env = ScalarizedReward(env, weights)
+    batch = cfg.replay.batch_size
     model = DQN(
         "MlpPolicy",
         env,
         learning_rate=cfg.agent.lr,
         buffer_size=scale.sb3_steps,
         learning_starts=min(1_000, scale.sb3_steps // 4),
-        batch_size=UPDATE_BATCH,
-        train_freq=UPDATE_BATCH,  # gradient_steps * batch_size / train_freq = 1
+        batch_size=batch,
+        train_freq=batch,  # gradient_steps * batch_size / train_freq = 1
         gradient_steps=1,
         gamma=cfg.agent.gamma,
-        target_update_interval=cfg.agent.target_period,
+        target_update_interval=cfg.agent.target_period * batch,  # in env steps: ours at ratio 1
         policy_kwargs={"net_arch": list(cfg.agent.hidden)},
         device="cpu",
         seed=0,
@@ -234,8 +269,8 @@ def bench_sb3(scale: Scale) -> list[Row]:
     model.learn(total_timesteps=scale.sb3_steps)
     seconds = time.perf_counter() - start
     setting = (
-        f"1 env, planes obs, reward 'blue', MLP {list(cfg.agent.hidden)}, batch {UPDATE_BATCH}, "
-        f"train_freq {UPDATE_BATCH}, 1 grad step (replay ratio 1), {scale.sb3_steps:,} steps "
+        f"1 env, planes obs, reward 'blue', MLP {list(cfg.agent.hidden)}, batch {batch}, "
+        f"train_freq {batch}, 1 grad step (replay ratio 1), {scale.sb3_steps:,} steps "
         "incl. warm-up"
     )
     return [row("sb3-dqn", setting, scale.sb3_steps / seconds, "env-steps/s")]
@@ -360,5 +395,5 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
 
 
 if __name__ == "__main__":
-    torch.set_flush_denormal(True)  # process-wide, as in train.py's CLI
+    configure_cpu()  # process-wide, as in train.py's CLI
     main()

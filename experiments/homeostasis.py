@@ -45,6 +45,7 @@ from composable_rl.homeostasis import (
     settling_time,
 )
 from composable_rl.logging import Logger
+from composable_rl.runtime import configure_cpu
 from envs.foraging import ForagingWorld
 from envs.worlds import make_world
 
@@ -354,4 +355,5 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
+    configure_cpu()  # process-wide, as in train.py's CLI
     main()

@@ -21,6 +21,7 @@ from tqdm import tqdm
 import train
 import zero_shot
 from composable_rl.checkpoint import load_meta
+from composable_rl.runtime import configure_cpu
 from envs.evaluation import evaluate
 from envs.object_rooms import BOUND_HEADS
 
@@ -111,4 +112,5 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
+    configure_cpu()  # process-wide, as in train.py's CLI
     main()

@@ -23,6 +23,7 @@ from tqdm import tqdm
 import train
 import zero_shot
 from composable_rl.checkpoint import load_meta
+from composable_rl.runtime import configure_cpu
 
 TASKS = (
     "F(f & F g) & G !n",  # coffee, then the office
@@ -82,4 +83,5 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
+    configure_cpu()  # process-wide, as in train.py's CLI
     main()

@@ -23,7 +23,7 @@ import torch
 import train
 from agents.soft_q import MultiHeadSoftQ
 from composable_rl.config import AgentConfig, Config, load_config
-from composable_rl.replay import Batch
+from composable_rl.replay import Batch, TensorReplay
 from composable_rl.runtime import configure_cpu
 from envs.object_rooms import ObjectRooms
 from envs.worlds import make_world
@@ -38,6 +38,7 @@ REPLAY_RATIOS = (1.0, 0.25)
 UPDATE_ROUNDS = 5  # interleaved timing rounds per head count (median reported)
 SMALL_BATCH_ENVS = 64  # end-to-end reference beside the quickstart's own num_envs
 ACTION_POOL = 64  # pre-generated action rows cycled through by the env-only loop
+QUICKSTART_FILL = 8  # random-action steps of every env that fill the quickstart update's replay
 
 Row = dict[str, str | float]
 
@@ -53,7 +54,7 @@ class Scale:
     sb3_steps: int
 
 
-FULL = Scale(seconds=1.0, warmup=20, train_steps=200_000, learning_starts=None, sb3_steps=20_000)
+FULL = Scale(seconds=1.0, warmup=20, train_steps=600_000, learning_starts=None, sb3_steps=20_000)
 QUICK = Scale(seconds=0.02, warmup=2, train_steps=2_048, learning_starts=512, sb3_steps=1_200)
 
 
@@ -190,6 +191,35 @@ def bench_update(scale: Scale) -> list[Row]:
     ratio = rates[k_lo] / rates[k_hi]
     rows.append(row("update", f"time per update, K={k_hi} / K={k_lo}", ratio, "x"))
     return rows
+
+
+def bench_quickstart_update(scale: Scale) -> list[Row]:
+    """Samples/s of the quickstart's own update (index observations, world-value heads) at
+    batch 256 and at its configured batch: why it trains with large batches."""
+    world, agent = train.build(quickstart())
+    replay = TensorReplay(
+        QUICKSTART_FILL * world.num_envs, world.obs_shape, world.num_heads, world.obs_dtype
+    )
+    obs = world.reset(0)
+    for _ in range(QUICKSTART_FILL):
+        actions = torch.randint(world.num_actions, (world.num_envs,))
+        next_obs, reward, terminated, _, info = world.step(actions)
+        replay.add(obs, actions, reward, terminated, info["final_obs"], info["goal"])
+        obs = next_obs
+    sizes = sorted({UPDATE_BATCH, quickstart().replay.batch_size})
+    batches = {b: replay.sample(b) for b in sizes}
+    rates = interleaved_rates({b: lambda _, x=batches[b]: agent.update(x) for b in sizes}, scale)
+    params = sum(p.numel() for p in agent.online.parameters())
+    return [
+        row(
+            "update",
+            f"quickstart network ({params:,} params, K={world.num_heads} world-value heads), "
+            f"batch {b}, median of {UPDATE_ROUNDS} interleaved rounds",
+            rates[b] * b,
+            "samples/s",
+        )
+        for b in sizes
+    ]
 
 
 def train_seconds(overrides: Sequence[str]) -> float:
@@ -380,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         *bench_env(scale),
         *bench_act(scale),
         *bench_update(scale),
+        *bench_quickstart_update(scale),
         *bench_end_to_end(scale),
         *bench_sb3(scale),
     ]

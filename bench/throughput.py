@@ -153,6 +153,11 @@ def bench_act(scale: Scale) -> list[Row]:
     return rows
 
 
+def num_params(agent: MultiHeadSoftQ) -> int:
+    """Trainable parameters of the agent's online network."""
+    return sum(p.numel() for p in agent.online.parameters())
+
+
 def synthetic_batch(obs_shape: Sequence[int], num_heads: int, num_actions: int) -> Batch:
     """A random minibatch of binary planes, actions, reward vectors and terminations."""
     b = UPDATE_BATCH
@@ -179,7 +184,7 @@ def bench_update(scale: Scale) -> list[Row]:
     rates = interleaved_rates(steps, scale)
     rows = []
     for k, agent in agents.items():
-        params = sum(p.numel() for p in agent.online.parameters())
+        params = num_params(agent)
         setting = (
             f"K={k}, batch {UPDATE_BATCH}, {params:,} params "
             f"(MLP {world.obs_shape} -> {UPDATE_HIDDEN} -> K*{world.num_actions}), "
@@ -196,7 +201,8 @@ def bench_update(scale: Scale) -> list[Row]:
 def bench_quickstart_update(scale: Scale) -> list[Row]:
     """Samples/s of the quickstart's own update (index observations, world-value heads) at
     batch 256 and at its configured batch: why it trains with large batches."""
-    world, agent = train.build(quickstart())
+    cfg = quickstart()
+    world, agent = train.build(cfg)
     replay = TensorReplay(
         QUICKSTART_FILL * world.num_envs, world.obs_shape, world.num_heads, world.obs_dtype
     )
@@ -206,10 +212,10 @@ def bench_quickstart_update(scale: Scale) -> list[Row]:
         next_obs, reward, terminated, _, info = world.step(actions)
         replay.add(obs, actions, reward, terminated, info["final_obs"], info["goal"])
         obs = next_obs
-    sizes = sorted({UPDATE_BATCH, quickstart().replay.batch_size})
+    sizes = sorted({UPDATE_BATCH, cfg.replay.batch_size})
     batches = {b: replay.sample(b) for b in sizes}
     rates = interleaved_rates({b: lambda _, x=batches[b]: agent.update(x) for b in sizes}, scale)
-    params = sum(p.numel() for p in agent.online.parameters())
+    params = num_params(agent)
     return [
         row(
             "update",

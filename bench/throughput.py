@@ -79,9 +79,7 @@ def row(what: str, setting: str, value: float | str, unit: str) -> Row:
 
 def calls_per_second(step: Callable[[int], object], scale: Scale) -> float:
     """Rate of step(i) over at least `scale.seconds` of wall time, after untimed warm-up calls."""
-    for i in range(scale.warmup):
-        step(i)
-    return timed_rate(step, scale.seconds)
+    return interleaved_rates({0: step}, scale, rounds=1)[0]
 
 
 def timed_rate(step: Callable[[int], object], seconds: float) -> float:

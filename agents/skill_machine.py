@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from agents.soft_q import MultiHeadSoftQ
-from composable_rl import compose
+from composable_rl.expressions import evaluate
 from composable_rl.reward_machine import Label, RewardMachine
 from composable_rl.skill_machine import continuation_targets, planned_values, skill_expression
 
@@ -56,9 +56,7 @@ class SkillMachineAgent:
             [
                 torch.full_like(ones, r_min)
                 if text is None
-                else torch.where(
-                    compose.evaluate(text, truth, bounds=(ones, 0 * ones)) > 0.5, r_max, r_min
-                )
+                else torch.where(evaluate(text, truth, bounds=(ones, 0 * ones)) > 0.5, r_max, r_min)
                 for text in self.expressions
             ]
         )  # [U, G]
@@ -83,7 +81,7 @@ class SkillMachineAgent:
             [
                 torch.zeros_like(bounds[0])
                 if text is None
-                else compose.evaluate(text, heads, alpha=alpha, bounds=bounds)
+                else evaluate(text, heads, alpha=alpha, bounds=bounds)
                 for text in self.expressions
             ]
         )

@@ -29,6 +29,8 @@ class MultiHeadSoftQ(nn.Module):
     `num_goals > 0` makes them world-value heads [B, K, G, A] learned with extended rewards whose
     wrong-goal `penalty` teaches column g to reach goal g; the policy is argmax_a max_g Q.
     `goal_slots` [G, J] makes those heads goal-conditioned (see `MultiHeadQNetwork`).
+    `encoder` is the resolved encoder ("mlp" or "cnn"; "auto" in the config is resolved from the
+    world's observation by the caller).
     The module's state_dict (online + target weights) is what a checkpoint stores.
     """
 
@@ -42,6 +44,7 @@ class MultiHeadSoftQ(nn.Module):
         num_goals: int = 0,
         penalty: float = 0.0,
         goal_slots: torch.Tensor | None = None,
+        encoder: str = "mlp",
     ) -> None:
         super().__init__()
         self.head_names = list(head_names)
@@ -51,7 +54,7 @@ class MultiHeadSoftQ(nn.Module):
             "obs_shape": obs_shape,
             "num_heads": len(self.head_names),
             "num_actions": num_actions,
-            "encoder": cfg.encoder,
+            "encoder": encoder,
             "hidden": cfg.hidden,
             "sparse_features": sparse_features,
             "num_goals": num_goals,

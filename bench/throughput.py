@@ -9,6 +9,7 @@ issue's speed targets marked met or missed. Speeds always come with their replay
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import operator
 import statistics
@@ -20,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-import train
 from agents.soft_q import MultiHeadSoftQ
-from composable_rl.config import AgentConfig, Config, load_config
+from agents.training import build, train
+from composable_rl.config import AgentConfig, Config, WorldConfig, load_config
+from composable_rl.registry import make_world
 from composable_rl.replay import Batch, TensorReplay
 from composable_rl.runtime import configure_cpu
-from envs.object_rooms import ObjectRooms
-from envs.worlds import make_world
+from composable_rl.world import World
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
 ENV_SIZES = (1, 64, 1024, 4096)
@@ -116,12 +117,12 @@ def quickstart(overrides: Sequence[str] = ()) -> Config:
 
 def bench_env(scale: Scale) -> list[Row]:
     """Env-only steps/s of the batched engine on the quickstart world with random placement."""
-    env = quickstart(["env.object_positions=null"]).env
+    random_placement = quickstart(["env.object_positions=null"]).env
     rows = []
     for observation in ("indices", "planes"):
-        env.observation = observation
+        env = dataclasses.replace(random_placement, observation=observation)
         for n in ENV_SIZES:
-            world = make_world(train.world_kwargs(env, "cpu"), n)
+            world = make_world(env, n, "cpu")
             actions = torch.randint(world.num_actions, (ACTION_POOL, n))
             rate = calls_per_second(lambda i, w=world, a=actions: w.step(a[i % ACTION_POOL]), scale)
             setting = f"N={n}, obs={observation}, four_rooms, random placement"
@@ -129,9 +130,10 @@ def bench_env(scale: Scale) -> list[Row]:
     return rows
 
 
-def acting_rate(world: ObjectRooms, agent: MultiHeadSoftQ, scale: Scale) -> float:
+def acting_rate(world: World, agent: MultiHeadSoftQ, scale: Scale) -> float:
     """Env steps per second of the act-then-step loop, every slot on the uniform mixture task."""
-    weights = torch.full((world.num_envs, world.num_heads), 1.0 / world.num_heads)
+    k = len(world.head_names)
+    weights = torch.full((world.num_envs, k), 1.0 / k)
     obs = world.reset(0)
 
     def step(_: int) -> None:
@@ -145,8 +147,9 @@ def bench_act(scale: Scale) -> list[Row]:
     """Acting steps/s: agent.act on composed world-value heads plus world.step (quickstart)."""
     rows = []
     for n in ACT_SIZES:
-        world, agent = train.build(quickstart([f"env.num_envs={n}"]))
-        setting = f"N={n}, quickstart agent (K={world.num_heads} world-value heads), eps=0.1"
+        world, agent = build(quickstart([f"env.num_envs={n}"]))
+        k = len(world.head_names)
+        setting = f"N={n}, quickstart agent (K={k} world-value heads), eps=0.1"
         rows.append(row("acting", setting, acting_rate(world, agent, scale), "steps/s"))
     return rows
 
@@ -171,13 +174,14 @@ def synthetic_batch(obs_shape: Sequence[int], num_heads: int, num_actions: int) 
 
 def bench_update(scale: Scale) -> list[Row]:
     """Updates/s and samples/s of plain heads on a dense ~100k-parameter MLP, for K heads."""
-    world = ObjectRooms(num_envs=1, observation="planes")
+    world = make_world(quickstart(["env.observation=planes"]).env, 1, "cpu")
+    shape = world.observation_spec.shape
     cfg = AgentConfig(hidden=UPDATE_HIDDEN, target_period=250)
     agents = {
-        k: MultiHeadSoftQ(world.obs_shape, world.num_actions, [f"h{i}" for i in range(k)], cfg)
+        k: MultiHeadSoftQ(shape, world.num_actions, [f"h{i}" for i in range(k)], cfg)
         for k in UPDATE_HEADS
     }
-    batches = {k: synthetic_batch(world.obs_shape, k, world.num_actions) for k in UPDATE_HEADS}
+    batches = {k: synthetic_batch(shape, k, world.num_actions) for k in UPDATE_HEADS}
     steps = {k: lambda _, a=agents[k], b=batches[k]: a.update(b) for k in UPDATE_HEADS}
     rates = interleaved_rates(steps, scale)
     rows = []
@@ -185,7 +189,7 @@ def bench_update(scale: Scale) -> list[Row]:
         params = num_params(agent)
         setting = (
             f"K={k}, batch {UPDATE_BATCH}, {params:,} params "
-            f"(MLP {world.obs_shape} -> {UPDATE_HIDDEN} -> K*{world.num_actions}), "
+            f"(MLP {shape} -> {UPDATE_HIDDEN} -> K*{world.num_actions}), "
             f"median of {UPDATE_ROUNDS} interleaved rounds"
         )
         rows.append(row("update", setting, rates[k], "updates/s"))
@@ -200,10 +204,9 @@ def bench_quickstart_update(scale: Scale) -> list[Row]:
     """Samples/s of the quickstart's own update (index observations, world-value heads) at
     batch 256 and at its configured batch: why it trains with large batches."""
     cfg = quickstart()
-    world, agent = train.build(cfg)
-    replay = TensorReplay(
-        QUICKSTART_FILL * world.num_envs, world.obs_shape, world.num_heads, world.obs_dtype
-    )
+    world, agent = build(cfg)
+    spec, k = world.observation_spec, len(world.head_names)
+    replay = TensorReplay(QUICKSTART_FILL * world.num_envs, spec.shape, k, spec.dtype)
     obs = world.reset(0)
     for _ in range(QUICKSTART_FILL):
         actions = torch.randint(world.num_actions, (world.num_envs,))
@@ -217,7 +220,7 @@ def bench_quickstart_update(scale: Scale) -> list[Row]:
     return [
         row(
             "update",
-            f"quickstart network ({params:,} params, K={world.num_heads} world-value heads), "
+            f"quickstart network ({params:,} params, K={k} world-value heads), "
             f"batch {b}, median of {UPDATE_ROUNDS} interleaved rounds",
             rates[b] * b,
             "samples/s",
@@ -231,7 +234,7 @@ def train_seconds(overrides: Sequence[str]) -> float:
     cfg = quickstart(["eval_episodes=0", *overrides])
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        train.train(cfg, Path(tmp) / "run", progress=False)
+        train(cfg, Path(tmp) / "run", progress=False)
         return time.perf_counter() - start
 
 
@@ -278,9 +281,7 @@ def bench_sb3(scale: Scale) -> list[Row]:
     from envs.gym_env import ObjectRoomsEnv, ScalarizedReward
 
     cfg = quickstart(["env.observation=planes"])
-    world = train.world_kwargs(cfg.env, "cpu")
-    world.pop("name")
-    env = ObjectRoomsEnv(**world)
+    env = ObjectRoomsEnv(**gym_kwargs(cfg.env))
     weights = [float(name == "blue") for name in env.world.head_names]
     env = ScalarizedReward(env, weights)
     batch = cfg.replay.batch_size
@@ -308,6 +309,15 @@ def bench_sb3(scale: Scale) -> list[Row]:
         "incl. warm-up"
     )
     return [row("sb3-dqn", setting, scale.sb3_steps / seconds, "env-steps/s")]
+
+
+def gym_kwargs(section: WorldConfig) -> dict:
+    """ObjectRoomsEnv arguments of an object_rooms section: its own keys (beyond name and
+    num_envs), each named as the world's argument, with an empty `heads` meaning every head."""
+    common = {field.name for field in dataclasses.fields(WorldConfig)}
+    own = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+    kwargs = {key: value for key, value in own.items() if key not in common}
+    return {**kwargs, "heads": kwargs["heads"] or None}
 
 
 def find(rows: list[Row], what: str, unit: str, prefix: str) -> float | None:

@@ -14,6 +14,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from composable_rl.registry import WorldLookupError, registered_worlds, world_entry
+
 T = TypeVar("T")
 
 _BOUNDS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
@@ -48,149 +50,31 @@ def doc(
     return dataclasses.field(default=default, metadata=metadata)
 
 
-# Keys that only some world families read; the others must leave them at their defaults.
-_FAMILY_KEYS = {
-    "object_rooms": (
-        "layout",
-        "colours",
-        "shapes",
-        "heads",
-        "object_positions",
-        "r_max",
-        "r_min",
-        "step_reward",
-        "bound_heads",
-    ),
-    "office": ("starts", "task", "r_max", "r_min", "step_reward", "bound_heads"),
-    "foraging": ("foraging",),
-}
-
-
 @dataclasses.dataclass
-class ForagingConfig:
-    """Foraging world (env.name: foraging): resources, internal levels, and the reward its heads
-    learn. null keeps the world's default (envs/foraging.py)."""
+class WorldConfig:
+    """Environment: `name` picks a registered world, whose own section (a subclass of this one,
+    declared in the world's module) gives the other keys; `--help-config` lists each world's."""
 
-    resources: dict[str, list[list[int]]] | None = doc(
-        None, "[row, col] cells per resource type; null = food (1, 1), water (1, 9), salt (9, 5)."
-    )
-    drift: dict[str, float] | None = doc(
-        None,
-        "Change of each internal variable per step; null = energy and hydration -0.003, "
-        "sodium -0.001.",
-    )
-    consumption: dict[str, dict[str, float]] | None = doc(
-        None,
-        "Per resource, the change of each variable when it is consumed; null = food "
-        "energy +0.075, water hydration +0.075, salt sodium +0.1 and hydration -0.02.",
-    )
-    initial_range: list[float] = doc(
-        [0.1, 0.9], "Every level starts uniform in [low, high].", ge=0, le=1
-    )
-    regrow: int = doc(0, "Steps a consumed resource cell stays empty; 0 = always there.", ge=0)
-    death: bool = doc(False, "End an episode when a level leaves [viable_low, viable_high].")
-    viable_low: float = doc(0.05, "Death below this level (with death).", ge=0, le=1)
-    viable_high: float = doc(1.0, "Death above this level (with death).", ge=0, le=1)
-    reward: Literal["resources", "drive_reduction"] = doc(
-        "resources",
-        "resources: one head per resource, paid 1 per consumption, blind to the levels; "
-        "drive_reduction: one head paid reward_scale * (D(x_t) - D(x_t+1)) at the setpoints of "
-        "value_program, seeing its levels (the Keramati & Gutkin 2014 baseline).",
-    )
-    value_program: str = doc(
-        "configs/values/default.yaml", "Value program whose setpoints drive_reduction uses."
-    )
-    levels_bins: int = doc(10, "Bins per level in the drive_reduction observation.", ge=1)
-    drive_n: float = doc(4.0, "Exponent n of D(x) = (sum_i |x*_i - x_i|^n)^(1/m).", gt=0)
-    drive_m: float = doc(2.0, "Root m of D(x).", gt=0)
-    reward_scale: float = doc(100.0, "Factor on the drive-reduction reward.", gt=0)
-
-    def problems(self) -> Iterator[tuple[str, str]]:
-        """Yield (field, problem) for rules that involve several fields."""
-        if len(self.initial_range) != 2 or self.initial_range[0] > self.initial_range[1]:
-            yield "initial_range", f"expected [low, high], got {self.initial_range}"
-        if self.viable_low >= self.viable_high:
-            yield "viable_low", f"must be below viable_high ({self.viable_high})"
-
-
-@dataclasses.dataclass
-class EnvConfig:
-    """Batched gridworld: object rooms (colours and shapes), the Office world, or foraging."""
-
-    name: Literal["object_rooms", "office", "foraging"] = doc(
+    name: str = doc(
         "object_rooms",
-        "World family: object_rooms (objects with a colour and a shape), office (the Office "
-        "world of Toro Icarte et al. 2018, propositions a-g and n) or foraging (resources and "
-        "internal levels, for homeostatic control).",
+        "Registered world (object_rooms, office, foraging, gymnasium, ...) or "
+        "'package.module:name' for a world that module registers.",
     )
-    layout: str = doc("four_rooms", "object_rooms map: four_rooms (13x13) or open5 (5x5).")
     num_envs: int = doc(64, "Environments stepped together as one batch.", ge=1)
-    colours: list[str] = doc(["beige", "blue", "purple"], "Colours of the objects.")
-    shapes: list[str] = doc(["circle", "square"], "Shapes of the objects.")
-    heads: list[str] = doc(
-        [], "Base rewards, one per attribute value; empty = every colour then every shape."
-    )
-    object_positions: list[list[int]] | None = doc(
-        None,
-        "[row, col] per object in colour-major order; null = random placement every episode.",
-        ge=0,
-    )
-    max_steps: int = doc(50, "Steps before an episode is truncated (bootstrapped).", ge=1)
-    r_max: float = doc(2.0, "Terminal reward for collecting an object the head rewards.")
-    r_min: float = doc(-0.1, "Terminal reward for collecting an object the head does not reward.")
-    step_reward: float = doc(-0.1, "Reward for every step that collects no object.")
-    bound_heads: bool = doc(
-        False,
-        "Add heads MAX and MIN (every object rewarded with r_max / r_min): Boolean NOT needs them.",
-    )
-    starts: Literal["anywhere", "unlabelled", "standard"] = doc(
-        "anywhere",
-        "office: start cells, uniform over all cells, over cells without a proposition, or "
-        "the standard start (2, 1).",
-    )
-    task: str = doc(
-        "",
-        "office: train directly on one temporal task, an LTL formula such as "
-        "'F(f & F g) & G !n' or a reward-machine YAML file, with the machine state in the "
-        "observation (the baseline for skill machines); empty = the primitive tasks.",
-    )
-    foraging: ForagingConfig = doc(ForagingConfig, "foraging: world and reward settings.")
-    observation: Literal["indices", "planes"] = doc(
-        "indices",
-        "indices: positions of the ones of the one-hot planes (fast sparse MLP); "
-        "planes: uint8 [C, H, W] one-hot planes (needed by the cnn encoder).",
-    )
 
-    def problems(self) -> Iterator[tuple[str, str]]:
-        """Yield (field, problem) for rules that involve several fields."""
-        for name in ("colours", "shapes", "heads"):
-            values = getattr(self, name)
-            if len(set(values)) != len(values):
-                yield name, f"duplicate values in {values!r}"
-        shared = sorted(set(self.colours) & set(self.shapes))
-        if shared:
-            yield "shapes", f"names shared with colours: {shared}"
-        attributes = [*self.colours, *self.shapes]
-        for head in self.heads:
-            if head not in attributes:
-                yield "heads", f"unknown head {head!r}; heads are colours or shapes: {attributes}"
-        if self.object_positions is not None:
-            objects = len(self.colours) * len(self.shapes)
-            count = len(self.object_positions)
-            if count != objects:
-                yield "object_positions", f"expected {objects} [row, col] pairs, got {count}"
-            for i, position in enumerate(self.object_positions):
-                if len(position) != 2:
-                    yield f"object_positions[{i}]", f"expected [row, col], got {position!r}"
-        if self.r_min >= self.r_max:
-            yield "r_min", f"must be below r_max ({self.r_max}), got {self.r_min}"
-        for f in dataclasses.fields(self):
-            readers = [family for family, keys in _FAMILY_KEYS.items() if f.name in keys]
-            if readers and self.name not in readers:
-                default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-                if getattr(self, f.name) != default:
-                    only = " or ".join(readers)
-                    yield f.name, f"applies to env.name: {only} only, not to {self.name}"
+    @classmethod
+    def variant(cls, data: Mapping[str, Any], path: str) -> type:
+        """The registered section class of `data['name']` (this class's subclasses are final)."""
+        if cls is not WorldConfig:
+            return cls
+        name = data.get("name", WorldConfig.name)
+        key = _join(path, "name")
+        if not isinstance(name, str):
+            raise _type_error(key, str, name)
+        try:
+            return world_entry(name).config
+        except WorldLookupError as err:
+            raise ConfigError(f"{key}: {err}", key) from err
 
 
 @dataclasses.dataclass
@@ -199,8 +83,10 @@ class AgentConfig:
 
     gamma: float = doc(0.95, "Discount factor.", ge=0, lt=1)
     alpha: float = doc(0.02, "Entropy temperature of the soft-Q heads.", ge=0)
-    encoder: Literal["mlp", "cnn"] = doc(
-        "mlp", "Observation encoder: mlp (any observation) or cnn (env.observation: planes)."
+    encoder: Literal["auto", "mlp", "cnn"] = doc(
+        "auto",
+        "Observation encoder: auto (from the world's observation: cnn for images, a sparse MLP "
+        "for index observations, an MLP otherwise), mlp, or cnn (image observations only).",
     )
     hidden: list[int] = doc([256, 256], "Hidden layer widths of the encoder.", ge=1)
     lr: float = doc(5e-4, "Optimiser learning rate.", gt=0)
@@ -292,7 +178,10 @@ class Config:
         0, "Environment steps between checkpoints; 0 = only at the end.", ge=0
     )
     eval_episodes: int = doc(200, "Episodes per evaluation.", ge=0)
-    env: EnvConfig = doc(EnvConfig, "Environment.")
+    env: WorldConfig = dataclasses.field(
+        default_factory=lambda: from_dict(WorldConfig, {}, "env"),
+        metadata={"doc": "Environment (see the world sections below)."},
+    )
     agent: AgentConfig = doc(AgentConfig, "Learner.")
     replay: ReplayConfig = doc(ReplayConfig, "Replay buffer and update schedule.")
     tasks: TaskConfig = doc(TaskConfig, "Behaviour tasks and exploration.")
@@ -305,6 +194,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
     if not isinstance(data, Mapping):
         where = path or "config"
         raise ConfigError(f"{where}: expected a section of keys, got {_show(data)}", path)
+    variant = getattr(cls, "variant", None)
+    if variant is not None:
+        cls = variant(data, path)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
@@ -315,6 +207,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
             raise ConfigError(f"{_join(path, name)}: missing required key", _join(path, name))
     hints = _hints(cls)
     kwargs = {name: _convert(hints[name], value, _join(path, name)) for name, value in data.items()}
+    for name in fields.keys() - data.keys():
+        if hasattr(hints[name], "variant"):  # a default section still picks its variant
+            kwargs[name] = from_dict(hints[name], {}, _join(path, name))
     obj = cls(**kwargs)
     _check_values(obj, path)
     return obj
@@ -575,8 +470,21 @@ def _describe_rows(cls: type, prefix: str) -> Iterator[tuple[str, str, str, str]
         if dataclasses.is_dataclass(tp):
             yield key, "section", "", text
             yield from _describe_rows(tp, key)
+            if tp is WorldConfig:
+                yield from _describe_worlds(key)
             continue
         kind = _type_name(tp)
         if any(name in f.metadata for name in _BOUNDS):
             kind += f" in {_range_text(f.metadata)}"
         yield key, kind, _default_text(f), text
+
+
+def _describe_worlds(prefix: str) -> Iterator[tuple[str, str, str, str]]:
+    """Rows of every registered world's own keys (those beyond `WorldConfig`)."""
+    base = {f.name for f in dataclasses.fields(WorldConfig)}
+    for name in registered_worlds():
+        section = world_entry(name).config
+        yield f"{prefix} ({name})", "section", "", (section.__doc__ or "").split("\n")[0]
+        for row in _describe_rows(section, prefix):
+            if row[0].split(".")[-1] not in base:
+                yield row

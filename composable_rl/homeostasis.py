@@ -3,7 +3,7 @@
 Internal variables x [N, V] (N envs, V variables such as energy, hydration and sodium, in [0, 1])
 are held near setpoints x*. The error e = x* - x (positive = a need) feeds one discrete-time PID
 per env and variable, in units of one env step, giving drives u [N, V]; a value program maps the
-drives to head weights w [N, K] with linear expressions of compose's language. The heads never
+drives to head weights w [N, K] with linear expressions (`expressions`). The heads never
 see x, so moving a setpoint revalues them zero-shot. `drive_reduction_reward` is the reward of
 the Keramati & Gutkin (2014) baseline, which has to be retrained when a setpoint moves.
 
@@ -36,10 +36,11 @@ import torch
 import yaml
 from torch import Tensor
 
-from composable_rl import compose
-from composable_rl.compose import Expr, ExpressionError
+from composable_rl import expressions
 from composable_rl.config import ConfigError, doc, from_dict
 from composable_rl.functional import compose_linear
+from composable_rl.operators import weighted_max
+from composable_rl.tokens import NAME, ExpressionError
 
 __all__ = [
     "DriveSpec",
@@ -103,7 +104,7 @@ class _ProgramFile:
     combine: Literal["max", "sum"] = doc(
         "max",
         "How weighted heads make one Q: max (max over wanted heads of w_k Q_k plus the "
-        "unwanted ones' w_k Q_k, compose.weighted_max) or sum (sum_k w_k Q_k).",
+        "unwanted ones' w_k Q_k, operators.weighted_max) or sum (sum_k w_k Q_k).",
     )
 
 
@@ -218,7 +219,7 @@ class ValueProgram:
 
     variables: dict[str, DriveSpec]
     heads: tuple[str, ...]
-    weights: dict[str, Expr]
+    weights: dict[str, expressions.Expr]
     combine: str = "max"
 
     @property
@@ -236,7 +237,7 @@ class ValueProgram:
         values = {name: drives[..., i] for i, name in enumerate(self.variables)}
         zero = drives.new_zeros(drives.shape[:-1])
         columns = [
-            compose.evaluate(self.weights[h], values) if h in self.weights else zero
+            expressions.evaluate(self.weights[h], values) if h in self.weights else zero
             for h in self.heads
         ]
         return torch.stack(columns, dim=-1)
@@ -244,7 +245,7 @@ class ValueProgram:
     def compose(self, q: Tensor, weights: Tensor) -> Tensor:
         """One Q [N, A] from head values q [N, K, A] and head weights [N, K], by `combine`."""
         if self.combine == "max":
-            return compose.weighted_max(q, weights)
+            return weighted_max(q, weights)
         return compose_linear(q, weights.to(q.dtype))
 
     @property
@@ -272,7 +273,7 @@ def load_value_program(
     if not variables:
         raise ValueProgramError(f"{where}: variables: needs at least one variable", "variables")
     for name in variables:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        if not NAME.fullmatch(name):
             key = f"variables.{name}"
             raise ValueProgramError(f"{where}: {key}: variable names must be identifiers", key)
     weights = {}
@@ -282,7 +283,7 @@ def load_value_program(
             message = f"{key}: unknown head {head!r}; heads: {', '.join(heads)}"
             raise ValueProgramError(f"{where}: {message}", key)
         weights[head] = _parse_checked(text, variables, "variable", key, where)
-        if not compose.is_linear(weights[head]):
+        if not expressions.is_linear(weights[head]):
             message = f"{key}: must be linear (a weighted sum of drives), got {text!r}"
             raise ValueProgramError(f"{where}: {message}", key)
     return ValueProgram(dict(spec.variables), heads, weights, spec.combine)
@@ -298,11 +299,13 @@ def _read_yaml(path: Path, where: str) -> Any:
         raise ValueProgramError(f"{where}: invalid YAML: {err}") from None
 
 
-def _parse_checked(text: str, known: Sequence[str], kind: str, key: str, where: str) -> Expr:
-    """Parse an expression whose names must be in `known`; errors keep compose's caret."""
+def _parse_checked(
+    text: str, known: Sequence[str], kind: str, key: str, where: str
+) -> expressions.Expr:
+    """Parse an expression whose names must be in `known`; errors keep the parser's caret."""
     try:
-        tree = compose.parse(text)
-        unknown = sorted(compose.head_names(tree) - set(known))
+        tree = expressions.parse(text)
+        unknown = sorted(expressions.head_names(tree) - set(known))
         if unknown:
             position = re.search(rf"\b{unknown[0]}\b", text).start()
             reason = f"unknown {kind} {unknown[0]!r}; {kind}s: {', '.join(known)}"

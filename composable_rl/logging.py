@@ -112,3 +112,47 @@ class Logger:
     def __exit__(self, *exc_info: object) -> None:
         """Close the writer."""
         self.close()
+
+
+def format_table(rows: list[dict]) -> str:
+    """Fixed-width text table of result rows (columns: the keys of the first row)."""
+    cols = list(rows[0])
+    text = [
+        [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols]
+        for row in rows
+    ]
+    widths = [max(len(c), 8, *(len(line[i]) for line in text)) for i, c in enumerate(cols)]
+    return "\n".join(
+        "  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True))
+        for line in [cols, *text]
+    )
+
+
+def plot_scores(rows: list[dict], path: Path) -> None:
+    """Horizontal bar chart of the normalised return of every task, worst at the bottom."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(rows, key=lambda r: r["normalized_return"])
+    fig, ax = plt.subplots(figsize=(7, 0.22 * len(rows) + 1.2))
+    ax.barh([r["task"] for r in rows], [r["normalized_return"] for r in rows], color="#4a7bb7")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel("normalised return (1 = oracle, 0 = uniform random)")
+    ax.set_xlim(min(0.0, *(r["normalized_return"] for r in rows)) - 0.02, 1.08)
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def score_summary(rows: list[dict]) -> str:
+    """Mean normalised return and success over the tasks, and the worst task."""
+    worst = min(rows, key=lambda r: r["normalized_return"])
+    mean_norm = sum(r["normalized_return"] for r in rows) / len(rows)
+    mean_success = sum(r["success"] for r in rows) / len(rows)
+    return (
+        f"{len(rows)} tasks: mean normalised return {mean_norm:.3f}, mean success "
+        f"{mean_success:.3f}; worst {worst['task']!r} at {worst['normalized_return']:.3f}"
+    )

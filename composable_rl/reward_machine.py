@@ -1,4 +1,4 @@
-"""Reward machines over propositions, and a fragment of LTL translated into them by progression.
+"""Reward machines over propositions: labels, edges, and the validated machine with its tables.
 
 A *label* is the frozenset of propositions true in the current state. A reward machine (Toro
 Icarte et al. 2018) is a finite automaton whose edges carry Boolean formulas over propositions:
@@ -7,85 +7,47 @@ edge's reward; when none holds it stays in u and pays 0. Accepting states are ab
 episode ends there), so they have no outgoing edges. Edges must be deterministic over the
 machine's alphabet (every label by default).
 
-Edge formulas use the expression language of `compose` restricted to Boolean operators: names of
-propositions, `&`, `|`, `~` or `!` (NOT) and parentheses; `true` alone is the edge that always
-fires. They are evaluated by `compose.evaluate` on 1/0 proposition values (AND = min, OR = max,
-NOT = 1 - x). A machine in YAML (`reward` defaults to 0, `accepting` to none; `description` is
-free text):
-
-    description: coffee, then the office, never a plant
-    states: [u0, u1, done, fail]
-    initial: u0
-    accepting: [done]
-    edges:
-      - {from: u0, to: u1, when: "f & !n"}
-      - {from: u0, to: fail, when: "n"}
-      - {from: u1, to: done, when: "g & !n", reward: 1}
-      - {from: u1, to: fail, when: "n"}
-
-LTL fragment for `from_ltl` and `holds`, precedence lowest first: `|`, `&`, then the prefix
-operators `F` (eventually), `G` (globally) and `!`/`~` (NOT, on propositions and Boolean
-formulas only), then atoms: propositions, `true`, `false` and parentheses. Example:
-`F(f & F g) & G !n`. Semantics are over finite traces (the labels seen after each step): a
-Boolean formula holds at position i < n on label i and nowhere past the end, `F p` holds at i if
-p holds at some j in [i, n), `G p` if p holds at every j in [i, n) (so also at i = n).
-`from_ltl` builds the machine by LTL progression: each state is the formula still to satisfy, in
-a canonical simplified form, and it is accepting when the trace may end there.
+Edge formulas use the expression language of `expressions` restricted to Boolean operators:
+names of propositions, `&`, `|`, `~` or `!` (NOT) and parentheses; `true` alone is the edge that
+always fires. They are evaluated by `expressions.evaluate` on 1/0 proposition values (AND = min,
+OR = max, NOT = 1 - x). Machines are read from and written to YAML by `reward_machine_yaml` and
+built from LTL formulas by `ltl`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property, lru_cache
+from functools import cached_property
 from itertools import combinations
 from numbers import Real
 
 import torch
-import yaml
 from torch import Tensor
 
-from composable_rl.compose import (
-    Binary,
-    Call,
-    Expr,
-    ExpressionError,
-    Head,
-    Unary,
-    _Cursor,
-    evaluate,
-    parse,
-    set_expression,
-)
+from composable_rl.expressions import Binary, Call, Expr, Head, Unary, evaluate, parse
+from composable_rl.tokens import ExpressionError
 
 __all__ = [
-    "Const",
+    "MAX_EXHAUSTIVE_PROPOSITIONS",
+    "TRUE",
     "Edge",
-    "Formula",
-    "Junction",
     "Label",
-    "Prop",
     "RewardMachine",
     "RewardMachineError",
-    "Temporal",
     "all_labels",
+    "check_labels",
+    "check_propositions",
+    "check_state_name",
+    "check_state_names",
+    "default_labels",
     "exclusive_labels",
-    "format_ltl",
-    "from_ltl",
-    "holds",
-    "load_reward_machine",
-    "parse_ltl",
 ]
 
 Label = frozenset[str]
 TRUE = "true"
 MAX_EXHAUSTIVE_PROPOSITIONS = 12  # 2**12 labels is the most checked or explored by default
-MAX_LTL_STATES = 1000
-_LTL_RESERVED = ("F", "G", "true", "false")
-_KEYS = {"states": True, "initial": True, "accepting": False, "edges": True, "description": False}
-_EDGE_KEYS = {"from": True, "to": True, "when": True, "reward": False}
 
 
 class RewardMachineError(ValueError):
@@ -100,15 +62,17 @@ def all_labels(propositions: Sequence[str]) -> tuple[Label, ...]:
 
 
 def exclusive_labels(propositions: Sequence[str]) -> tuple[Label, ...]:
-    """The empty label and each single proposition: worlds where at most one holds (Office)."""
+    """The empty label, then each proposition alone: the alphabet of worlds where at most one
+    proposition holds at a time (the Office world), in the order worlds index labels by."""
     return (frozenset(),) + tuple(frozenset({p}) for p in propositions)
 
 
 def _show_label(label: Label) -> str:
+    """A label as `{a, b}` in error messages."""
     return "{" + ", ".join(sorted(label)) + "}"
 
 
-def _propositions(propositions: Iterable[str], reserved: Sequence[str]) -> tuple[str, ...]:
+def check_propositions(propositions: Iterable[str], reserved: Sequence[str]) -> tuple[str, ...]:
     """Checked proposition names: unique identifiers, none of them a reserved word."""
     props = tuple(propositions)
     for name in props:
@@ -124,7 +88,7 @@ def _propositions(propositions: Iterable[str], reserved: Sequence[str]) -> tuple
     return props
 
 
-def _labels(labels: Iterable[Iterable[str]], propositions: Sequence[str]) -> tuple[Label, ...]:
+def check_labels(labels: Iterable[Iterable[str]], propositions: Sequence[str]) -> tuple[Label, ...]:
     """Labels as frozensets, checked against the propositions (a bare string is an error)."""
     result = []
     for label in labels:
@@ -141,7 +105,7 @@ def _labels(labels: Iterable[Iterable[str]], propositions: Sequence[str]) -> tup
     return tuple(result)
 
 
-def _default_labels(propositions: Sequence[str]) -> tuple[Label, ...]:
+def default_labels(propositions: Sequence[str]) -> tuple[Label, ...]:
     """All 2^P labels, refused when there are too many to enumerate."""
     if len(propositions) > MAX_EXHAUSTIVE_PROPOSITIONS:
         raise RewardMachineError(
@@ -150,9 +114,9 @@ def _default_labels(propositions: Sequence[str]) -> tuple[Label, ...]:
     return all_labels(propositions)
 
 
-def _state_names(states: Iterable[object]) -> tuple[str, ...]:
+def check_state_names(states: Iterable[object]) -> tuple[str, ...]:
     """State names as strings (integers allowed), non-empty and unique."""
-    names = tuple(_state_name(state) for state in states)
+    names = tuple(check_state_name(state) for state in states)
     if not names:
         raise RewardMachineError("a reward machine needs at least one state")
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -161,7 +125,8 @@ def _state_names(states: Iterable[object]) -> tuple[str, ...]:
     return names
 
 
-def _state_name(value: object) -> str:
+def check_state_name(value: object) -> str:
+    """A state name as a string: strings and integers are names, anything else is an error."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise RewardMachineError(f"state names are strings (quote them in YAML), got {value!r}")
     return str(value)
@@ -170,7 +135,7 @@ def _state_name(value: object) -> str:
 def _arithmetic(tree: Expr, text: str) -> tuple[str, int] | None:
     """The first non-Boolean construct of an edge formula, and its offset in the text.
 
-    `compose.parse` already refuses constants as Boolean operands, so numbers only occur inside
+    `expressions.parse` already refuses constants as Boolean operands, so numbers only occur inside
     the arithmetic found here.
     """
     if isinstance(tree, Call):
@@ -211,12 +176,12 @@ class RewardMachine:
 
     def __post_init__(self) -> None:
         setter = object.__setattr__
-        setter(self, "propositions", _propositions(self.propositions, (TRUE,)))
-        setter(self, "states", _state_names(self.states))
+        setter(self, "propositions", check_propositions(self.propositions, (TRUE,)))
+        setter(self, "states", check_state_names(self.states))
         setter(self, "accepting", frozenset(self.accepting))
         setter(self, "edges", tuple(self.edges))
         if self.alphabet is not None:
-            labels = _labels(self.alphabet, self.propositions)
+            labels = check_labels(self.alphabet, self.propositions)
             setter(self, "alphabet", tuple(dict.fromkeys(labels)))
             if not self.alphabet:
                 raise RewardMachineError("the alphabet is empty")
@@ -268,7 +233,7 @@ class RewardMachine:
     @property
     def labels(self) -> tuple[Label, ...]:
         """The alphabet, or every subset of the propositions when there is none."""
-        return self.alphabet if self.alphabet is not None else _default_labels(self.propositions)
+        return self.alphabet if self.alphabet is not None else default_labels(self.propositions)
 
     def _truth(self, labels: Sequence[Label]) -> Tensor:
         """[E, L] bool: which edge formulas hold for which labels (errors name the edge)."""
@@ -307,7 +272,7 @@ class RewardMachine:
         Batched environments index it as `next[u, l]` with machine states u [N] and label
         indices l [N]; `labels` defaults to the machine's labels.
         """
-        labels = self.labels if labels is None else _labels(labels, self.propositions)
+        labels = self.labels if labels is None else check_labels(labels, self.propositions)
         truth = self._truth(labels)
         self._check_deterministic(labels, truth)
         count = len(self.states)
@@ -334,395 +299,3 @@ class RewardMachine:
             before = len(alive)
             alive |= {u for u, row in enumerate(rows) if alive.intersection(row)}
         return frozenset(range(len(self.states))) - alive
-
-    def to_dict(self) -> dict[str, object]:
-        """The YAML mapping of the machine (the alphabet is the environment's, not saved)."""
-        edges = [
-            {"from": self.states[edge.source], "to": self.states[edge.target], "when": edge.formula}
-            | ({"reward": edge.reward} if edge.reward else {})
-            for edge in self.edges
-        ]
-        return {
-            "states": list(self.states),
-            "initial": self.states[self.initial],
-            "accepting": [self.states[a] for a in sorted(self.accepting)],
-            "edges": edges,
-        }
-
-    def to_yaml(self) -> str:
-        """YAML text that `load_reward_machine` reads back to an equal machine."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Writes `to_yaml()` to a file."""
-        with open(path, "w", encoding="utf-8") as file:
-            file.write(self.to_yaml())
-
-
-def _check_keys(data: Mapping[object, object], keys: Mapping[str, bool], where: str) -> None:
-    """Raises on a missing required key or an unknown key, listing the valid ones."""
-    valid = ", ".join(sorted(keys))
-    for key in data:
-        if key not in keys:
-            raise RewardMachineError(f"{where}: unknown key {key!r}; valid keys: {valid}")
-    for key, required in keys.items():
-        if required and key not in data:
-            raise RewardMachineError(f"{where}: missing key {key!r}; valid keys: {valid}")
-
-
-def _list(value: object, what: str) -> list[object]:
-    if not isinstance(value, list):
-        raise RewardMachineError(f"{what} must be a list, got {value!r}")
-    return value
-
-
-def _from_mapping(
-    data: object, propositions: Sequence[str], alphabet: Sequence[Iterable[str]] | None
-) -> RewardMachine:
-    """Builds a machine from the YAML mapping, resolving state names to indices."""
-    if not isinstance(data, Mapping):
-        raise RewardMachineError(f"a reward machine is a mapping with keys {', '.join(_KEYS)}")
-    _check_keys(data, _KEYS, "reward machine")
-    names = _state_names(_list(data["states"], "states"))
-    known = ", ".join(names)
-
-    def state(value: object, what: str) -> int:
-        name = _state_name(value)
-        if name not in names:
-            raise RewardMachineError(f"{what}: unknown state {name!r}; known states: {known}")
-        return names.index(name)
-
-    edges = []
-    for index, entry in enumerate(_list(data["edges"], "edges")):
-        if not isinstance(entry, Mapping):
-            raise RewardMachineError(f"edge {index} must be a mapping, got {entry!r}")
-        _check_keys(entry, _EDGE_KEYS, f"edge {index}")
-        when = TRUE if entry["when"] is True else entry["when"]
-        if not isinstance(when, str):
-            raise RewardMachineError(
-                f"edge {index}: 'when' must be a formula string (quote it in YAML), got {when!r}"
-            )
-        source, target = (state(entry[key], f"edge {index} {key!r}") for key in ("from", "to"))
-        edges.append(Edge(source, target, when, entry.get("reward", 0.0)))
-    accepting = _list(data.get("accepting") or [], "accepting")
-    return RewardMachine(
-        propositions=tuple(propositions),
-        states=names,
-        initial=state(data["initial"], "initial state"),
-        accepting=frozenset(state(name, "accepting state") for name in accepting),
-        edges=tuple(edges),
-        alphabet=None if alphabet is None else tuple(alphabet),
-    )
-
-
-def load_reward_machine(
-    source: str | os.PathLike[str] | Mapping[str, object],
-    propositions: Sequence[str],
-    alphabet: Sequence[Iterable[str]] | None = None,
-) -> RewardMachine:
-    """Reads a machine from a YAML file or an already-loaded mapping (see the module docs)."""
-    if isinstance(source, Mapping):
-        return _from_mapping(source, propositions, alphabet)
-    with open(source, encoding="utf-8") as file:
-        data = yaml.safe_load(file)
-    try:
-        return _from_mapping(data, propositions, alphabet)
-    except RewardMachineError as err:
-        raise RewardMachineError(f"{os.fspath(source)}: {err}") from None
-
-
-# --- LTL fragment ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Const:
-    """`true` or `false`; as a machine state, an obligation met or failed for good."""
-
-    value: bool
-
-
-@dataclass(frozen=True)
-class Prop:
-    """A proposition, or its negation when `positive` is False (negation normal form)."""
-
-    name: str
-    positive: bool = True
-
-
-@dataclass(frozen=True)
-class Junction:
-    """Conjunction ('&') or disjunction ('|') of two or more formulas."""
-
-    op: str
-    args: tuple[Formula, ...]
-
-
-@dataclass(frozen=True)
-class Temporal:
-    """'F' (eventually) or 'G' (globally) of a formula."""
-
-    op: str
-    body: Formula
-
-
-Formula = Const | Prop | Junction | Temporal
-_TRUE, _FALSE = Const(True), Const(False)
-
-
-@lru_cache(maxsize=4096)
-def format_ltl(formula: Formula) -> str:
-    """Text of a formula that `parse_ltl` reads back to the same tree (`!` for NOT)."""
-    if isinstance(formula, Const):
-        return "true" if formula.value else "false"
-    if isinstance(formula, Prop):
-        return formula.name if formula.positive else f"!{formula.name}"
-    if isinstance(formula, Temporal):
-        body = format_ltl(formula.body)
-        return formula.op + (f"({body})" if isinstance(formula.body, Junction) else f" {body}")
-    parts = (
-        f"({format_ltl(arg)})" if isinstance(arg, Junction) else format_ltl(arg)
-        for arg in formula.args
-    )
-    return f" {formula.op} ".join(parts)
-
-
-def _order(formula: Formula) -> tuple[int, str]:
-    """Sort key of canonical terms: propositions first, then junctions, then F and G, by text."""
-    rank = {Const: 0, Prop: 1, Junction: 2, Temporal: 3}[type(formula)]
-    return rank, format_ltl(formula)
-
-
-def _negate(formula: Formula) -> Formula:
-    """De Morgan negation of a temporal-free formula, down to the propositions."""
-    if isinstance(formula, Const):
-        return Const(not formula.value)
-    if isinstance(formula, Prop):
-        return Prop(formula.name, not formula.positive)
-    assert isinstance(formula, Junction), "the parser negates temporal-free formulas only"
-    return Junction("|" if formula.op == "&" else "&", tuple(map(_negate, formula.args)))
-
-
-class _LtlParser(_Cursor):
-    """Precedence climbing over `|` and `&`, then the prefix operators F, G and NOT, then atoms.
-
-    Reuses the tokenizer of `compose`, so names and error carets follow the same rules.
-    """
-
-    def __init__(self, text: str, propositions: Sequence[str] | None) -> None:
-        super().__init__(text)
-        self.propositions = propositions
-
-    def parse(self) -> Formula:
-        if self.tokens[0].kind == "end":
-            raise self.error("empty formula", self.tokens[0].pos)
-        formula = self.junction("|")
-        token = self.tokens[self.index]
-        if token.kind != "end":
-            raise self.error(f"trailing input {token.describe()}", token.pos)
-        return formula
-
-    def junction(self, op: str) -> Formula:
-        operand = (lambda: self.junction("&")) if op == "|" else self.unary
-        args = [operand()]
-        while self.tokens[self.index].kind == "symbol" and self.tokens[self.index].text == op:
-            self.take()
-            args.append(operand())
-        return args[0] if len(args) == 1 else Junction(op, tuple(args))
-
-    def unary(self) -> Formula:
-        token = self.tokens[self.index]
-        if token.kind == "symbol" and token.text in ("!", "~"):
-            self.take()
-            start = self.index
-            body = self.unary()
-            for inner in self.tokens[start : self.index]:
-                if inner.kind == "name" and inner.text in ("F", "G"):
-                    reason = f"'{token.text}' applies to propositions, not to '{inner.text}'"
-                    raise self.error(reason, inner.pos)
-            return _negate(body)
-        if token.kind == "name" and token.text in ("F", "G"):
-            self.take()
-            return Temporal(token.text, self.unary())
-        return self.atom()
-
-    def atom(self) -> Formula:
-        token = self.take()
-        if token.kind == "name" and token.text in ("true", "false"):
-            return Const(token.text == "true")
-        if token.kind == "name":
-            if self.propositions is not None and token.text not in self.propositions:
-                known = ", ".join(self.propositions) or "(none)"
-                reason = f"unknown proposition {token.text!r}; known propositions: {known}"
-                raise self.error(reason, token.pos)
-            return Prop(token.text)
-        if token.text == "(":
-            formula = self.junction("|")
-            if self.tokens[self.index].text != ")":
-                reason = f"missing ')' to close the '(' at column {token.pos}"
-                raise self.error(reason, self.tokens[self.index].pos)
-            self.take()
-            return formula
-        raise self.error(f"unexpected {token.describe()}", token.pos)
-
-
-def parse_ltl(text: str, propositions: Sequence[str] | None = None) -> Formula:
-    """Parses the LTL fragment (negations pushed onto propositions); checks names if given."""
-    return _LtlParser(text, propositions).parse()
-
-
-def _holds_at(formula: Formula, trace: Sequence[Label], i: int) -> bool:
-    """Whether the formula holds at position i of a finite trace (i may be its length)."""
-    if isinstance(formula, Const):
-        return formula.value
-    if isinstance(formula, Prop):
-        return i < len(trace) and (formula.name in trace[i]) == formula.positive
-    if isinstance(formula, Junction):
-        quantifier = all if formula.op == "&" else any
-        return quantifier(_holds_at(arg, trace, i) for arg in formula.args)
-    quantifier = any if formula.op == "F" else all
-    return quantifier(_holds_at(formula.body, trace, j) for j in range(i, len(trace)))
-
-
-def holds(formula: str | Formula, trace: Sequence[Iterable[str]]) -> bool:
-    """Direct finite-trace evaluation of an LTL formula (the oracle of the translation)."""
-    tree = parse_ltl(formula) if isinstance(formula, str) else formula
-    return _holds_at(tree, tuple(frozenset(label) for label in trace), 0)
-
-
-def _ends(formula: Formula) -> bool:
-    """Whether the formula holds past the end of a trace: may the trace stop here?"""
-    if isinstance(formula, Const):
-        return formula.value
-    if isinstance(formula, Junction):
-        return (all if formula.op == "&" else any)(map(_ends, formula.args))
-    return isinstance(formula, Temporal) and formula.op == "G"
-
-
-def _implies(a: Formula, b: Formula) -> bool:
-    """Sound, incomplete syntactic entailment at every position (also past the end)."""
-    if a in (b, _FALSE) or b == _TRUE:
-        return True
-    if isinstance(a, Junction) and a.op == "|":
-        return all(_implies(arg, b) for arg in a.args)
-    if isinstance(b, Junction) and b.op == "&":
-        return all(_implies(a, arg) for arg in b.args)
-    return (
-        (isinstance(a, Junction) and any(_implies(arg, b) for arg in a.args))
-        or (isinstance(b, Junction) and any(_implies(a, arg) for arg in b.args))
-        or (isinstance(b, Temporal) and b.op == "F" and not _ends(a) and _implies(a, b.body))
-        or (
-            isinstance(a, Temporal)
-            and isinstance(b, Temporal)
-            and a.op == b.op
-            and _implies(a.body, b if a.op == "F" else b.body)
-        )
-    )
-
-
-def _junction(op: str, args: Iterable[Formula]) -> Formula:
-    """Canonical AND/OR: flattened, constants folded, p & !p folded, redundant terms dropped.
-
-    A term is redundant when another entails it (AND) or it entails another (OR); the rest is
-    sorted (`_order`), so equal formulas get equal trees and the progression has finitely many.
-    `p | !p` is kept: past the end of a trace it is false.
-    """
-    unit, zero = (_TRUE, _FALSE) if op == "&" else (_FALSE, _TRUE)
-    flat: list[Formula] = []
-    for arg in args:
-        if arg == zero:
-            return zero
-        if isinstance(arg, Junction) and arg.op == op:
-            flat.extend(arg.args)
-        elif arg != unit:
-            flat.append(arg)
-    if op == "&" and any(Prop(p.name, not p.positive) in flat for p in flat if isinstance(p, Prop)):
-        return _FALSE
-
-    def redundant(x: Formula, y: Formula) -> bool:
-        return _implies(y, x) if op == "&" else _implies(x, y)
-
-    kept: list[Formula] = []
-    for arg in sorted(set(flat), key=_order):
-        if not any(redundant(arg, other) for other in kept):
-            kept = [other for other in kept if not redundant(other, arg)] + [arg]
-    kept.sort(key=_order)
-    return kept[0] if len(kept) == 1 else Junction(op, tuple(kept)) if kept else unit
-
-
-def _canonical(formula: Formula) -> Formula:
-    """The canonical form of a parsed formula (G G p = G p, F false = false, G true = true)."""
-    if isinstance(formula, Junction):
-        return _junction(formula.op, map(_canonical, formula.args))
-    if not isinstance(formula, Temporal):
-        return formula
-    body = _canonical(formula.body)
-    if body == Const(formula.op == "G") or (isinstance(body, Temporal) and body.op == formula.op):
-        return body
-    return Temporal(formula.op, body)
-
-
-def _progress(formula: Formula, label: Label) -> Formula:
-    """What remains to satisfy after one step with this label (Bacchus & Kabanza progression)."""
-    if isinstance(formula, Const):
-        return formula
-    if isinstance(formula, Prop):
-        return Const((formula.name in label) == formula.positive)
-    if isinstance(formula, Junction):
-        return _junction(formula.op, (_progress(arg, label) for arg in formula.args))
-    now = _progress(formula.body, label)
-    return _junction("|" if formula.op == "F" else "&", (now, formula))
-
-
-def _names(formula: Formula) -> frozenset[str]:
-    if isinstance(formula, Prop):
-        return frozenset({formula.name})
-    if isinstance(formula, Junction):
-        return frozenset().union(*map(_names, formula.args))
-    return _names(formula.body) if isinstance(formula, Temporal) else frozenset()
-
-
-def from_ltl(
-    text: str, propositions: Sequence[str], alphabet: Sequence[Iterable[str]] | None = None
-) -> RewardMachine:
-    """The reward machine of an LTL formula by progression over the alphabet (default: 2^P).
-
-    States are named by the formula that remains; accepting states are those where the trace may
-    end (the formula holds for the labels seen) and are absorbing; `false` is the rejecting sink.
-    Edges into accepting states pay 1, the others 0; the labels that lead u -> u' are merged into
-    one edge whose formula is `compose.set_expression` over the alphabet (`true` if all do).
-    """
-    props = _propositions(propositions, _LTL_RESERVED)
-    labels = tuple(
-        dict.fromkeys(_labels(alphabet, props) if alphabet is not None else _default_labels(props))
-    )
-    if not labels:
-        raise RewardMachineError("the alphabet is empty")
-    membership = torch.tensor([[p in label for p in props] for label in labels], dtype=torch.bool)
-    start = _canonical(parse_ltl(text, props))
-    relevant = _names(start)
-    formulas, index, edges = [start], {start: 0}, []
-    for source, formula in enumerate(formulas):  # breadth first: `formulas` grows meanwhile
-        if _ends(formula):
-            continue
-        steps = {label: _progress(formula, label) for label in {lab & relevant for lab in labels}}
-        targets = []
-        for label in labels:
-            following = steps[label & relevant]
-            if following not in index:
-                if len(formulas) == MAX_LTL_STATES:
-                    raise RewardMachineError(f"{text!r} needs over {MAX_LTL_STATES} states")
-                index[following] = len(formulas)
-                formulas.append(following)
-            targets.append(index[following])
-        for target in sorted(set(targets) - {source}):
-            mask = torch.tensor([t == target for t in targets])
-            when = TRUE if mask.all() else set_expression(props, membership, mask)
-            edges.append(Edge(source, target, when, float(_ends(formulas[target]))))
-    return RewardMachine(
-        propositions=props,
-        states=tuple(map(format_ltl, formulas)),
-        initial=0,
-        accepting=frozenset(i for i, formula in enumerate(formulas) if _ends(formula)),
-        edges=tuple(edges),
-        alphabet=None if alphabet is None else labels,
-    )

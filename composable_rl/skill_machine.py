@@ -2,8 +2,8 @@
 
 In each machine state, value iteration over the machine alone picks the best outgoing edge; its
 formula, conjoined with the negation of the edges into rejecting states (the constraints, e.g.
-`~n`), is a Boolean expression over proposition heads that `compose` evaluates on world values
-Q[B, G, A]. The machine advances on observed labels and the composition switches with it.
+`~n`), is a Boolean expression over proposition heads, evaluated by `expressions` on world
+values Q[B, G, A]. The machine advances on observed labels and the composition switches with it.
 
 Picking edges on the machine alone ignores where in the world each edge can be taken (coffee
 near the office beats coffee near the agent). `continuation_targets` fixes that with the same
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from composable_rl import compose
+from composable_rl import expressions
 from composable_rl.reward_machine import TRUE, RewardMachine
 
 
@@ -59,19 +59,19 @@ def skill_expression(machine: RewardMachine, state: int, gamma: float) -> str | 
     def term(formula: str) -> str:
         return "MAX" if formula.strip() == TRUE else f"({formula})"
 
-    goal = compose.parse(" | ".join(dict.fromkeys(term(e.formula) for e in chosen)))
+    goal = expressions.parse(" | ".join(dict.fromkeys(term(e.formula) for e in chosen)))
     avoid = [term(e.formula) for e in out if e.target in rejecting]
     if not avoid:
-        return compose.to_string(goal)
-    constraint = compose.parse(f"~({' | '.join(dict.fromkeys(avoid))})")
+        return expressions.to_string(goal)
+    constraint = expressions.parse(f"~({' | '.join(dict.fromkeys(avoid))})")
     if constraint in _conjuncts(goal):  # e.g. the edge `f & !n` already avoids n
-        return compose.to_string(goal)
-    return compose.to_string(compose.Binary("&", goal, constraint))
+        return expressions.to_string(goal)
+    return expressions.to_string(expressions.Binary("&", goal, constraint))
 
 
-def _conjuncts(expr: compose.Expr) -> list[compose.Expr]:
+def _conjuncts(expr: expressions.Expr) -> list[expressions.Expr]:
     """The operands of a chain of `&` (the expression itself if it is no conjunction)."""
-    if isinstance(expr, compose.Binary) and expr.op == "&":
+    if isinstance(expr, expressions.Binary) and expr.op == "&":
         return _conjuncts(expr.left) + _conjuncts(expr.right)
     return [expr]
 

@@ -1,11 +1,9 @@
-"""Environments: batched torch gridworlds, their Gymnasium wrappers and exact oracles."""
+"""Worlds: batched torch gridworlds (each registered under its config name), the Gymnasium
+adapter, Gymnasium faces of the gridworlds, and `check_world` for user worlds."""
 
 import gymnasium
 
-from envs.foraging import ForagingEnv, ForagingWorld
-from envs.gym_env import ObjectRoomsEnv, OfficeEnv, ScalarizedReward
-from envs.object_rooms import ObjectRooms
-from envs.office import OfficeWorld
+from envs import foraging, object_rooms, temporal
 
 OBJECT_ROOMS_ID = "composable_rl/ObjectRooms-v0"
 OFFICE_ID = "composable_rl/Office-v0"
@@ -19,15 +17,4 @@ for _id, _entry in (
     if _id not in gymnasium.registry:
         gymnasium.register(id=_id, entry_point=_entry, disable_env_checker=True)
 
-__all__ = [
-    "FORAGING_ID",
-    "OBJECT_ROOMS_ID",
-    "OFFICE_ID",
-    "ForagingEnv",
-    "ForagingWorld",
-    "ObjectRooms",
-    "ObjectRoomsEnv",
-    "OfficeEnv",
-    "OfficeWorld",
-    "ScalarizedReward",
-]
+__all__ = ["FORAGING_ID", "OBJECT_ROOMS_ID", "OFFICE_ID", "foraging", "object_rooms", "temporal"]

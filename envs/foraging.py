@@ -22,19 +22,26 @@ Rules, per step:
   the levels are `initial_levels` or uniform in `initial_range`, every resource is available.
 """
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
 from numbers import Real
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from composable_rl.homeostasis import drive_reduction_reward
+from composable_rl.config import WorldConfig, doc
+from composable_rl.evaluation import evaluate_levels, exact_head_rows, head_return_rows
+from composable_rl.homeostasis import drive_reduction_reward, load_value_program
+from composable_rl.oracle import TabularMDP
+from composable_rl.registry import Act, register_world
+from composable_rl.world import ObservationSpec
 from envs.gridworld import (
     NUM_ACTIONS,
     Seed,
+    check_names,
     hash_bits,
     move,
     parse_layout,
@@ -104,8 +111,6 @@ class ForagingWorld:
     """
 
     num_actions = NUM_ACTIONS
-    # Reward bounds, under the names the Gymnasium face reads: 1 for a consumption, else 0.
-    r_max, r_min, step_reward = 1.0, 0.0, 0.0
 
     def __init__(
         self,
@@ -146,17 +151,15 @@ class ForagingWorld:
         self.height, self.width = self.walls.shape
         cells = self.height * self.width
         self.free_cells = torch.nonzero(~self.walls.flatten()).flatten()
-        self.goal_names: list[str] = []
-        self.num_goals = 0
 
         resources = dict(resources)
         if hazard is not None:
             if HAZARD in resources:
                 raise ValueError(f"resource name {HAZARD!r} is reserved for the hazard option")
             resources[HAZARD] = hazard
-        self.resource_names = _check_names(resources, "resource")
+        self.resource_names = check_names(resources, "resource")
         self.head_names, self.num_heads = list(self.resource_names), len(self.resource_names)
-        self.variable_names = _check_names(variables, "variable")
+        self.variable_names = check_names(variables, "variable")
         self.num_variables = len(self.variable_names)
         positions = [(name, pos) for name in self.resource_names for pos in resources[name]]
         if any(not resources[name] for name in self.resource_names):
@@ -266,6 +269,17 @@ class ForagingWorld:
         if not bool(((low >= 0) & (low <= high) & (high <= 1)).all()):
             raise ValueError("initial levels and ranges must satisfy 0 <= low <= high <= 1")
         return low, high
+
+    @property
+    def observation_spec(self) -> ObservationSpec:
+        """planes: a uint8 image [C, H, W]; indices: the ones of a multi-hot vector."""
+        if self.observation == "planes":
+            return ObservationSpec(tuple(self.obs_shape), self.obs_dtype, "image")
+        return ObservationSpec(tuple(self.obs_shape), self.obs_dtype, "indices", self.num_features)
+
+    def tabular_episodes(self) -> tuple[TabularMDP, Tensor, Tensor]:
+        """The one exact model every slot plays (regrow = 0 only) and each slot's start cell."""
+        return tabulate_foraging(self), torch.zeros_like(self.agent), self.agent.clone()
 
     @property
     def ready(self) -> Tensor:
@@ -431,6 +445,10 @@ class ForagingEnv(ObjectRoomsEnv):
 
     world_class = ForagingWorld
 
+    def reward_bounds(self) -> tuple[float, float]:
+        """A head pays 1 on a consumption, else 0."""
+        return 0.0, 1.0
+
     def _obs(self) -> np.ndarray:
         """Fresh observation of the current state."""
         return self.world.current_obs()[0].cpu().numpy().copy()
@@ -447,8 +465,6 @@ class DriveReductionWorld(ForagingWorld):
     """Foraging with one head, `drive_reduction`, paid the scaled Keramati & Gutkin (2014) reward
     scale * (D(x_t) - D(x_t+1)) at fixed setpoints: the homeostatic-RL baseline. Its observation
     holds the discretised levels (internal_in_obs), since its reward depends on them."""
-
-    r_max, r_min = float("inf"), float("-inf")
 
     def __init__(
         self,
@@ -474,9 +490,136 @@ class DriveReductionWorld(ForagingWorld):
         return (self.reward_scale * drop)[:, None], terminated, truncated, goal
 
 
-def _check_names(names: Sequence[str], kind: str) -> list[str]:
-    """Validated non-empty list of distinct names."""
-    names = [names] if isinstance(names, str) else list(names)
-    if not names or len(set(names)) != len(names):
-        raise ValueError(f"{kind} names must be a non-empty list without repeats, got {names}")
-    return names
+def tabulate_foraging(world) -> TabularMDP:
+    """TabularMDP (one layout) of a foraging world without regrowth: the state is the agent cell.
+
+    Each head pays 1 on every step that ends on its resource, so the MDP is exact only while
+    every resource is always available (regrow = 0); a continuing task never terminates.
+    """
+    if world.regrow:
+        raise ValueError("tabulate_foraging needs regrow = 0: waiting times are not in the state")
+    cells = world.height * world.width
+    shape = (1, cells, NUM_ACTIONS)
+    agent = torch.arange(cells, device=world.device).view(1, -1, 1).expand(shape)
+    actions = torch.arange(NUM_ACTIONS, device=world.device).expand(shape)
+    nxt = move(agent.reshape(-1), actions.reshape(-1), world.walls).view(shape)
+    reward = world.cell_reward(nxt).double()
+    valid = ~world.walls.flatten()[None]
+    ok = valid[..., None]
+    return TabularMDP(
+        next_state=torch.where(ok, nxt, agent),
+        reward=torch.where(ok[..., None], reward, 0.0),
+        terminal=torch.zeros(shape, dtype=torch.bool, device=world.device),
+        goal=torch.full(shape, -1, dtype=torch.long, device=world.device),
+        valid=valid,
+    )
+
+
+@dataclasses.dataclass
+class ForagingConfig(WorldConfig):
+    """foraging: resources on a fixed map and internal levels, for homeostatic control.
+
+    A null value keeps the world's default."""
+
+    name: str = doc("foraging", "This world.")
+
+    max_steps: int = doc(50, "Steps before an episode is truncated (bootstrapped).", ge=1)
+    observation: Literal["indices", "planes"] = doc(
+        "indices",
+        "indices: positions of the ones of the one-hot planes (fast sparse MLP); "
+        "planes: uint8 [C, H, W] one-hot planes (read by a CNN).",
+    )
+    resources: dict[str, list[list[int]]] | None = doc(
+        None, "[row, col] cells per resource type; null = food (1, 1), water (1, 9), salt (9, 5)."
+    )
+    drift: dict[str, float] | None = doc(
+        None,
+        "Change of each internal variable per step; null = energy and hydration -0.003, "
+        "sodium -0.001.",
+    )
+    consumption: dict[str, dict[str, float]] | None = doc(
+        None,
+        "Per resource, the change of each variable when it is consumed; null = food "
+        "energy +0.075, water hydration +0.075, salt sodium +0.1 and hydration -0.02.",
+    )
+    initial_range: list[float] = doc(
+        [0.1, 0.9], "Every level starts uniform in [low, high].", ge=0, le=1
+    )
+    regrow: int = doc(0, "Steps a consumed resource cell stays empty; 0 = always there.", ge=0)
+    death: bool = doc(False, "End an episode when a level leaves [viable_low, viable_high].")
+    viable_low: float = doc(0.05, "Death below this level (with death).", ge=0, le=1)
+    viable_high: float = doc(1.0, "Death above this level (with death).", ge=0, le=1)
+    reward: Literal["resources", "drive_reduction"] = doc(
+        "resources",
+        "resources: one head per resource, paid 1 per consumption, blind to the levels; "
+        "drive_reduction: one head paid reward_scale * (D(x_t) - D(x_t+1)) at the setpoints of "
+        "value_program, seeing its levels (the Keramati & Gutkin 2014 baseline).",
+    )
+    value_program: str = doc(
+        "configs/values/default.yaml", "Value program whose setpoints drive_reduction uses."
+    )
+    levels_bins: int = doc(10, "Bins per level in the drive_reduction observation.", ge=1)
+    drive_n: float = doc(4.0, "Exponent n of D(x) = (sum_i |x*_i - x_i|^n)^(1/m).", gt=0)
+    drive_m: float = doc(2.0, "Root m of D(x).", gt=0)
+    reward_scale: float = doc(100.0, "Factor on the drive-reduction reward.", gt=0)
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """Yield (field, problem) for rules that involve several fields."""
+        if len(self.initial_range) != 2 or self.initial_range[0] > self.initial_range[1]:
+            yield "initial_range", f"expected [low, high], got {self.initial_range}"
+        if self.viable_low >= self.viable_high:
+            yield "viable_low", f"must be below viable_high ({self.viable_high})"
+        if self.reward == "drive_reduction" and self.observation != "indices":
+            yield "observation", "drive_reduction needs indices (it sees its levels)"
+
+    def world_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `ForagingWorld` (and `DriveReductionWorld`) for this section."""
+        kwargs: dict[str, Any] = {
+            "max_steps": self.max_steps,
+            "observation": self.observation,
+            "initial_range": tuple(self.initial_range),
+            "regrow": self.regrow,
+            "death": self.death,
+            "viable_low": self.viable_low,
+            "viable_high": self.viable_high,
+        }
+        for key in ("resources", "drift", "consumption"):
+            if getattr(self, key) is not None:
+                kwargs[key] = getattr(self, key)
+        if self.reward == "resources":
+            return kwargs
+        program = load_value_program(self.value_program, self.resource_names())
+        return {
+            **kwargs,
+            "setpoints": dict(zip(program.variable_names, program.setpoints, strict=True)),
+            "drive_n": self.drive_n,
+            "drive_m": self.drive_m,
+            "reward_scale": self.reward_scale,
+            "levels_bins": self.levels_bins,
+        }
+
+    def resource_names(self) -> list[str]:
+        """The resource (and head) names this section configures."""
+        return list(self.resources or DEFAULT_RESOURCES)
+
+
+def make_foraging(section: ForagingConfig, num_envs: int, device: str) -> ForagingWorld:
+    """The foraging world of a config section: resource heads, or the drive-reduction head."""
+    world = DriveReductionWorld if section.reward == "drive_reduction" else ForagingWorld
+    return world(num_envs=num_envs, device=device, **section.world_kwargs())
+
+
+def evaluate_foraging(section: ForagingConfig, act: Act, episodes: int, device: str) -> list[dict]:
+    """Resource heads against the exact oracle (greedy returns with CIs when cells regrow, which
+    the tabular model does not hold); the drive-reduction head by its time in the value
+    program's bands."""
+    world = make_foraging(section, episodes, device)
+    if section.reward == "drive_reduction":
+        program = load_value_program(section.value_program, section.resource_names())
+        return [{"task": "drive_reduction", **evaluate_levels(world, act, program.bands)}]
+    if section.regrow:
+        return head_return_rows(world, act)
+    return exact_head_rows(world, act)
+
+
+register_world("foraging", ForagingConfig, make_foraging, evaluate_foraging)

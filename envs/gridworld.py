@@ -6,6 +6,9 @@ from numbers import Integral
 import torch
 from torch import Tensor
 
+from composable_rl.oracle import TabularMDP
+from composable_rl.world import ObservationSpec
+
 LAYOUTS: dict[str, tuple[str, ...]] = {
     "four_rooms": (
         "#############",
@@ -66,6 +69,14 @@ def move(cells: Tensor, actions: Tensor, walls: Tensor) -> Tensor:
     col = (cells % width + d_col).clamp(0, width - 1)
     target = row * width + col
     return torch.where(walls.flatten()[target], cells, target)
+
+
+def check_names(names: Sequence[str], kind: str) -> list[str]:
+    """Validated non-empty list of distinct names (a lone string is one name)."""
+    names = [names] if isinstance(names, str) else list(names)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"{kind} names must be a non-empty list without repeats, got {names}")
+    return names
 
 
 def _mix32(x: Tensor) -> Tensor:
@@ -139,6 +150,23 @@ class GoalEpisodes:
 
     goal_slots: Tensor | None = None
 
+    @property
+    def observation_spec(self) -> ObservationSpec:
+        """planes: a uint8 image [C, H, W]; indices: the ones of a multi-hot vector."""
+        if self.observation == "planes":
+            return ObservationSpec(tuple(self.obs_shape), self.obs_dtype, "image")
+        return ObservationSpec(tuple(self.obs_shape), self.obs_dtype, "indices", self.num_features)
+
+    @property
+    def num_states(self) -> int:
+        """Cells the agent can stand on: no shortest path is longer."""
+        return int(self.free_cells.numel())
+
+    def tabular_episodes(self) -> tuple[TabularMDP, Tensor, Tensor]:
+        """Exact models of the layouts just started, which one each slot plays, and its start."""
+        unique, which = torch.unique(self.objects, dim=0, return_inverse=True)
+        return tabulate(self, unique), which, self.agent.clone()
+
     def reset(self, seed: Seed = 0) -> Tensor:
         """Seed every slot (an int s gives slot i the seed s + i), start episode 0; returns obs."""
         self.seeds = slot_seeds(seed, self.num_envs, self.device)
@@ -169,3 +197,26 @@ class GoalEpisodes:
         self.start_episodes(terminated | truncated)
         obs = self.observe(self.agent, self.objects)
         return obs, reward, terminated, truncated, {"final_obs": final_obs, "goal": goal}
+
+
+def tabulate(world, objects: Tensor) -> TabularMDP:
+    """TabularMDP of the layouts objects [L, M] built from world.transition on every (cell, a)."""
+    objects = objects.to(device=world.device, dtype=torch.long)
+    layouts, num_goals = objects.shape
+    shape = (layouts, world.height * world.width, NUM_ACTIONS)
+    cells = torch.arange(shape[1], device=world.device)
+    agent = cells.view(1, -1, 1).expand(shape)
+    actions = torch.arange(NUM_ACTIONS, device=world.device).expand(shape)
+    layout = objects[:, None, None, :].expand(*shape, num_goals)
+    nxt, reward, terminal, goal = world.transition(
+        agent.reshape(-1), layout.reshape(-1, num_goals), actions.reshape(-1)
+    )
+    valid = world.standable(objects)
+    ok = valid[..., None]
+    return TabularMDP(
+        next_state=torch.where(ok, nxt.view(shape), agent),
+        reward=torch.where(ok[..., None], reward.view(*shape, -1).double(), 0.0),
+        terminal=terminal.view(shape) & ok,
+        goal=torch.where(ok, goal.view(shape), -1),
+        valid=valid,
+    )

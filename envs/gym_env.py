@@ -33,14 +33,15 @@ class ObjectRoomsEnv(gym.Env):
             shape = self.world.obs_shape
             self.observation_space = spaces.MultiDiscrete(np.full(shape, self.world.num_features))
         self.action_space = spaces.Discrete(NUM_ACTIONS)
-        w = self.world
-        self.reward_space = spaces.Box(
-            low=min(w.r_min, w.step_reward),
-            high=max(w.r_max, w.step_reward),
-            shape=(w.num_heads,),
-            dtype=np.float32,
-        )
+        low, high = self.reward_bounds()
+        shape = (len(self.world.head_names),)
+        self.reward_space = spaces.Box(low=low, high=high, shape=shape, dtype=np.float32)
         self._seeded = False
+
+    def reward_bounds(self) -> tuple[float, float]:
+        """Lowest and highest value of any reward component."""
+        w = self.world
+        return min(w.r_min, w.step_reward), max(w.r_max, w.step_reward)
 
     def _obs(self) -> np.ndarray:
         """Fresh observation of the current state (planes or indices)."""

@@ -1,15 +1,19 @@
 """Batched object-rooms gridworld: N envs stepped by tensor ops, one reward head per attribute."""
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from envs.gridworld import NUM_ACTIONS, GoalEpisodes, hash_bits, move, parse_layout
+from composable_rl.config import WorldConfig, doc
+from composable_rl.evaluation import exact_head_rows
+from composable_rl.registry import Act, register_world
+from composable_rl.world import BOUND_HEADS
+from envs.gridworld import NUM_ACTIONS, GoalEpisodes, check_names, hash_bits, move, parse_layout
 from envs.render import colours_rgb, draw_grid, shape_glyphs
-
-BOUND_HEADS = ("MAX", "MIN")  # the tasks rewarding every object with r_max / r_min (for NOT)
 
 
 class ObjectRooms(GoalEpisodes):
@@ -53,7 +57,7 @@ class ObjectRooms(GoalEpisodes):
         self.walls = parse_layout(layout).to(self.device)
         self.height, self.width = self.walls.shape
         self.free_cells = torch.nonzero(~self.walls.flatten()).flatten()
-        self.colours, self.shapes = _check_names(colours, "colour"), _check_names(shapes, "shape")
+        self.colours, self.shapes = check_names(colours, "colour"), check_names(shapes, "shape")
         if set(self.colours) & set(self.shapes):
             raise ValueError("colour and shape names must differ")
         pairs = [(c, s) for c in self.colours for s in self.shapes]
@@ -212,9 +216,86 @@ class ObjectRooms(GoalEpisodes):
         )
 
 
-def _check_names(names: Sequence[str], kind: str) -> list[str]:
-    """Validated non-empty list of distinct attribute names."""
-    names = [names] if isinstance(names, str) else list(names)
-    if not names or len(set(names)) != len(names):
-        raise ValueError(f"{kind} names must be a non-empty list without repeats, got {names}")
-    return names
+@dataclasses.dataclass
+class ObjectRoomsConfig(WorldConfig):
+    """object_rooms: objects with a colour and a shape; one head per colour and per shape."""
+
+    name: str = doc("object_rooms", "This world.")
+
+    layout: str = doc("four_rooms", "Map: four_rooms (13x13) or open5 (5x5).")
+    colours: list[str] = doc(["beige", "blue", "purple"], "Colours of the objects.")
+    shapes: list[str] = doc(["circle", "square"], "Shapes of the objects.")
+    heads: list[str] = doc(
+        [], "Base rewards, one per attribute value; empty = every colour then every shape."
+    )
+    object_positions: list[list[int]] | None = doc(
+        None,
+        "[row, col] per object in colour-major order; null = random placement every episode.",
+        ge=0,
+    )
+    max_steps: int = doc(50, "Steps before an episode is truncated (bootstrapped).", ge=1)
+    r_max: float = doc(2.0, "Terminal reward for collecting an object the head rewards.")
+    r_min: float = doc(-0.1, "Terminal reward for collecting an object the head does not reward.")
+    step_reward: float = doc(-0.1, "Reward for every step that collects no object.")
+    bound_heads: bool = doc(
+        False,
+        "Add heads MAX and MIN (every object rewarded with r_max / r_min): Boolean NOT needs them.",
+    )
+    observation: Literal["indices", "planes"] = doc(
+        "indices",
+        "indices: positions of the ones of the one-hot planes (fast sparse MLP); "
+        "planes: uint8 [C, H, W] one-hot planes (read by a CNN).",
+    )
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """Yield (field, problem) for rules that involve several fields."""
+        for name in ("colours", "shapes", "heads"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                yield name, f"duplicate values in {values!r}"
+        shared = sorted(set(self.colours) & set(self.shapes))
+        if shared:
+            yield "shapes", f"names shared with colours: {shared}"
+        attributes = [*self.colours, *self.shapes]
+        for head in self.heads:
+            if head not in attributes:
+                yield "heads", f"unknown head {head!r}; heads are colours or shapes: {attributes}"
+        if self.object_positions is not None:
+            objects = len(self.colours) * len(self.shapes)
+            count = len(self.object_positions)
+            if count != objects:
+                yield "object_positions", f"expected {objects} [row, col] pairs, got {count}"
+            for i, position in enumerate(self.object_positions):
+                if len(position) != 2:
+                    yield f"object_positions[{i}]", f"expected [row, col], got {position!r}"
+        if self.r_min >= self.r_max:
+            yield "r_min", f"must be below r_max ({self.r_max}), got {self.r_min}"
+
+
+def make_object_rooms(section: ObjectRoomsConfig, num_envs: int, device: str) -> ObjectRooms:
+    """The object-rooms world of a config section."""
+    return ObjectRooms(
+        num_envs=num_envs,
+        layout=section.layout,
+        colours=tuple(section.colours),
+        shapes=tuple(section.shapes),
+        heads=list(section.heads) or None,
+        object_positions=section.object_positions,
+        max_steps=section.max_steps,
+        r_max=section.r_max,
+        r_min=section.r_min,
+        step_reward=section.step_reward,
+        bound_heads=section.bound_heads,
+        observation=section.observation,
+        device=device,
+    )
+
+
+def evaluate_object_rooms(
+    section: ObjectRoomsConfig, act: Act, episodes: int, device: str
+) -> list[dict]:
+    """Every head's greedy return beside the exact oracle's, one episode per slot."""
+    return exact_head_rows(make_object_rooms(section, episodes, device), act)
+
+
+register_world("object_rooms", ObjectRoomsConfig, make_object_rooms, evaluate_object_rooms)

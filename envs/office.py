@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from composable_rl.reward_machine import exclusive_labels
+from composable_rl.world import BOUND_HEADS
 from envs.gridworld import NUM_ACTIONS, GoalEpisodes, hash_bits
-from envs.object_rooms import BOUND_HEADS
 from envs.render import AGENT_FILL, AGENT_OUTLINE, AGENT_RGB, CELL_PX, FLOOR_RGB, OUTLINE_RGB
 
 WIDTH, HEIGHT = 12, 9
@@ -40,7 +41,7 @@ LABELLED: tuple[tuple[str, tuple[int, int]], ...] = (
 )
 START = (2, 1)
 # label index l of a cell: 0 = no proposition, 1 + i = PROPOSITIONS[i] alone
-ALPHABET = (frozenset(),) + tuple(frozenset({p}) for p in PROPOSITIONS)
+ALPHABET = exclusive_labels(PROPOSITIONS)
 STARTS = ("anywhere", "unlabelled", "standard")
 _STEP = {0: (0, 1), 1: (1, 0), 2: (0, -1), 3: (-1, 0)}  # action -> (dx, dy): up right down left
 _PROP_RGB = {
@@ -169,6 +170,7 @@ class OfficeWorld(GoalEpisodes):
         else:
             self.obs_shape, self.obs_dtype = (1,), torch.long
         self.num_features = cells
+        self.goal_labels = self.labels(self.goal_cells)
         self.reset(0)
 
     def standable(self, objects: Tensor) -> Tensor:
@@ -189,6 +191,10 @@ class OfficeWorld(GoalEpisodes):
     def labels(self, cells: Tensor) -> Tensor:
         """Label index per cell (0 = none, 1 + i = proposition i), any shape."""
         return self.cell_label[cells]
+
+    def goal_observations(self) -> Tensor:
+        """Observation [G, ...] of the agent standing on each labelled cell."""
+        return self.observe(self.goal_cells, self.goal_cells.expand(self.num_goals, -1))
 
     def observe(self, agent: Tensor, objects: Tensor) -> Tensor:
         """indices: long [B, 1] agent cell (the map is fixed); planes: uint8 [B, 9, 9, 12]

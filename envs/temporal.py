@@ -5,17 +5,24 @@ observation (the directly trained baseline). `evaluate_temporal` runs any policy
 machine state) on a task and scores it against the product-BFS oracle.
 """
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from composable_rl.config import WorldConfig, doc
+from composable_rl.evaluation import exact_head_rows
 from composable_rl.functional import wrong_goal_penalty
-from composable_rl.reward_machine import RewardMachine, from_ltl, load_reward_machine
+from composable_rl.ltl import from_ltl
+from composable_rl.oracle import product_steps
+from composable_rl.registry import Act, register_world
+from composable_rl.reward_machine import RewardMachine
+from composable_rl.reward_machine_yaml import load_reward_machine
 from envs.office import ALPHABET, PROPOSITIONS, OfficeWorld
-from envs.oracle import product_steps
 
 TEMPORAL_KEYS = ("task", "start", "success", "steps", "oracle_steps", "violations")
 Policy = Callable[[Tensor, Tensor], Tensor]
@@ -65,6 +72,7 @@ class OfficeTask(OfficeWorld):
             setattr(self, name, getattr(self, name).to(self.device))
         self.head_names, self.num_heads = ["task"], 1
         self.goal_names, self.num_goals = [], 0
+        self.goal_membership = torch.zeros(0, 1, dtype=torch.bool, device=self.device)
         self.obs_shape = (2,)
         self.num_features = self.height * self.width + states
 
@@ -108,10 +116,12 @@ def evaluate_temporal(
     max_steps: int = 200,
     seed: int = 10_000,
     device: str = "cpu",
+    observation: str = "indices",
 ) -> dict:
     """One row: success rate, mean steps, mean oracle steps, violation rate of `policy`.
 
-    policy(cells [N], machine states [N]) -> actions [N]. `starts` is standard (2, 1) or random
+    policy(observations [N, ...] of the primitive Office world, machine states [N]) -> actions
+    [N]. `starts` is standard (2, 1) or random
     (uniform over cells without a proposition, one per episode). Steps are counted to
     acceptance (max_steps for episodes that never get there); the oracle is the fewest steps
     from the same starts by breadth-first search over world x machine.
@@ -120,7 +130,7 @@ def evaluate_temporal(
     if kind is None:
         raise ValueError(f"starts must be 'standard' or 'random', got {starts!r}")
     machine = office_machine(task)
-    world = OfficeWorld(num_envs=episodes, starts=kind, device=device)
+    world = OfficeWorld(num_envs=episodes, starts=kind, observation=observation, device=device)
     world.reset(seed)
     table, _ = machine.table(world.alphabet)
     table = table.to(world.device)
@@ -137,7 +147,8 @@ def evaluate_temporal(
     violated = torch.zeros_like(running)
     with torch.no_grad():
         for t in range(1, max_steps + 1):
-            actions = policy(cells, state).to(device=world.device, dtype=torch.long)
+            obs = world.observe(cells, world.objects)
+            actions = policy(obs, state).to(device=world.device, dtype=torch.long)
             cells = torch.where(running, world.next_cell[cells, actions], cells)
             state = torch.where(running, table[state, world.labels(cells)], state)
             steps = torch.where(running & accepting[state], t, steps)
@@ -154,3 +165,96 @@ def evaluate_temporal(
         "oracle_steps": oracle_steps.double().mean().item(),
         "violations": violated.double().mean().item(),
     }
+
+
+@dataclasses.dataclass
+class OfficeConfig(WorldConfig):
+    """office: the Office world of Toro Icarte et al. (2018), propositions a-g and n."""
+
+    name: str = doc("office", "This world.")
+
+    max_steps: int = doc(50, "Steps before an episode is truncated (bootstrapped).", ge=1)
+    r_max: float = doc(2.0, "Terminal reward for reaching a cell of the head's proposition.")
+    r_min: float = doc(-0.1, "Terminal reward for reaching any other labelled cell.")
+    step_reward: float = doc(-0.1, "Reward for every step that reaches no labelled cell.")
+    bound_heads: bool = doc(
+        False, "Add heads MAX and MIN (every goal rewarded with r_max / r_min) for Boolean NOT."
+    )
+    starts: Literal["anywhere", "unlabelled", "standard"] = doc(
+        "anywhere",
+        "Start cells: uniform over all cells, over cells without a proposition, or the standard "
+        "start (2, 1).",
+    )
+    task: str = doc(
+        "",
+        "Train directly on one temporal task, an LTL formula such as 'F(f & F g) & G !n' or a "
+        "reward-machine YAML file, with the machine state in the observation (the baseline for "
+        "skill machines); empty = the primitive tasks.",
+    )
+    observation: Literal["indices", "planes"] = doc(
+        "indices",
+        "indices: the agent cell as an index (fast sparse MLP); planes: uint8 [C, H, W] agent "
+        "and proposition planes (read by a CNN). A temporal task observes indices only.",
+    )
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """Yield (field, problem) for rules that involve several fields."""
+        if self.r_min >= self.r_max:
+            yield "r_min", f"must be below r_max ({self.r_max}), got {self.r_min}"
+        if self.task and self.observation != "indices":
+            yield "observation", "a temporal task observes (cell, machine state) as indices only"
+
+
+def make_office(section: OfficeConfig, num_envs: int, device: str) -> OfficeWorld:
+    """The Office world of a section: primitive tasks, or one temporal task when `task` is set."""
+    common = {
+        "num_envs": num_envs,
+        "max_steps": section.max_steps,
+        "r_max": section.r_max,
+        "r_min": section.r_min,
+        "step_reward": section.step_reward,
+        "starts": section.starts,
+        "device": device,
+    }
+    if section.task:
+        return OfficeTask(task=section.task, **common)
+    return OfficeWorld(bound_heads=section.bound_heads, observation=section.observation, **common)
+
+
+def evaluate_office(section: OfficeConfig, act: Act, episodes: int, device: str) -> list[dict]:
+    """Primitive heads against the exact oracle; a temporal task's success and steps against the
+    product-BFS oracle, from the standard start and from random starts."""
+    world = make_office(section, episodes, device)
+    if not section.task:
+        return exact_head_rows(world, act)
+    weights = torch.ones(episodes, 1, device=device)
+
+    def policy(obs: Tensor, states: Tensor) -> Tensor:
+        cells = obs[:, 0]
+        return act(world.encode(cells, states), weights[: len(cells)])
+
+    return [
+        evaluate_temporal(section.task, policy, starts, episodes, device=device)
+        for starts in ("standard", "random")
+    ]
+
+
+def evaluate_office_temporal(
+    section: OfficeConfig,
+    task: str,
+    make_policy: Callable[[RewardMachine], Policy],
+    episodes: int,
+    seed: int,
+    device: str,
+) -> list[dict]:
+    """Rows for the standard start and for random starts of the policy that `make_policy`
+    builds for the machine of `task` (e.g. a skill machine over the proposition heads)."""
+    policy = make_policy(office_machine(task))
+    observed = {"observation": section.observation}
+    return [
+        evaluate_temporal(task, policy, starts, episodes, seed=seed, device=device, **observed)
+        for starts in ("standard", "random")
+    ]
+
+
+register_world("office", OfficeConfig, make_office, evaluate_office, evaluate_office_temporal)

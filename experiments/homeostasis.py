@@ -24,7 +24,7 @@ on in P1 and P2, and every agent meets the same seeds, start cells and levels:
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-import train
-import zero_shot
+from agents.composition import load, resolve
 from agents.homeostatic import DriveReductionAgent, FixedWeightAgent, HomeostaticAgent
 from composable_rl.homeostasis import (
     ValueProgram,
@@ -44,10 +43,10 @@ from composable_rl.homeostasis import (
     rise_time,
     settling_time,
 )
-from composable_rl.logging import Logger
-from composable_rl.runtime import configure_cpu
-from envs.foraging import ForagingWorld
-from envs.worlds import make_world
+from composable_rl.logging import Logger, format_table
+from composable_rl.registry import make_world
+from envs.foraging import ForagingConfig, ForagingWorld
+from experiments.common import experiment_parser, report, run
 
 HOMEOSTATIC, MAXIMISER, DRIVE_RL = "homeostatic", "maximiser", "homeostatic RL"
 Agent = HomeostaticAgent | FixedWeightAgent | DriveReductionAgent
@@ -55,11 +54,13 @@ Agent = HomeostaticAgent | FixedWeightAgent | DriveReductionAgent
 
 @dataclass
 class Contender:
-    """An agent under test: a factory of fresh agents for N envs and its world's settings."""
+    """An agent under test: a factory of fresh agents for N envs, and the config section and
+    device of the world it was trained in (each rollout builds a fresh one from them)."""
 
     name: str
     make: Callable[[int, list[float] | None], Agent]
-    world_kwargs: dict
+    env: ForagingConfig
+    device: str = "cpu"
 
 
 @dataclass
@@ -91,8 +92,8 @@ def rollout(
     move = (t, variable, value) moves a setpoint of the homeostatic agent's controller before
     step t (the others have none to move); the logger receives the controller's tags per step.
     """
-    kwargs = {**contender.world_kwargs, "max_steps": steps + 1, "death": death}
-    world = make_world(kwargs, num_envs)
+    section = dataclasses.replace(contender.env, max_steps=steps + 1, death=death)
+    world = make_world(section, num_envs, contender.device)
     world.reset(seed)
     world.set_levels(levels)
     agent = contender.make(num_envs, head_scale)
@@ -274,11 +275,10 @@ def pivot(rows: list[dict]) -> list[dict]:
 
 def contenders(args: argparse.Namespace) -> tuple[list[Contender], ValueProgram, ForagingWorld]:
     """The agents under test, the value program, and a heads' world (for names and dynamics)."""
-    cfg, world, heads = zero_shot.load(args.checkpoint)
-    if not isinstance(world, ForagingWorld) or cfg.env.foraging.reward != "resources":
+    cfg, world, heads = load(args.checkpoint)
+    if cfg.env.name != "foraging" or cfg.env.reward != "resources":
         raise SystemExit(f"{args.checkpoint}: expected a foraging run with resource heads")
     program = load_value_program(args.program, heads.head_names)
-    kwargs = train.world_kwargs(cfg.env, cfg.device)
 
     def homeostatic(n: int, scale: list[float] | None) -> Agent:
         return HomeostaticAgent(heads, program, n, scale)
@@ -286,26 +286,31 @@ def contenders(args: argparse.Namespace) -> tuple[list[Contender], ValueProgram,
     def maximiser(n: int, scale: list[float] | None) -> Agent:
         return FixedWeightAgent(heads, program, head_scale=scale)
 
-    found = [Contender(HOMEOSTATIC, homeostatic, kwargs), Contender(MAXIMISER, maximiser, kwargs)]
+    found = [
+        Contender(HOMEOSTATIC, homeostatic, cfg.env, cfg.device),
+        Contender(MAXIMISER, maximiser, cfg.env, cfg.device),
+    ]
     if args.baseline is not None:
-        base_cfg, base_world, base = zero_shot.load(args.baseline)
-        same = all(
-            torch.equal(getattr(world, key), getattr(base_world, key))
-            for key in ("walls", "resource_cells", "drift", "consumption")
+        base_cfg, base_world, base = load(args.baseline)
+        env = base_cfg.env
+        same = (
+            env.name == "foraging"
+            and env.reward == "drive_reduction"
+            and all(
+                torch.equal(getattr(world, key), getattr(base_world, key))
+                for key in ("walls", "resource_cells", "drift", "consumption")
+            )
         )
-        if base_cfg.env.foraging.reward != "drive_reduction" or not same:
+        if not same:
             raise SystemExit(f"{args.baseline}: expected a drive_reduction run of the same world")
         drive = DriveReductionAgent(base)
-        base_kwargs = train.world_kwargs(base_cfg.env, base_cfg.device)
-        found.append(Contender(DRIVE_RL, lambda n, scale: drive, base_kwargs))
+        found.append(Contender(DRIVE_RL, lambda n, scale: drive, env, base_cfg.device))
     return found, program, world
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="foraging heads run")
+    """Run P1-P3 on the checkpoint's agents; print a table, write the P1 plot (and --json)."""
+    parser = experiment_parser(__doc__, "foraging heads run")
     parser.add_argument("--baseline", type=Path, help="drive_reduction run (homeostatic RL)")
     parser.add_argument(
         "--program", type=Path, default=Path("configs/values/default.yaml"), help="value program"
@@ -320,7 +325,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--scale", type=float, default=10.0, help="P3: food reward factor")
     parser.add_argument("--burn-in", type=int, default=200, help="P3: steps left out")
     parser.add_argument("--seed", type=int, default=10_000, help="first env seed")
-    parser.add_argument("--json", type=Path, help="write the rows as a JSON list")
     parser.add_argument("--plot", type=Path, help="P1 PNG (default: homeostasis.png in the run)")
     parser.add_argument("--logdir", type=Path, help="TensorBoard dir (default: the run dir)")
     args = parser.parse_args(argv)
@@ -328,7 +332,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     found, program, world = contenders(args)
     if args.variable not in program.variable_names:
         raise SystemExit(f"--variable {args.variable!r}: variables are {program.variable_names}")
-    run_dir = zero_shot.resolve(args.checkpoint).parent.parent
+    run_dir = resolve(args.checkpoint).parent.parent
     p1, traces = setpoint_step(
         found,
         program,
@@ -345,15 +349,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         found[:2], program, world, args.seeds, args.steps, args.burn_in, args.scale, args.seed
     )
     rows = p1 + p2 + p3
-    print(train.format_table(pivot(rows)))
+    report(rows, format_table(pivot(rows)), args.json)
     plot_path = args.plot or run_dir / "homeostasis.png"
     plot(traces, program, world.head_names, plot_path)
     print(f"plot: {plot_path}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
     return rows
 
 
 if __name__ == "__main__":
-    configure_cpu()  # process-wide, as in train.py's CLI
-    main()
+    run(main)

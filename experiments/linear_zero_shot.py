@@ -10,20 +10,19 @@ steps as the checkpoint saw, and evaluated the same way.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-import train
-import zero_shot
+from agents.composition import load, resolve
+from agents.soft_q import MultiHeadSoftQ
+from agents.training import build_world, train
 from composable_rl.checkpoint import load_meta
-from composable_rl.runtime import configure_cpu
-from envs.evaluation import evaluate
-from envs.object_rooms import BOUND_HEADS
+from composable_rl.evaluation import Act, evaluate
+from composable_rl.world import BOUND_HEADS, TabularWorld
+from experiments.common import experiment_parser, report, run
 
 
 def random_weights(head_names: list[str], count: int, seed: int) -> torch.Tensor:
@@ -33,16 +32,40 @@ def random_weights(head_names: list[str], count: int, seed: int) -> torch.Tensor
     return (2 * torch.rand(count, len(head_names), generator=gen) - 1) * base
 
 
-def greedy(agent):
+def greedy(agent: MultiHeadSoftQ) -> Act:
     """The greedy policy on the linearly composed values."""
     return lambda obs, weights: agent.act(obs, weights, alpha=0.0)
 
 
+def table(rows: list[dict]) -> str:
+    """One line per weight vector (oracle, composed and direct returns), then the mean and
+    worst normalised return of the composed and the direct agents."""
+    lines = [
+        f"{'weights':>44}  {'oracle':>7}  {'composed':>9}  {'norm':>6}  {'direct':>7}  {'norm':>6}"
+    ]
+    for row in rows:
+        direct = (
+            f"{row['direct_return']:>7.3f}  {row['direct_normalized']:>6.3f}"
+            if "direct_return" in row
+            else ""
+        )
+        lines.append(
+            f"{str(row['weights']):>44}  {row['oracle_return']:>7.3f}  "
+            f"{row['composed_return']:>9.3f}  {row['composed_normalized']:>6.3f}  {direct}"
+        )
+    for key in ("composed_normalized", "direct_normalized"):
+        values = [row[key] for row in rows if key in row]
+        if values:
+            lines.append(
+                f"{key}: mean {sum(values) / len(values):.3f}, worst {min(values):.3f} "
+                f"over {len(values)} vectors"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="run dir or checkpoint")
+    """Score composed (and directly trained) agents on random weight vectors; print a table."""
+    parser = experiment_parser(__doc__)
     parser.add_argument("--vectors", type=int, default=20, help="random weight vectors")
     parser.add_argument("--direct", type=int, default=20, help="vectors with a trained baseline")
     parser.add_argument("--direct-steps", type=int, help="baseline env steps (default: same)")
@@ -54,16 +77,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         default=Path("runs/linear_zero_shot"),
         help="directory for the baselines' runs",
     )
-    parser.add_argument("--json", type=Path, help="write the rows as a JSON list")
     args = parser.parse_args(argv)
 
-    cfg, world, agent = zero_shot.load(args.checkpoint)
-    steps = args.direct_steps or load_meta(zero_shot.resolve(args.checkpoint))["step"]
-    kwargs = train.world_kwargs(cfg.env, cfg.device)
+    cfg, world, agent = load(args.checkpoint)
+    if not isinstance(world, TabularWorld):
+        raise SystemExit(f"{args.checkpoint}: the exact oracle needs a world with a tabular model")
+    steps = args.direct_steps or load_meta(resolve(args.checkpoint))["step"]
     rows = []
     for i, w in enumerate(tqdm(random_weights(world.head_names, args.vectors, args.seed))):
         with torch.no_grad():
-            composed = evaluate(kwargs, greedy(agent), w, args.episodes)
+            composed = evaluate(build_world(cfg, args.episodes), greedy(agent), w)
         row = {
             "weights": [round(x, 3) for x in w.tolist()],
             "oracle_return": composed["oracle_return"],
@@ -78,39 +101,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 tasks=dataclasses.replace(cfg.tasks, fixed_weights=w.tolist()),
             )
             run_dir = args.out / f"direct_{i}"
-            train.train(direct_cfg, run_dir, progress=False)
-            _, _, direct_agent = zero_shot.load(run_dir)
+            train(direct_cfg, run_dir, progress=False)
+            _, _, direct_agent = load(run_dir)
             with torch.no_grad():
-                direct = evaluate(kwargs, greedy(direct_agent), w, args.episodes)
+                direct = evaluate(build_world(cfg, args.episodes), greedy(direct_agent), w)
             row.update(
                 direct_return=direct["return"], direct_normalized=direct["normalized_return"]
             )
         rows.append(row)
-    print(
-        f"{'weights':>44}  {'oracle':>7}  {'composed':>9}  {'norm':>6}  {'direct':>7}  {'norm':>6}"
-    )
-    for row in rows:
-        direct = (
-            f"{row['direct_return']:>7.3f}  {row['direct_normalized']:>6.3f}"
-            if "direct_return" in row
-            else ""
-        )
-        print(
-            f"{str(row['weights']):>44}  {row['oracle_return']:>7.3f}  "
-            f"{row['composed_return']:>9.3f}  {row['composed_normalized']:>6.3f}  {direct}"
-        )
-    for key in ("composed_normalized", "direct_normalized"):
-        values = [row[key] for row in rows if key in row]
-        if values:
-            print(
-                f"{key}: mean {sum(values) / len(values):.3f}, worst {min(values):.3f} "
-                f"over {len(values)} vectors"
-            )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return rows
+    return report(rows, table(rows), args.json)
 
 
 if __name__ == "__main__":
-    configure_cpu()  # process-wide, as in train.py's CLI
-    main()
+    run(main)

@@ -12,18 +12,17 @@ Every figure sits beside the product-BFS optimum.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-import train
-import zero_shot
+from agents.composition import evaluate_temporal_task, load, resolve
+from agents.training import train
 from composable_rl.checkpoint import load_meta
-from composable_rl.runtime import configure_cpu
+from composable_rl.logging import format_table
+from experiments.common import experiment_parser, report, run
 
 TASKS = (
     "F(f & F g) & G !n",  # coffee, then the office
@@ -39,10 +38,8 @@ AGENTS = ("skill machine", "skill machine, no look-ahead", "direct baseline")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="run dir or checkpoint")
+    """Score skill machines (and directly trained baselines) on temporal tasks; print a table."""
+    parser = experiment_parser(__doc__)
     parser.add_argument("--task", action="append", help="LTL task (repeatable; default: 8)")
     parser.add_argument("--baseline-steps", type=int, help="env steps per baseline (default: same)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the trained baselines")
@@ -51,17 +48,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--out", type=Path, default=Path("runs/skill_machines"), help="baselines' run dirs"
     )
-    parser.add_argument("--json", type=Path, help="write the rows as a JSON list")
     args = parser.parse_args(argv)
 
-    cfg, world, agent = zero_shot.load(args.checkpoint)
-    steps = args.baseline_steps or load_meta(zero_shot.resolve(args.checkpoint))["step"]
+    cfg, world, agent = load(args.checkpoint)
+    steps = args.baseline_steps or load_meta(resolve(args.checkpoint))["step"]
     rows = []
     for i, task in enumerate(tqdm(args.task or TASKS, unit="task")):
         for name, plan in zip(AGENTS[:2], (True, False), strict=False):
             with torch.no_grad():
-                found = zero_shot.evaluate_temporal_task(
-                    world, agent, task, args.episodes, args.seed, plan
+                found = evaluate_temporal_task(
+                    cfg, world, agent, task, args.episodes, args.seed, plan
                 )
             rows += [{"agent": name, **row} for row in found]
         if args.no_baseline:
@@ -74,14 +70,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             env=env,
             agent=dataclasses.replace(cfg.agent, world_values=False),
         )
-        result = train.train(direct_cfg, args.out / f"task_{i}", progress=False)
+        result = train(direct_cfg, args.out / f"task_{i}", progress=False)
         rows += [{"agent": AGENTS[2], **row} for row in result["eval"]]
-    print(train.format_table(rows))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return rows
+    return report(rows, format_table(rows), args.json)
 
 
 if __name__ == "__main__":
-    configure_cpu()  # process-wide, as in train.py's CLI
-    main()
+    run(main)

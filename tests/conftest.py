@@ -2,7 +2,7 @@
 
 import pytest
 
-import train
+from agents import training
 from composable_rl.config import Config, from_dict
 
 TINY_WORLD_VALUES = {
@@ -37,7 +37,7 @@ def world_value_run(tmp_path_factory):
     """Run directory of a tiny agent with world-value heads and the MAX/MIN bound heads."""
     cfg = from_dict(Config, TINY_WORLD_VALUES)
     run_dir = tmp_path_factory.mktemp("runs") / "world_values"
-    train.train(cfg, run_dir, progress=False)
+    training.train(cfg, run_dir, progress=False)
     return run_dir
 
 
@@ -57,5 +57,5 @@ def office_run(tmp_path_factory):
     """Run directory of a briefly trained Office agent with proposition world-value heads."""
     cfg = from_dict(Config, TINY_OFFICE)
     run_dir = tmp_path_factory.mktemp("runs") / "office"
-    train.train(cfg, run_dir, progress=False)
+    training.train(cfg, run_dir, progress=False)
     return run_dir

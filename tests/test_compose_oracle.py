@@ -7,11 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composable_rl.compose import Binary, Call, Head, Unary, boolean_tasks, evaluate, to_string
+from composable_rl.boolean_tasks import boolean_tasks
+from composable_rl.expressions import Binary, Call, Head, Unary, evaluate, to_string
 from composable_rl.functional import wrong_goal_penalty
+from composable_rl.oracle import soft_value_iteration, task_reward
+from composable_rl.oracle import world_value_iteration as world_vi
+from envs.gridworld import tabulate
 from envs.object_rooms import ObjectRooms
-from envs.oracle import soft_value_iteration, tabulate, task_reward
-from envs.oracle import world_value_iteration as world_vi
 
 R_MAX, R_MIN, STEP = 2.0, -0.1, -0.1
 HEADS = ("purple", "blue", "square")

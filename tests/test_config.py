@@ -109,7 +109,7 @@ def test_wrong_type_names_key_type_and_value(data, expected):
 
 def test_literal_error_lists_allowed_values():
     message = error_of({"agent": {"encoder": "rnn"}})
-    assert message == "agent.encoder: expected one of 'mlp', 'cnn', got 'rnn' (str)"
+    assert message == "agent.encoder: expected one of 'auto', 'mlp', 'cnn', got 'rnn' (str)"
 
 
 def test_int_accepted_as_float_and_scientific_string_parsed():
@@ -298,7 +298,17 @@ def test_generic_types_and_required_keys():
 def test_keys_of_the_other_world_family_are_refused():
     office = load_config(None, ["env.name=office", "env.task=F a", "env.starts=standard"])
     assert (office.env.name, office.env.task, office.env.starts) == ("office", "F a", "standard")
-    with pytest.raises(ConfigError, match="env.starts: applies to env.name: office only"):
+    with pytest.raises(ConfigError, match="unknown config key 'env.starts'; valid keys in 'env'"):
         load_config(None, ["env.starts=standard"])
-    with pytest.raises(ConfigError, match="env.colours: applies to env.name: object_rooms only"):
+    with pytest.raises(ConfigError, match=r"'env.colours'; valid keys in 'env': name, .*starts"):
         load_config(None, ["env.name=office", "env.colours=[red]"])
+
+
+def test_every_world_section_is_listed_and_an_unknown_world_is_named():
+    text = describe()
+    for name in ("object_rooms", "office", "foraging", "gymnasium"):
+        assert f"env ({name})" in text
+    with pytest.raises(ConfigError, match="env.name: unknown world 'ofice'.*did you mean 'office'"):
+        load_config(None, ["env.name=ofice"])
+    with pytest.raises(ConfigError, match="env.name: world 'nowhere_pkg:grid': cannot import"):
+        load_config(None, ["env.name=nowhere_pkg:grid"])

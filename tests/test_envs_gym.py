@@ -10,7 +10,9 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from envs import OBJECT_ROOMS_ID, ObjectRooms, ObjectRoomsEnv, ScalarizedReward
+from envs import OBJECT_ROOMS_ID
+from envs.gym_env import ObjectRoomsEnv, ScalarizedReward
+from envs.object_rooms import ObjectRooms
 
 WEIGHTS = np.array([1.0, -0.5, 0.0, 0.25, 0.0], dtype=np.float32)
 

@@ -9,10 +9,13 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from envs import OFFICE_ID, OfficeEnv, ScalarizedReward
+from composable_rl.config import ConfigError, WorldConfig, from_dict
+from composable_rl.oracle import product_steps, task_reward, world_value_iteration
+from composable_rl.registry import make_world
+from envs import OFFICE_ID
+from envs.gridworld import tabulate
+from envs.gym_env import OfficeEnv, ScalarizedReward
 from envs.office import LABELLED, START, OfficeWorld, cell_of, transition_table, xy_of
-from envs.oracle import product_steps, tabulate, task_reward, world_value_iteration
-from envs.worlds import make_world
 
 UP, RIGHT, DOWN, LEFT = range(4)
 TABLE = transition_table()
@@ -146,9 +149,10 @@ def test_world_values_reach_every_goal_by_a_shortest_path():
 
 
 def test_make_world_and_gymnasium_face():
-    assert isinstance(make_world({"name": "office"}, 3), OfficeWorld)
-    with pytest.raises(ValueError, match="known worlds"):
-        make_world({"name": "kitchen"}, 1)
+    world = make_world(from_dict(WorldConfig, {"name": "office"}), 3)
+    assert isinstance(world, OfficeWorld) and world.num_envs == 3
+    with pytest.raises(ConfigError, match="unknown world 'kitchen'; registered worlds: .*office"):
+        from_dict(WorldConfig, {"name": "kitchen"}, "env")
     env = gym.make(OFFICE_ID, starts="standard")
     obs, _ = env.reset(seed=0)
     assert obs.tolist() == [cell_of(*START)]

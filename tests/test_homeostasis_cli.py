@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import train
+from agents import training
 from composable_rl.config import ConfigError, load_config
 from experiments import homeostasis
 
@@ -33,7 +33,7 @@ def runs(tmp_path_factory):
     for key, config in (("heads", "foraging.yaml"), ("drive", "foraging_drive.yaml")):
         cfg = load_config(ROOT / "configs" / config, TINY)
         run_dir = root / key
-        found[key] = run_dir, train.train(cfg, run_dir, progress=False)
+        found[key] = run_dir, training.train(cfg, run_dir, progress=False)
     return found
 
 
@@ -128,17 +128,20 @@ def test_foraging_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="env.r_max") as err:
         load_config(None, ["env.name=foraging", "env.r_max=3"])
     assert err.value.key == "env.r_max"
-    with pytest.raises(ConfigError, match="env.foraging") as err:
-        load_config(None, ["env.foraging.regrow=1"])  # object_rooms by default
-    assert err.value.key == "env.foraging"
+    with pytest.raises(ConfigError, match="env.regrow") as err:
+        load_config(None, ["env.regrow=1"])  # object_rooms by default
+    assert err.value.key == "env.regrow"
     cfg = load_config(ROOT / "configs" / "foraging.yaml", ["agent.world_values=true"])
     with pytest.raises(ConfigError, match="agent.world_values"):
-        train.build(cfg)
-    cfg = load_config(ROOT / "configs" / "foraging.yaml", ["env.foraging.regrow=2"])
-    with pytest.raises(ConfigError, match="env.foraging.regrow"):
-        train.build(cfg)
-    cfg = load_config(
-        ROOT / "configs" / "foraging.yaml", ["env.foraging.regrow=2", "eval_episodes=0"]
-    )
-    world, _ = train.build(cfg)  # regrowth is fine without the final evaluation
+        training.build(cfg)
+    with pytest.raises(ConfigError, match="env.observation: drive_reduction needs indices"):
+        load_config(ROOT / "configs" / "foraging_drive.yaml", ["env.observation=planes"])
+
+
+def test_regrowing_resources_are_scored_by_returns_with_confidence_intervals():
+    cfg = load_config(ROOT / "configs" / "foraging.yaml", ["env.regrow=2"])
+    world, agent = training.build(cfg)
     assert world.regrow == 2
+    rows = training.evaluate_run(agent, cfg, episodes=8)  # the tabular model holds no regrowth
+    assert [row["task"] for row in rows] == world.head_names
+    assert all(set(row) == {"task", "return", "ci95", "episodes"} for row in rows)

@@ -8,9 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import train
 from agents.homeostatic import FixedWeightAgent, HomeostaticAgent
-from composable_rl.compose import weighted_max
 from composable_rl.config import AgentConfig, load_config
 from composable_rl.homeostasis import (
     drive_reduction_reward,
@@ -21,10 +19,11 @@ from composable_rl.homeostasis import (
     rise_time,
     settling_time,
 )
-from envs.foraging import DEFAULT_HAZARD, DriveReductionWorld, ForagingWorld
+from composable_rl.operators import weighted_max
+from composable_rl.oracle import soft_value_iteration
+from composable_rl.registry import make_world
+from envs.foraging import DEFAULT_HAZARD, DriveReductionWorld, ForagingWorld, tabulate_foraging
 from envs.gridworld import NUM_ACTIONS
-from envs.oracle import soft_value_iteration, tabulate_foraging
-from envs.worlds import make_world
 from experiments.homeostasis import (
     HOMEOSTATIC,
     MAXIMISER,
@@ -69,8 +68,7 @@ def exact():
     """(contenders, program, heads' world) on exact heads, with configs/foraging.yaml's world."""
     cfg = load_config(FORAGING)
     assert (cfg.agent.gamma, cfg.agent.alpha) == (GAMMA, ALPHA)
-    kwargs = train.world_kwargs(cfg.env, "cpu")
-    world = make_world(kwargs, 1)
+    world = make_world(cfg.env, 1)
     heads = exact_agent(world)
     program = load_value_program(PROGRAM, heads.head_names)
 
@@ -80,7 +78,10 @@ def exact():
     def maximiser(n: int, scale: list[float] | None) -> FixedWeightAgent:
         return FixedWeightAgent(heads, program, head_scale=scale)
 
-    found = [Contender(HOMEOSTATIC, homeostatic, kwargs), Contender(MAXIMISER, maximiser, kwargs)]
+    found = [
+        Contender(HOMEOSTATIC, homeostatic, cfg.env),
+        Contender(MAXIMISER, maximiser, cfg.env),
+    ]
     return found, program, world
 
 
@@ -152,7 +153,7 @@ def test_weighted_max_by_hand():
 
 
 def test_greedy_weighted_max_on_exact_heads_reaches_a_resource_from_every_free_cell():
-    world = make_world(train.world_kwargs(load_config(FORAGING).env, "cpu"), 1)
+    world = make_world(load_config(FORAGING).env, 1)
     mdp = tabulate_foraging(world)
     q = exact_heads(world)  # [S, K, A]
     composed = weighted_max(q, torch.ones(q.shape[0], world.num_heads))
@@ -176,7 +177,7 @@ def test_greedy_weighted_max_on_exact_heads_reaches_a_resource_from_every_free_c
 
 
 def test_weighted_sum_of_exact_heads_stalls_between_equally_wanted_resources():
-    world = make_world(train.world_kwargs(load_config(FORAGING).env, "cpu"), 1)
+    world = make_world(load_config(FORAGING).env, 1)
     mdp = tabulate_foraging(world)
     q = exact_heads(world)
     policy = torch.einsum("ska->sa", q).argmax(-1)  # weights (1, 1, 1), summed
@@ -292,8 +293,8 @@ def test_value_program_bands_and_in_band():
 
 def test_drive_reduction_world_reward_and_observation_by_hand():
     cfg = load_config(ROOT / "configs" / "foraging_drive.yaml")
-    kwargs = {**train.world_kwargs(cfg.env, "cpu"), "initial_range": None, "start": (1, 2)}
-    world = make_world(kwargs, 2)
+    kwargs = {**cfg.env.world_kwargs(), "initial_range": None, "start": (1, 2)}
+    world = DriveReductionWorld(num_envs=2, **kwargs)
     assert isinstance(world, DriveReductionWorld)
     assert world.head_names == ["drive_reduction"] and world.num_heads == 1
     assert world.setpoints.tolist() == pytest.approx([0.4, 0.6, 0.5])

@@ -6,15 +6,10 @@ from collections import deque
 import pytest
 import torch
 
+from composable_rl.functional import soft_value
+from composable_rl.oracle import backup, finite_horizon_return, soft_value_iteration, task_reward
+from envs.gridworld import tabulate
 from envs.object_rooms import ObjectRooms
-from envs.oracle import (
-    backup,
-    finite_horizon_return,
-    soft_value,
-    soft_value_iteration,
-    tabulate,
-    task_reward,
-)
 
 CORRIDOR = ("#####", "#...#", "#####")
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import Tensor
 
-from envs.evaluation import RESULT_KEYS, evaluate
+from composable_rl.evaluation import RESULT_KEYS, evaluate
+from composable_rl.oracle import backup
+from envs.gridworld import tabulate
 from envs.object_rooms import ObjectRooms
-from envs.oracle import backup, tabulate
 
 WORLD = {"layout": "four_rooms", "max_steps": 30}
 WEIGHTS = torch.tensor([1.0, 0.0, -1.0, 0.0, 0.5])
@@ -50,6 +51,11 @@ class OracleGreedy:
         return q[torch.arange(obs.shape[0]), flat[:, 1].argmax(1)].argmax(1)
 
 
+def rooms(world_kwargs: dict, episodes: int) -> ObjectRooms:
+    """A fresh object-rooms world with one slot per evaluation episode."""
+    return ObjectRooms(num_envs=episodes, **world_kwargs)
+
+
 def uniform_random(seed: int = 0):
     """A policy drawing uniform actions from its own seeded generator."""
     generator = torch.Generator().manual_seed(seed)
@@ -57,7 +63,7 @@ def uniform_random(seed: int = 0):
 
 
 def test_oracle_greedy_policy_scores_one():
-    result = evaluate(WORLD, OracleGreedy(WORLD, WEIGHTS), WEIGHTS, episodes=100, seed=3)
+    result = evaluate(rooms(WORLD, 100), OracleGreedy(WORLD, WEIGHTS), WEIGHTS, seed=3)
     assert set(result) == set(RESULT_KEYS)
     assert all(isinstance(v, float) for v in result.values())
     assert result["return"] == pytest.approx(result["oracle_return"], abs=1e-4)
@@ -68,7 +74,7 @@ def test_oracle_greedy_policy_scores_one():
 
 def test_uniform_random_policy_scores_zero():
     episodes = 400
-    result = evaluate(WORLD, uniform_random(), WEIGHTS, episodes=episodes, seed=4)
+    result = evaluate(rooms(WORLD, episodes), uniform_random(), WEIGHTS, seed=4)
     # Across seeds this statistic spreads with a standard deviation of about 0.012.
     assert abs(result["normalized_return"]) < 0.08
     assert result["length"] > 10
@@ -76,10 +82,10 @@ def test_uniform_random_policy_scores_zero():
 
 def test_fixed_layout_and_zero_weights():
     world = {**WORLD, "object_positions": [[1, 1], [1, 2], [1, 3], [2, 1], [2, 2], [2, 3]]}
-    result = evaluate(world, uniform_random(), torch.zeros(5), episodes=50)
+    result = evaluate(rooms(world, 50), uniform_random(), torch.zeros(5))
     assert result["return"] == result["oracle_return"] == result["random_return"] == 0.0
     assert math.isnan(result["normalized_return"]) and result["success"] == 0.0
-    single = evaluate(world, OracleGreedy(world, WEIGHTS), WEIGHTS, episodes=50, seed=8)
+    single = evaluate(rooms(world, 50), OracleGreedy(world, WEIGHTS), WEIGHTS, seed=8)
     assert single["normalized_return"] == pytest.approx(1.0, abs=1e-4)
 
 
@@ -87,10 +93,10 @@ def test_goal_task_equals_the_linear_task_with_the_same_rewards():
     world = ObjectRooms(num_envs=1, **WORLD)
     k = world.head_names.index("blue")
     goal_rewards = torch.where(world.goal_membership[:, k], world.r_max, world.r_min)
-    linear = evaluate(WORLD, uniform_random(4), torch.eye(world.num_heads)[k], 64, seed=2)
-    by_goal = evaluate(WORLD, uniform_random(4), episodes=64, seed=2, goal_rewards=goal_rewards)
+    linear = evaluate(rooms(WORLD, 64), uniform_random(4), torch.eye(world.num_heads)[k], seed=2)
+    by_goal = evaluate(rooms(WORLD, 64), uniform_random(4), seed=2, goal_rewards=goal_rewards)
     assert by_goal == pytest.approx(linear, abs=1e-6)
     with pytest.raises(ValueError, match="exactly one"):
-        evaluate(WORLD, uniform_random(), episodes=4)
+        evaluate(rooms(WORLD, 4), uniform_random())
     with pytest.raises(ValueError, match="goal_rewards must have shape"):
-        evaluate(WORLD, uniform_random(), episodes=4, goal_rewards=torch.zeros(2))
+        evaluate(rooms(WORLD, 4), uniform_random(), goal_rewards=torch.zeros(2))

@@ -6,13 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from composable_rl.functional import wrong_goal_penalty
+from composable_rl.oracle import soft_value_iteration, task_reward, world_value_iteration
+from envs.gridworld import tabulate
 from envs.object_rooms import ObjectRooms
-from envs.oracle import (
-    soft_value_iteration,
-    tabulate,
-    task_reward,
-    world_value_iteration,
-)
 
 R_MAX, R_MIN, STEP = 2.0, -0.1, -0.1
 CORRIDOR = ("######", "#....#", "######")

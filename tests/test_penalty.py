@@ -5,11 +5,13 @@ from functools import cache
 import pytest
 import torch
 
-from composable_rl.compose import boolean_tasks, evaluate
+from composable_rl.boolean_tasks import boolean_tasks
 from composable_rl.config import load_config
+from composable_rl.expressions import evaluate
 from composable_rl.functional import wrong_goal_penalty
+from composable_rl.oracle import soft_value_iteration, task_reward, world_value_iteration
+from envs.gridworld import tabulate
 from envs.object_rooms import ObjectRooms
-from envs.oracle import soft_value_iteration, tabulate, task_reward, world_value_iteration
 
 CFG = load_config("configs/quickstart.yaml").env
 WORLD = ObjectRooms(

@@ -6,18 +6,20 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import zero_shot
+from agents import composition
 from agents.skill_machine import SkillMachineAgent
 from composable_rl.config import AgentConfig
-from composable_rl.reward_machine import Edge, RewardMachine, from_ltl
+from composable_rl.ltl import from_ltl
+from composable_rl.oracle import task_reward, world_value_iteration
+from composable_rl.reward_machine import Edge, RewardMachine
 from composable_rl.skill_machine import (
     continuation_targets,
     machine_values,
     planned_values,
     skill_expression,
 )
+from envs.gridworld import tabulate
 from envs.office import ALPHABET, PROPOSITIONS, OfficeWorld
-from envs.oracle import tabulate, task_reward, world_value_iteration
 from envs.temporal import evaluate_temporal, office_machine
 
 GAMMA, PENALTY = 0.95, -5.0
@@ -121,13 +123,8 @@ def office():
 
 
 def run(world, agent, task: str, plan: bool, starts: str) -> dict:
-    machine = zero_shot.skill_machine(world, agent, task, plan)
-    return evaluate_temporal(
-        task,
-        lambda cells, states: machine.act(world.observe(cells, None), states),
-        starts,
-        episodes=300,
-    )
+    machine = composition.skill_machine(world, agent, office_machine(task), plan)
+    return evaluate_temporal(task, machine.act, starts, episodes=300)
 
 
 @pytest.mark.parametrize("task", OFFICE_TASKS)

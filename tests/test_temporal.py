@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-import train
+from agents import training
 from composable_rl.config import Config, from_dict
+from composable_rl.oracle import product_steps
 from envs.office import START, cell_of
-from envs.oracle import product_steps
 from envs.temporal import TEMPORAL_KEYS, OfficeTask, evaluate_temporal, office_machine
 
 COFFEE_OFFICE = "F(f & F g) & G !n"
@@ -51,8 +51,9 @@ def test_oracle_policy_scores_the_oracle_and_random_policy_does_not():
     world = OfficeTask(task=COFFEE_OFFICE, num_envs=1)
     steps = product_steps(world.next_cell, world.cell_label, world.machine_next, world.accepting)
 
-    def oracle(cells, states):
-        nxt = world.next_cell[cells]  # [N, A]
+    def oracle(obs, states):
+        nxt = world.next_cell[obs[:, 0]]  # [N, A] from the agent cells
+
         after = world.machine_next[states[:, None], world.labels(nxt)]
         cost = steps[nxt, after].masked_fill(steps[nxt, after] < 0, 10_000)
         return cost.argmin(1)
@@ -64,7 +65,7 @@ def test_oracle_policy_scores_the_oracle_and_random_policy_does_not():
         assert row["violations"] == 0.0
     gen = torch.Generator().manual_seed(0)
     row = evaluate_temporal(
-        COFFEE_OFFICE, lambda c, s: torch.randint(4, c.shape, generator=gen), "random", 50
+        COFFEE_OFFICE, lambda o, s: torch.randint(4, s.shape, generator=gen), "random", 50
     )
     assert row["success"] < 0.5 and row["violations"] > 0.2
     with pytest.raises(ValueError, match="standard"):
@@ -82,7 +83,7 @@ def test_direct_training_on_a_task_reports_both_starts(tmp_path):
             "replay": {"capacity": 4_000, "batch_size": 32, "learning_starts": 500},
         },
     )
-    result = train.train(cfg, tmp_path / "run", progress=False)
+    result = training.train(cfg, tmp_path / "run", progress=False)
     assert [row["start"] for row in result["eval"]] == ["standard", "random"]
     assert all(tuple(row) == TEMPORAL_KEYS for row in result["eval"])
     assert (tmp_path / "run" / "eval.json").is_file()

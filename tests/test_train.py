@@ -1,17 +1,19 @@
 """End-to-end training checked against the exact oracle, resume, and the CLI's error paths."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-import train
-import zero_shot
+from agents import composition, training
 from composable_rl.checkpoint import latest_checkpoint, load_checkpoint, load_meta
 from composable_rl.config import Config, from_dict, load_config
-from envs.oracle import soft_value_iteration, tabulate
+from composable_rl.oracle import soft_value_iteration
+from envs.gridworld import tabulate
+from tests.scripts import run_script
 
 SMALL = {
     "seed": 1,
@@ -37,7 +39,7 @@ def small_run(tmp_path_factory):
     """Trains the small agent once; returns (config, run_dir, result)."""
     cfg = from_dict(Config, SMALL)
     run_dir = tmp_path_factory.mktemp("runs") / "small"
-    return cfg, run_dir, train.train(cfg, run_dir, progress=False)
+    return cfg, run_dir, training.train(cfg, run_dir, progress=False)
 
 
 def test_every_head_is_near_optimal_and_matches_the_oracle_q(small_run):
@@ -47,7 +49,7 @@ def test_every_head_is_near_optimal_and_matches_the_oracle_q(small_run):
     for row in rows.values():
         assert abs(row["return"] - row["oracle_return"]) <= 0.05 * abs(row["oracle_return"]), row
 
-    world, agent = train.build(cfg)
+    world, agent = training.build(cfg)
     load_checkpoint(latest_checkpoint(run_dir), agent, head_names=world.head_names)
     objects = torch.tensor([[1 * 7 + 1, 4 * 7 + 5]])
     mdp = tabulate(world, objects)
@@ -74,17 +76,17 @@ def test_run_directory_contents(small_run):
 def test_resume_continues_step_counter_and_optimizer(tmp_path):
     cfg = from_dict(Config, {**SMALL, "total_steps": 3_200, "eval_episodes": 0})
     cfg.replay.learning_starts = 640
-    first = train.train(cfg, tmp_path, progress=False)
+    first = training.train(cfg, tmp_path, progress=False)
     ckpt = latest_checkpoint(tmp_path)
-    world, agent = train.build(cfg)
+    world, agent = training.build(cfg)
     load_checkpoint(ckpt, agent, agent.optimizer)
     adam_step = next(iter(agent.optimizer.state.values()))["step"].item()
     assert first["step"] == 3_200 and adam_step == first["updates"] > 0
 
     cfg.total_steps = 6_400
-    second = train.train(cfg, tmp_path, resume=True, progress=False)
+    second = training.train(cfg, tmp_path, resume=True, progress=False)
     assert second["step"] == 6_400 and second["updates"] > first["updates"]
-    world, agent = train.build(cfg)
+    world, agent = training.build(cfg)
     meta = load_checkpoint(latest_checkpoint(tmp_path), agent, agent.optimizer)
     assert meta["step"] == 6_400 and meta["updates"] == second["updates"]
     assert next(iter(agent.optimizer.state.values()))["step"].item() == second["updates"]
@@ -95,29 +97,31 @@ def test_shipped_configs_load_and_build():
     assert len(paths) >= 4
     for path in paths:
         cfg = load_config(path)
-        world, agent = train.build(cfg)
+        world, agent = training.build(cfg)
         assert agent.head_names == world.head_names
         goals = world.num_goals if cfg.agent.world_values else 0
         assert agent.num_goals == goals, path
 
 
-def test_cli_reports_config_errors(tmp_path, capsys):
+def test_cli_reports_config_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("agent:\n  lrr: 0.1\n")
-    with pytest.raises(SystemExit, match="agent.lrr.*valid keys"):
-        train.main(["--config", str(bad)])
-    with pytest.raises(SystemExit, match="--config FILE or --resume"):
-        train.main([])
-    with pytest.raises(SystemExit, match="env.num_envs: expected int"):
-        train.main(["--config", "configs/quickstart.yaml", "--set", "env.num_envs=many"])
-    train.main(["--help-config"])
-    assert "replay.replay_ratio" in capsys.readouterr().out
+    for args, expected in (
+        (["--config", str(bad)], "agent.lrr.*valid keys"),
+        ([], "--config FILE or --resume"),
+        (["--config", "configs/quickstart.yaml", "--set", "env.num_envs=many"], "expected int"),
+    ):
+        done = run_script("train.py", *args)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert re.search(expected, done.stderr), done.stderr
+    done = run_script("train.py", "--help-config")
+    assert done.returncode == 0 and "replay.replay_ratio" in done.stdout
 
 
 def test_fixed_weights_must_match_the_heads():
     cfg = from_dict(Config, {**SMALL, "tasks": {"fixed_weights": [1.0, 0.0]}})
     with pytest.raises(ValueError, match=r"tasks.fixed_weights.*\['blue', 'purple', 'square'\]"):
-        train.build(cfg)
+        training.build(cfg)
 
 
 def test_goal_conditioned_needs_world_values_and_object_indices():
@@ -125,24 +129,24 @@ def test_goal_conditioned_needs_world_values_and_object_indices():
         from_dict(Config, {**SMALL, "agent": {"goal_conditioned": True}})
     agent_cfg = {"world_values": True, "goal_conditioned": True}
     cfg = from_dict(Config, {**SMALL, "agent": agent_cfg})
-    world, agent = train.build(cfg)
+    world, agent = training.build(cfg)
     obs = world.reset(0)
     assert agent.online(obs).shape == (world.num_envs, 3, world.num_goals, 4)
     cfg.env.observation = "planes"
-    with pytest.raises(ValueError, match="object_rooms with env.observation: indices"):
-        train.build(cfg)
+    with pytest.raises(ValueError, match="object_rooms with observation: indices"):
+        training.build(cfg)
     office = from_dict(Config, {"env": {"name": "office"}, "agent": agent_cfg})
     with pytest.raises(ValueError, match="agent.goal_conditioned"):
-        train.build(office)
+        training.build(office)
 
 
 def test_goal_conditioned_run_trains_saves_and_loads(tmp_path):
     settings = {**SMALL, "total_steps": 2_048, "eval_episodes": 0}
     settings["agent"] = {**SMALL["agent"], "world_values": True, "goal_conditioned": True}
     settings["replay"] = {**SMALL["replay"], "learning_starts": 512}
-    result = train.train(from_dict(Config, settings), tmp_path / "run", progress=False)
+    result = training.train(from_dict(Config, settings), tmp_path / "run", progress=False)
     assert result["updates"] > 0
-    cfg, world, agent = zero_shot.load(tmp_path / "run")
+    cfg, world, agent = composition.load(tmp_path / "run")
     assert cfg.agent.goal_conditioned and agent.online.goal_conditioned
     stored = load_file(latest_checkpoint(tmp_path / "run") / "model.safetensors")
     state = agent.state_dict()
@@ -154,9 +158,9 @@ def test_goal_conditioned_run_trains_saves_and_loads(tmp_path):
 
 def test_cnn_needs_plane_observations():
     cfg = from_dict(Config, {**SMALL, "agent": {"encoder": "cnn"}})
-    with pytest.raises(ValueError, match="planes"):
-        train.build(cfg)
+    with pytest.raises(ValueError, match="cnn needs image observations, the world gives indices"):
+        training.build(cfg)
     cfg.env.observation = "planes"
-    world, agent = train.build(cfg)
+    world, agent = training.build(cfg)
     assert world.obs_shape == (5, 7, 7)  # walls, agent, 2 colour planes, 1 shape plane
     assert agent.online(torch.zeros(2, *world.obs_shape)).shape == (2, 3, 4)

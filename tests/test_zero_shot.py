@@ -1,24 +1,37 @@
 """The zero-shot composition CLI on a checkpoint trained once per session."""
 
 import json
-import subprocess
-import sys
+import re
 
 import pytest
 
-import train
-import zero_shot
+from agents import training
 from composable_rl.config import Config, from_dict
-from envs.evaluation import RESULT_KEYS
+from composable_rl.evaluation import RESULT_KEYS
 from tests.conftest import TINY_WORLD_VALUES
+from tests.scripts import run_script
+
+
+def zero_shot_rows(tmp_path, *args: str) -> list[dict]:
+    """The rows `python zero_shot.py ARGS --json FILE` writes (the run must succeed)."""
+    out = tmp_path / "rows.json"
+    done = run_script("zero_shot.py", *args, "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    return json.loads(out.read_text())
+
+
+def zero_shot_error(*args: str) -> str:
+    """What `python zero_shot.py ARGS` prints when it fails (it must fail without a traceback)."""
+    done = run_script("zero_shot.py", *args)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    return done.stderr
 
 
 def test_boolean_and_linear_tasks_are_near_optimal(world_value_run, tmp_path):
-    out = tmp_path / "rows.json"
     tasks = ["blue & ~square", "purple | circle", "~(blue | circle)", "0.5*blue + square"]
-    args = ["--checkpoint", str(world_value_run), "--episodes", "100", "--json", str(out)]
-    rows = zero_shot.main(args + [arg for task in tasks for arg in ("--task", task)])
-    assert json.loads(out.read_text()) == rows
+    args = ["--checkpoint", str(world_value_run), "--episodes", "100"]
+    rows = zero_shot_rows(tmp_path, *args, *(arg for task in tasks for arg in ("--task", task)))
+    assert [row["task"] for row in rows] == tasks
     for row in rows:
         assert set(row) == {"task", *RESULT_KEYS}
         assert row["normalized_return"] >= 0.9, row
@@ -27,16 +40,10 @@ def test_boolean_and_linear_tasks_are_near_optimal(world_value_run, tmp_path):
 
 def test_all_boolean_enumerates_every_goal_subset(world_value_run, tmp_path):
     plot = tmp_path / "bars.png"
-    rows = zero_shot.main(
-        [
-            "--checkpoint",
-            str(world_value_run),
-            "--all-boolean",
-            "--episodes",
-            "50",
-            "--plot",
-            str(plot),
-        ]
+    rows = zero_shot_rows(
+        tmp_path,
+        *("--checkpoint", str(world_value_run), "--all-boolean", "--episodes", "50"),
+        *("--plot", str(plot)),
     )
     assert len(rows) == 15  # 4 objects with distinct (colour, shape): 2^4 - 1 subsets
     assert plot.stat().st_size > 1000
@@ -53,24 +60,10 @@ def test_all_boolean_enumerates_every_goal_subset(world_value_run, tmp_path):
     ],
 )
 def test_bad_expressions_exit_with_a_caret(world_value_run, task, message):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "composable_rl.evaluate",
-            "--checkpoint",
-            str(world_value_run),
-            "--task",
-            task,
-            "--episodes",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    stderr = zero_shot_error(
+        "--checkpoint", str(world_value_run), f"--task={task}", "--episodes", "2"
     )
-    assert result.returncode != 0
-    assert message in result.stderr and "^" in result.stderr, result.stderr
+    assert message in stderr and "^" in stderr, stderr
 
 
 def test_not_without_bound_heads_is_refused(tmp_path):
@@ -82,16 +75,15 @@ def test_not_without_bound_heads_is_refused(tmp_path):
             "env": {**TINY_WORLD_VALUES["env"], "bound_heads": False},
         },
     )
-    train.train(cfg, tmp_path, progress=False)
-    with pytest.raises(SystemExit, match="~"):
-        zero_shot.main(["--checkpoint", str(tmp_path), "--task", "~blue", "--episodes", "2"])
+    training.train(cfg, tmp_path, progress=False)
+    assert "~" in zero_shot_error("--checkpoint", str(tmp_path), "--task=~blue", "--episodes", "2")
 
 
 def test_temporal_tasks_from_ltl_and_reward_machine_files(office_run, tmp_path):
-    out = tmp_path / "rows.json"
-    rows = zero_shot.main(
-        ["--checkpoint", str(office_run), "--ltl", "F(f & F g) & G !n", "--ltl", "F a"]
-        + ["--episodes", "8", "--json", str(out)]
+    rows = zero_shot_rows(
+        tmp_path,
+        *("--checkpoint", str(office_run), "--ltl", "F(f & F g) & G !n", "--ltl", "F a"),
+        *("--episodes", "8"),
     )
     assert [(row["task"], row["start"]) for row in rows] == [
         ("F(f & F g) & G !n", "standard"),
@@ -99,21 +91,21 @@ def test_temporal_tasks_from_ltl_and_reward_machine_files(office_run, tmp_path):
         ("F a", "standard"),
         ("F a", "random"),
     ]
-    saved = json.loads(out.read_text())
-    assert saved == rows
+    saved = rows
     assert set(saved[0]) == {"task", "start", "success", "steps", "oracle_steps", "violations"}
     assert saved[0]["oracle_steps"] == 15.0 and saved[2]["oracle_steps"] == 1.0
-    machine = zero_shot.main(
-        ["--checkpoint", str(office_run), "--rm", "configs/tasks/coffee_office.yaml"]
-        + ["--episodes", "8", "--no-plan"]
+    machine = zero_shot_rows(
+        tmp_path,
+        *("--checkpoint", str(office_run), "--rm", "configs/tasks/coffee_office.yaml"),
+        *("--episodes", "8", "--no-plan"),
     )
     assert machine[0]["oracle_steps"] == 15.0
 
 
 def test_temporal_task_errors(office_run, world_value_run):
-    with pytest.raises(SystemExit, match="Office checkpoint"):
-        zero_shot.main(["--checkpoint", str(world_value_run), "--ltl", "F blue"])
-    with pytest.raises(SystemExit, match=r"(?s)unknown proposition 'x'.*\n\s+\^"):
-        zero_shot.main(["--checkpoint", str(office_run), "--ltl", "F(f & F x)"])
-    with pytest.raises(SystemExit, match="No such file|not found|does not exist"):
-        zero_shot.main(["--checkpoint", str(office_run), "--rm", "missing.yaml"])
+    message = zero_shot_error("--checkpoint", str(world_value_run), "--ltl", "F blue")
+    assert "runs no temporal tasks" in message
+    message = zero_shot_error("--checkpoint", str(office_run), "--ltl", "F(f & F x)")
+    assert re.search(r"(?s)unknown proposition 'x'.*\n\s+\^", message), message
+    message = zero_shot_error("--checkpoint", str(office_run), "--rm", "missing.yaml")
+    assert re.search("No such file|not found|does not exist", message), message

@@ -1,4 +1,5 @@
-"""Exact oracles: tabulate a world's layouts by calling its own dynamics, then solve them."""
+"""Exact oracles on tabular models: soft value iteration, world values, finite-horizon returns
+and product breadth-first search, as pure tensor functions of a `TabularMDP`."""
 
 import warnings
 from dataclasses import dataclass
@@ -8,10 +9,6 @@ import torch
 from torch import Tensor
 
 from composable_rl.functional import extended_reward, soft_value
-from envs.foraging import ForagingWorld
-from envs.gridworld import NUM_ACTIONS, move
-from envs.object_rooms import ObjectRooms
-from envs.office import OfficeWorld
 
 
 @dataclass
@@ -27,54 +24,6 @@ class TabularMDP:
     terminal: Tensor  # [L, S, A] bool
     goal: Tensor  # [L, S, A] long, -1 when no object is collected
     valid: Tensor  # [L, S] bool, cells the agent may stand on
-
-
-def tabulate(world: ObjectRooms | OfficeWorld, objects: Tensor) -> TabularMDP:
-    """TabularMDP of the layouts objects [L, M] built from world.transition on every (cell, a)."""
-    objects = objects.to(device=world.device, dtype=torch.long)
-    layouts, num_goals = objects.shape
-    shape = (layouts, world.height * world.width, NUM_ACTIONS)
-    cells = torch.arange(shape[1], device=world.device)
-    agent = cells.view(1, -1, 1).expand(shape)
-    actions = torch.arange(NUM_ACTIONS, device=world.device).expand(shape)
-    layout = objects[:, None, None, :].expand(*shape, num_goals)
-    nxt, reward, terminal, goal = world.transition(
-        agent.reshape(-1), layout.reshape(-1, num_goals), actions.reshape(-1)
-    )
-    valid = world.standable(objects)
-    ok = valid[..., None]
-    return TabularMDP(
-        next_state=torch.where(ok, nxt.view(shape), agent),
-        reward=torch.where(ok[..., None], reward.view(*shape, -1).double(), 0.0),
-        terminal=terminal.view(shape) & ok,
-        goal=torch.where(ok, goal.view(shape), -1),
-        valid=valid,
-    )
-
-
-def tabulate_foraging(world: ForagingWorld) -> TabularMDP:
-    """TabularMDP (one layout) of a foraging world without regrowth: the state is the agent cell.
-
-    Each head pays 1 on every step that ends on its resource, so the MDP is exact only while
-    every resource is always available (regrow = 0); a continuing task never terminates.
-    """
-    if world.regrow:
-        raise ValueError("tabulate_foraging needs regrow = 0: waiting times are not in the state")
-    cells = world.height * world.width
-    shape = (1, cells, NUM_ACTIONS)
-    agent = torch.arange(cells, device=world.device).view(1, -1, 1).expand(shape)
-    actions = torch.arange(NUM_ACTIONS, device=world.device).expand(shape)
-    nxt = move(agent.reshape(-1), actions.reshape(-1), world.walls).view(shape)
-    reward = world.cell_reward(nxt).double()
-    valid = ~world.walls.flatten()[None]
-    ok = valid[..., None]
-    return TabularMDP(
-        next_state=torch.where(ok, nxt, agent),
-        reward=torch.where(ok[..., None], reward, 0.0),
-        terminal=torch.zeros(shape, dtype=torch.bool, device=world.device),
-        goal=torch.full(shape, -1, dtype=torch.long, device=world.device),
-        valid=valid,
-    )
 
 
 def backup(mdp: TabularMDP, reward: Tensor, value: Tensor, gamma: float = 1.0) -> Tensor:

@@ -1,64 +1,24 @@
-"""Composition operators and the expression language: parsing, printing, errors, evaluation."""
-
-import math
+"""The expression language: parsing, printing, errors and evaluation."""
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composable_rl.compose import (
+from composable_rl.expressions import (
     Binary,
     Call,
     Expr,
-    ExpressionError,
     Head,
     Number,
     Unary,
-    and_,
-    boolean_tasks,
     evaluate,
-    gpi,
     head_names,
     is_linear,
-    not_,
-    or_,
     parse,
-    soft_or,
     to_string,
-    weighted_sum,
 )
-
-# Object-rooms goals (colour x shape) against the heads purple, blue, square.
-GOALS = ["beige_circle", "beige_square", "blue_circle", "blue_square", "purple_circle"]
-GOALS += ["purple_square"]
-HEADS = ["purple", "blue", "square"]
-MEMBERSHIP = torch.tensor([[h in goal for h in HEADS] for goal in GOALS])
-
-
-def test_operators_by_hand():
-    a, b = torch.tensor([1.0, -2.0, 3.0]), torch.tensor([0.5, 4.0, 3.0])
-    assert or_(a, b).tolist() == [1.0, 4.0, 3.0]
-    assert and_(a, b).tolist() == [0.5, -2.0, 3.0]
-    assert not_(a, torch.full((3,), 5.0), torch.full((3,), -1.0)).tolist() == [3.0, 6.0, 1.0]
-    assert soft_or(a, b, 0.0).tolist() == or_(a, b).tolist()
-    assert soft_or(a, b, 2.0).tolist() == pytest.approx(
-        [2.0 * math.log(math.exp(x / 2) + math.exp(y / 2)) for x, y in zip(a, b, strict=True)]
-    )
-    big = torch.tensor([1000.0])
-    assert soft_or(big, big, 0.01).item() == pytest.approx(1000.0 + 0.01 * math.log(2))
-    q = torch.arange(12.0).view(2, 3, 2)
-    assert weighted_sum(q, torch.tensor([1.0, 0.0, -0.5])).tolist() == [[-2.0, -1.5], [1.0, 1.5]]
-    assert gpi(torch.stack([a, b])).tolist() == [1.0, 4.0, 3.0]
-
-
-def test_softor_approaches_max_as_alpha_shrinks():
-    a, b = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
-    for alpha in (1e-2, 1e-4):
-        gap = soft_or(a, b, alpha) - or_(a, b)
-        assert (gap >= -1e-12).all() and gap.max() <= alpha * math.log(2) + 1e-12
-    heads = {"a": a, "b": b}
-    assert torch.allclose(evaluate("softor(a, b)", heads, alpha=1e-6), evaluate("a | b", heads))
+from composable_rl.tokens import ExpressionError
 
 
 @pytest.mark.parametrize(
@@ -266,43 +226,18 @@ def test_head_names():
     assert head_names(parse("softor(a, max(b, c))")) == {"a", "b", "c"}
 
 
-def truth(text: str, membership: torch.Tensor, names: list[str]) -> torch.Tensor:
-    """Goal mask [G] of an expression evaluated on per-goal truth values (NOT = 1 - x)."""
-    values = {name: membership[:, k].double() for k, name in enumerate(names)}
-    ones = torch.ones(membership.shape[0], dtype=torch.float64)
-    return evaluate(text, values, bounds=(ones, torch.zeros_like(ones))) > 0.5
-
-
-def test_boolean_tasks_on_object_rooms_goals():
-    tasks = boolean_tasks(HEADS, MEMBERSHIP)
-    assert len(tasks) == 63
-    masks = {tuple(mask.tolist()) for _, mask in tasks}
-    assert len(masks) == 63 and (False,) * 6 not in masks
-    for text, mask in tasks:
-        assert mask.dtype == torch.bool and mask.shape == (6,)
-        assert torch.equal(truth(text, MEMBERSHIP, HEADS), mask), text
-        assert head_names(text) <= set(HEADS)
-    found = dict(tasks)
-    for name in HEADS:
-        assert torch.equal(found[name], MEMBERSHIP[:, HEADS.index(name)])
-        assert torch.equal(found[f"~{name}"], ~MEMBERSHIP[:, HEADS.index(name)])
-    assert found["~purple & ~blue"].tolist() == [True, True, False, False, False, False]
-    assert found["blue & ~square"].tolist() == [False, False, True, False, False, False]
-    assert found["purple | ~purple"].all()
-    assert [text for text, _ in tasks[:3]] == ["blue", "purple", "square"]
-    again = boolean_tasks(HEADS, MEMBERSHIP)
-    assert [text for text, _ in again] == [text for text, _ in tasks]
-
-
-def test_boolean_tasks_merge_indistinguishable_goals():
-    membership = torch.tensor([[1, 0], [1, 0], [0, 1], [1, 1]], dtype=torch.bool)
-    tasks = boolean_tasks(["x", "y"], membership)
-    assert len(tasks) == 7  # three atoms: {0, 1}, {2}, {3}
-    for text, mask in tasks:
-        assert mask[0] == mask[1]
-        assert torch.equal(truth(text, membership, ["x", "y"]), mask)
-    with pytest.raises(ValueError, match="membership"):
-        boolean_tasks(["x"], membership)
+def test_bang_is_a_synonym_of_not():
+    assert parse("f & !n") == parse("f & ~n")
+    assert parse("!!a | !(b & c)") == parse("~~a | ~(b & c)")
+    assert to_string(parse("f & !n")) == "f & ~n"
+    assert isinstance(parse("!a"), Unary)
+    with pytest.raises(ExpressionError) as info:
+        parse("a & !2")
+    assert info.value.reason == "'~' needs head values, not a constant"
+    assert info.value.position == 5
+    with pytest.raises(ExpressionError) as info:
+        parse("a & !")
+    assert (info.value.reason, info.value.position) == ("unexpected end of expression", 5)
 
 
 def test_is_linear_tells_weighted_sums_from_boolean_expressions():

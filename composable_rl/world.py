@@ -1,0 +1,128 @@
+"""What a learner needs from a world, as typing protocols: one core contract and optional
+capabilities that a world declares by having their attributes (DESIGN.md §2).
+
+Agents, the training loop, evaluation and the CLIs ask for capabilities (`isinstance(world,
+GoalWorld)`), never for a concrete world class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+ObservationKind = Literal["vector", "image", "indices"]
+# Heads a goal world may add for Boolean NOT: every goal rewarded with r_max / r_min.
+BOUND_HEADS = ("MAX", "MIN")
+
+
+@dataclass(frozen=True)
+class ObservationSpec:
+    """Shape and meaning of one observation (without the batch axis).
+
+    kind: vector (any numbers, flattened by an MLP), image ([C, H, W], read by a CNN) or indices
+    (long positions of the ones of a multi-hot vector `num_features` wide, read by a sparse
+    first layer).
+    """
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    kind: ObservationKind
+    num_features: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind == "indices" and self.num_features < 1:
+            raise ValueError("index observations need num_features >= 1")
+        if self.kind == "image" and len(self.shape) != 3:
+            raise ValueError(f"image observations are [C, H, W], got shape {self.shape}")
+
+
+Step = tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]
+
+
+@runtime_checkable
+class World(Protocol):
+    """N environments stepped together on one device, with a reward vector of K heads.
+
+    `step(actions [N] long)` returns (obs [N, ...], reward [N, K] float32, terminated [N] bool,
+    truncated [N] bool, info). Finished slots start their next episode inside the same step, so
+    `obs` already belongs to the new episode and `info["final_obs"]` holds the last observation
+    of the finished one (equal to `obs` elsewhere). `terminated` means no bootstrap,
+    `truncated` means a time limit (bootstrap from the final observation).
+    """
+
+    num_envs: int
+    device: torch.device
+    observation_spec: ObservationSpec
+    num_actions: int
+    head_names: list[str]
+
+    def reset(self, seed: int = 0) -> Tensor:
+        """Seed every slot (slot i gets seed + i) and start its first episode; returns obs."""
+        ...
+
+    def step(self, actions: Tensor) -> Step:
+        """Step every slot; see the class docstring for what comes back."""
+        ...
+
+
+@runtime_checkable
+class GoalWorld(World, Protocol):
+    """Episodes end at one of G goals (terminal events): world-value heads and Boolean tasks.
+
+    `info["goal"]` [N] long is the goal reached on that step (-1 for none). Collecting goal g
+    pays head k `r_max` where `goal_membership[g, k]`, else `r_min`; every other step pays
+    `step_reward`. `num_states` bounds the length of a shortest path (the default wrong-goal
+    penalty's horizon). `goal_slots` [G, J] names the observation columns describing each goal
+    (index observations only; None where the observation has none).
+    """
+
+    goal_names: list[str]
+    goal_membership: Tensor
+    r_max: float
+    r_min: float
+    step_reward: float
+    num_states: int
+    goal_slots: Tensor | None
+
+
+@runtime_checkable
+class TabularWorld(World, Protocol):
+    """A world whose episodes have an exact finite model: oracles and normalised scores.
+
+    `tabular_episodes()` describes the episodes that the last `reset` began: (mdp, which [N],
+    start [N]) where `mdp` holds L deterministic layouts (`TabularMDP` fields next_state,
+    reward, terminal, goal, valid) and slot i plays layout which[i] from state start[i].
+    Episodes are truncated after `max_steps` steps.
+    """
+
+    max_steps: int
+
+    def tabular_episodes(self) -> tuple[object, Tensor, Tensor]:
+        """The exact model of the episodes just begun (see the class docstring)."""
+        ...
+
+
+@runtime_checkable
+class LabelledWorld(GoalWorld, Protocol):
+    """Propositions hold at goals (skill machines): `alphabet[l]` is the set of propositions of
+    label l, `goal_labels` [G] the label index of each goal, and `goal_observations()` [G, ...]
+    the observation of standing on each goal (what a skill machine's look-ahead evaluates)."""
+
+    alphabet: list[frozenset[str]]
+    goal_labels: Tensor
+
+    def goal_observations(self) -> Tensor:
+        """Observation [G, ...] of the agent standing on each goal."""
+        ...
+
+
+@runtime_checkable
+class InternalLevels(World, Protocol):
+    """Internal variables that drift and change on consumption (homeostasis): `internal`
+    [N, V] levels named by `variable_names`; step info carries them as `info["internal"]`."""
+
+    variable_names: list[str]
+    internal: Tensor

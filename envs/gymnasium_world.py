@@ -1,0 +1,409 @@
+"""The Gymnasium / MO-Gymnasium adapter: any environment with discrete actions, made N times
+through Gymnasium's vector API, as a batched world of the core protocol (DESIGN.md §2).
+
+    env:
+      name: gymnasium
+      id: four-room-v0            # any id gymnasium.make accepts, "my_module:MyEnv-v0" included
+      kwargs: {}                  # passed to gymnasium.make
+      wrappers: []                # "package.module:Wrapper", each applied as Wrapper(env)
+      heads: [blue, green, red]   # names of the reward components
+      vectorization: sync         # or async (one subprocess per slot)
+
+A vector reward follows MO-Gymnasium's convention (an `np.ndarray` step reward and a
+`reward_space` Box of shape [K]); any other environment has one head named "reward".
+Observations become one of the `ObservationSpec` kinds: a 3-axis Box is an image [C, H, W], any
+other Box or MultiBinary a flat float vector, Discrete and MultiDiscrete index observations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import importlib
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+from torch import Tensor
+
+from composable_rl.config import ConfigError, WorldConfig, doc
+from composable_rl.evaluation import Act, head_return_rows
+from composable_rl.registry import register_world
+from composable_rl.world import ObservationSpec, Step
+
+SECTION = "env"  # the config section these settings live in, for the keys errors name
+# Packages whose environment ids exist only once they are imported (optional extras).
+ID_PACKAGES = ("mo_gymnasium", "minigrid")
+FLATTEN_WRAPPER = "gymnasium.wrappers:FlattenObservation"
+
+# A numpy batch of slot observations -> a new numpy batch of the spec's dtype and layout.
+Convert = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass
+class GymnasiumConfig(WorldConfig):
+    """Any Gymnasium or MO-Gymnasium environment with discrete actions, through the vector API."""
+
+    name: str = doc("gymnasium", "Registered world: the Gymnasium adapter.")
+    id: str = doc(
+        "",
+        "Environment id given to gymnasium.make (required), e.g. CartPole-v1, four-room-v0, "
+        "MiniGrid-DoorKey-5x5-v0 or 'my_module:MyEnv-v0' (imports my_module first).",
+    )
+    kwargs: dict[str, Any] = doc(
+        {}, "Keyword arguments of gymnasium.make, e.g. {max_episode_steps: 200}."
+    )
+    wrappers: list[str] = doc(
+        [],
+        "Wrappers 'package.module:Wrapper' applied in order as Wrapper(env), e.g. "
+        "'minigrid.wrappers:ImgObsWrapper' or 'gymnasium.wrappers:FlattenObservation'.",
+    )
+    heads: list[str] = doc(
+        [],
+        "Names of the reward-vector components; empty = reward_0, reward_1, ... (or 'reward' "
+        "for a scalar reward).",
+    )
+    vectorization: Literal["sync", "async"] = doc(
+        "sync", "sync: step the copies in this process; async: one subprocess per copy."
+    )
+    oracle: str = doc(
+        "",
+        "Optional 'package.module:function' f(env) -> (optimal [K], random [K]): exact expected "
+        "undiscounted returns per head of the optimal and the uniform-random policy from the "
+        "start state; evaluation then reports normalised returns.",
+    )
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """Yield (field, problem) for settings that are wrong before any environment is made."""
+        if not self.id:
+            yield "id", "required: a Gymnasium environment id, e.g. CartPole-v1"
+        for i, path in enumerate(self.wrappers):
+            if not _is_import_path(path):
+                yield f"wrappers[{i}]", f"expected 'package.module:Wrapper', got {path!r}"
+        if self.oracle and not _is_import_path(self.oracle):
+            yield "oracle", f"expected 'package.module:function', got {self.oracle!r}"
+        if len(set(self.heads)) != len(self.heads):
+            yield "heads", f"names must be distinct, got {self.heads}"
+
+
+class _VectorRewardSyncEnv(SyncVectorEnv):
+    """Gymnasium's SyncVectorEnv with a reward buffer of `width` columns per slot.
+
+    Gymnasium's buffer holds one scalar per slot, and MO-Gymnasium's MOSyncVectorEnv always
+    resets on the next step; this keeps Gymnasium's same-step autoreset for reward vectors.
+    """
+
+    def __init__(self, env_fns: list[Callable[[], gymnasium.Env]], width: int, **kwargs: Any):
+        """Make the copies as SyncVectorEnv does, then widen the reward buffer to [N, width]."""
+        super().__init__(env_fns, **kwargs)
+        self._rewards = np.zeros((self.num_envs, width))
+
+
+class GymnasiumWorld:
+    """N copies of one Gymnasium environment stepped as a batched world of the core protocol.
+
+    `step` hands the actions to the vector env, brings its results to the spec's dtypes and
+    layouts in numpy (much cheaper than torch for small batches) and makes each a tensor once;
+    finished slots restart in the same step (Gymnasium's same-step autoreset).
+    """
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        observation_spec: ObservationSpec,
+        convert: Convert,
+        head_names: list[str],
+        device: torch.device,
+    ) -> None:
+        """Wrap a same-step-autoreset vector env whose observation batches `convert` maps to
+        `observation_spec` and whose reward has len(head_names) components."""
+        self.env = env
+        self.num_envs = env.num_envs
+        self.device = device
+        self.observation_spec = observation_spec
+        self.num_actions = int(env.single_action_space.n)
+        self.head_names = head_names
+        self._convert = convert
+        self._action_start = int(env.single_action_space.start)
+        self._on_cpu = device.type == "cpu"
+
+    def reset(self, seed: int = 0) -> Tensor:
+        """Seed every slot (slot i gets seed + i) and start its first episode; returns obs."""
+        obs, _ = self.env.reset(seed=seed)
+        return self._tensor(self._convert(obs))
+
+    def step(self, actions: Tensor) -> Step:
+        """Step every slot; `info["final_obs"]` holds the last observation of finished slots."""
+        chosen = actions.numpy(force=True)
+        if self._action_start:
+            chosen = chosen + self._action_start
+        raw, reward, terminated, truncated, info = self.env.step(chosen)
+        obs = self._convert(raw)
+        ended = info.get("_final_obs")  # present only on steps where some episode ended
+        if ended is None:
+            final_obs = obs = self._tensor(obs)
+        else:  # the same observations but, where an episode ended, its last one
+            final = obs.copy()
+            final[ended] = self._convert(np.stack(info["final_obs"][ended].tolist()))
+            final_obs = self._tensor(final)
+            obs = self._tensor(obs)
+        return (
+            obs,
+            self._tensor(reward.astype(np.float32).reshape(self.num_envs, -1)),
+            self._tensor(terminated),
+            self._tensor(truncated),
+            {"final_obs": final_obs},
+        )
+
+    def _tensor(self, array: np.ndarray) -> Tensor:
+        """`array` as a tensor on the world's device (sharing its memory on the CPU)."""
+        tensor = torch.from_numpy(array)
+        return tensor if self._on_cpu else tensor.to(self.device)
+
+    def close(self) -> None:
+        """Close the vector env (and with it every copy and subprocess)."""
+        self.env.close()
+
+
+def make(section: GymnasiumConfig, num_envs: int, device: str) -> GymnasiumWorld:
+    """A world of `num_envs` copies of the section's environment; bad settings raise ConfigError
+    naming the key (checked on one probe copy made in this process)."""
+    if section.oracle:
+        _import_path(section.oracle, "oracle")  # fail now, not at the evaluation after training
+    probe = make_env(section)
+    try:
+        _check_actions(probe.action_space, section.id)
+        spec, convert = observation_codec(probe.observation_space, section.id)
+        width = _reward_width(probe)
+        heads = _head_names(width, section.heads)
+    except ConfigError:
+        probe.close()
+        raise
+    factory = functools.partial(make_env, section)
+    options = {"copy": False, "autoreset_mode": AutoresetMode.SAME_STEP}
+    env: VectorEnv
+    if section.vectorization == "async":  # its workers send rewards of any shape
+        probe.close()
+        env = AsyncVectorEnv([factory] * num_envs, **options)
+    else:  # the probe serves as the first copy
+        env_fns = [lambda: probe, *[factory] * (num_envs - 1)]
+        if width is None:
+            env = SyncVectorEnv(env_fns, **options)
+        else:
+            env = _VectorRewardSyncEnv(env_fns, width, **options)
+    return GymnasiumWorld(env, spec, convert, heads, torch.device(device))
+
+
+def evaluate(section: GymnasiumConfig, act: Act, episodes: int, device: str) -> list[dict]:
+    """Greedy return of every head over `episodes` first episodes (mean, ci95, n), plus oracle,
+    random and normalised returns when the section names an oracle.
+
+    The episodes run as one synchronous batch: one subprocess per episode would be too many.
+    """
+    world = make(dataclasses.replace(section, vectorization="sync"), episodes, device)
+    try:
+        rows = head_return_rows(world, act)
+    finally:
+        world.close()
+    if not section.oracle:
+        return rows
+    optimal, random = _oracle_returns(section, len(rows))
+    for row, best, chance in zip(rows, optimal, random, strict=True):
+        span = best - chance
+        row["oracle_return"] = best
+        row["random_return"] = chance
+        row["normalized_return"] = (row["return"] - chance) / span if span else float("nan")
+    return rows
+
+
+def make_env(section: GymnasiumConfig) -> gymnasium.Env:
+    """One copy of the section's environment: gymnasium.make(id, **kwargs), then the wrappers.
+
+    MO-Gymnasium's ids are made as mo_gymnasium.make makes them, without Gymnasium's passive
+    checker (it expects a scalar reward), unless kwargs set disable_env_checker.
+    """
+    missing = _import_id_packages()
+    module, sep, name = section.id.rpartition(":")
+    if sep:  # imported here so that a failure is not mistaken for an unknown id
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise _error("id", f"cannot import module {module!r} of {section.id!r}: {err}") from err
+    kwargs = dict(section.kwargs)
+    registered = gymnasium.registry.get(name)
+    if registered is not None and str(registered.entry_point).startswith("mo_gymnasium"):
+        kwargs.setdefault("disable_env_checker", True)
+    try:
+        env = gymnasium.make(section.id, **kwargs)
+    except gymnasium.error.UnregisteredEnv as err:
+        raise _unknown_id(section.id, err, missing) from err
+    except (gymnasium.error.DeprecatedEnv, gymnasium.error.DependencyNotInstalled) as err:
+        raise _error("id", f"cannot make {section.id!r}: {err}") from err
+    except TypeError as err:  # e.g. a keyword the environment does not take
+        raise _error("kwargs", f"gymnasium.make({section.id!r}, **kwargs) failed: {err}") from err
+    for i, path in enumerate(section.wrappers):
+        wrapper = _import_path(path, f"wrappers[{i}]")
+        try:
+            env = wrapper(env)
+        except TypeError as err:  # e.g. a wrapper that needs more arguments than the env
+            raise _error(f"wrappers[{i}]", f"{path}(env) failed: {err}") from err
+    return env
+
+
+def observation_codec(space: spaces.Space, env_id: str) -> tuple[ObservationSpec, Convert]:
+    """The spec of one observation of `space` and a map from a numpy batch of them to a new
+    numpy batch of that spec (always a copy: the vector env reuses its buffers)."""
+    if isinstance(space, spaces.Box) and len(space.shape) == 3:
+        uint8 = space.dtype == np.uint8
+        dtype, torch_dtype = (np.uint8, torch.uint8) if uint8 else (np.float32, torch.float32)
+        # Gymnasium images are [H, W, C]; keep [C, H, W] only where the first axis alone looks
+        # like channels.
+        channels_first = space.shape[0] <= 4 < space.shape[-1]
+        order = (0, 1, 2, 3) if channels_first else (0, 3, 1, 2)
+        shape = tuple(space.shape[axis - 1] for axis in order[1:])
+
+        def image(raw: np.ndarray) -> np.ndarray:
+            """[B, H, W, C] (or [B, C, H, W]) numbers -> [B, C, H, W] contiguous copy."""
+            return np.array(raw.transpose(order), dtype=dtype, order="C")
+
+        return ObservationSpec(shape, torch_dtype, "image"), image
+    if isinstance(space, (spaces.Box, spaces.MultiBinary)):
+        size = int(np.prod(space.shape))
+
+        def vector(raw: np.ndarray) -> np.ndarray:
+            """[B, ...] numbers -> [B, size] float32 copy."""
+            return np.array(raw.reshape(len(raw), size), dtype=np.float32)
+
+        return ObservationSpec((size,), torch.float32, "vector"), vector
+    if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete)):
+        sizes = np.reshape(space.n if isinstance(space, spaces.Discrete) else space.nvec, -1)
+        offsets = np.cumsum(sizes) - sizes  # component j's values start at column offsets[j]
+        shift = offsets - np.reshape(space.start, -1)
+        width = sizes.size
+
+        def indices(raw: np.ndarray) -> np.ndarray:
+            """[B, ...] integers -> [B, width] int64 positions of the ones of a multi-hot row."""
+            return np.add(raw.reshape(len(raw), width), shift, dtype=np.int64)
+
+        return ObservationSpec((width,), torch.long, "indices", int(sizes.sum())), indices
+    if isinstance(space, (spaces.Dict, spaces.Tuple)):
+        raise _error(
+            "wrappers",
+            f"{env_id!r} observes a {type(space).__name__} space, {space}; add a wrapper that "
+            f"flattens it, e.g. gymnasium.wrappers.FlattenObservation (wrappers: "
+            f"['{FLATTEN_WRAPPER}'])",
+        )
+    raise _error(
+        "id",
+        f"{env_id!r} observes {space}, which is not supported: use Box, Discrete, MultiDiscrete, "
+        "MultiBinary, or Dict/Tuple with a flattening wrapper",
+    )
+
+
+def _check_actions(space: spaces.Space, env_id: str) -> None:
+    """Reject every action space but Discrete: the soft-Q heads score a finite action set."""
+    if not isinstance(space, spaces.Discrete):
+        raise _error(
+            "id",
+            f"{env_id!r} has action space {space} ({type(space).__name__}); discrete actions "
+            "only (gymnasium.spaces.Discrete)",
+        )
+
+
+def _reward_width(env: gymnasium.Env) -> int | None:
+    """Components of the reward vector an MO-Gymnasium style env declares; None for a scalar."""
+    try:
+        return int(np.prod(env.get_wrapper_attr("reward_space").shape))
+    except AttributeError:
+        return None
+
+
+def _head_names(width: int | None, heads: list[str]) -> list[str]:
+    """The configured head names, checked against the reward width, or the default names."""
+    default = ["reward"] if width is None else [f"reward_{k}" for k in range(width)]
+    if not heads:
+        return default
+    if len(heads) != len(default):
+        raise _error(
+            "heads",
+            f"{len(heads)} names {heads} for a reward of width {len(default)} "
+            f"(default names: {', '.join(default)})",
+        )
+    return list(heads)
+
+
+def _oracle_returns(section: GymnasiumConfig, width: int) -> tuple[list[float], list[float]]:
+    """Exact optimal and uniform-random returns per head from the section's oracle function."""
+    oracle = _import_path(section.oracle, "oracle")
+    env = make_env(section)
+    try:
+        optimal, random = oracle(env)
+    finally:
+        env.close()
+    optimal = torch.as_tensor(optimal, dtype=torch.float64).flatten().tolist()
+    random = torch.as_tensor(random, dtype=torch.float64).flatten().tolist()
+    if len(optimal) != width or len(random) != width:
+        raise _error(
+            "oracle",
+            f"{section.oracle} returned {len(optimal)} optimal and {len(random)} random "
+            f"returns for {width} heads",
+        )
+    return optimal, random
+
+
+@functools.cache
+def _import_id_packages() -> tuple[str, ...]:
+    """Import the installed packages of `ID_PACKAGES` (registering their ids); the others."""
+    missing = []
+    for package in ID_PACKAGES:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            missing.append(package)
+    return tuple(missing)
+
+
+def _is_import_path(path: str) -> bool:
+    """Whether `path` has the form 'package.module:name'."""
+    module, sep, name = path.partition(":")
+    return bool(module and sep and name)
+
+
+def _import_path(path: str, field: str) -> Any:
+    """The object named by 'package.module:name', or a ConfigError naming `field`."""
+    if not _is_import_path(path):
+        raise _error(field, f"expected 'package.module:name', got {path!r}")
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as err:
+        raise _error(field, f"cannot import {path!r}: {err}") from err
+    except AttributeError as err:
+        raise _error(field, f"cannot import {path!r}: module {module!r} has no {name!r}") from err
+
+
+def _unknown_id(env_id: str, err: gymnasium.error.Error, missing: tuple[str, ...]) -> ConfigError:
+    """Error for an id gymnasium.make cannot find: Gymnasium's reason, plus close matches among
+    the registered ids where Gymnasium suggests none, and the id packages not installed."""
+    message = f"unknown Gymnasium environment {env_id!r}: {err}"
+    if "did you mean" not in message.lower():
+        close = difflib.get_close_matches(env_id.rpartition(":")[2], list(gymnasium.registry))
+        if close:
+            message += f" (close matches: {', '.join(close)})"
+    if missing:
+        message += f"; not installed, so their ids are unknown: {', '.join(missing)}"
+    return _error("id", message)
+
+
+def _error(field: str, message: str) -> ConfigError:
+    """A ConfigError about `field` of the env section, its key at the front of the message."""
+    key = f"{SECTION}.{field}"
+    return ConfigError(f"{key}: {message}", key)
+
+
+register_world("gymnasium", GymnasiumConfig, make, evaluate)

@@ -1,0 +1,38 @@
+"""Command-line plumbing shared by the experiments: each reads a checkpoint, measures, prints a
+table of result rows and may keep the rows as a JSON list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from composable_rl.runtime import configure_cpu
+
+
+def experiment_parser(
+    doc: str | None, checkpoint_help: str = "run dir or checkpoint"
+) -> argparse.ArgumentParser:
+    """A parser that shows the experiment's docstring as written, with --checkpoint and --json."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--checkpoint", type=Path, required=True, help=checkpoint_help)
+    parser.add_argument("--json", type=Path, help="write the rows as a JSON list")
+    return parser
+
+
+def report(rows: list[dict], table: str, json_path: Path | None) -> list[dict]:
+    """Print the rows' table and, given a path, write the rows there; returns the rows."""
+    print(table)
+    if json_path is not None:
+        json_path.write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def run(main: Callable[[], object]) -> None:
+    """Entry point of `python -m experiments.X`: the process-wide CPU settings that train.py's
+    CLI applies, then main() on the command line."""
+    configure_cpu()
+    main()

@@ -1,0 +1,423 @@
+"""check_world: a small correct corridor world passes, and each broken variant is reported with
+a line naming its defect."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+from composable_rl.config import ConfigError, from_dict
+from composable_rl.oracle import TabularMDP
+from composable_rl.registry import make_world, registered_worlds, world_entry
+from composable_rl.world import GoalWorld, LabelledWorld, ObservationSpec, TabularWorld
+from envs.check import WorldContractError, check_world
+
+LENGTH = 5  # cells 0..4; the goals "left" and "right" are the two ends
+
+
+class Corridor:
+    """A 1-D corridor of LENGTH cells: action 0 steps left, 1 right; episodes start inside and
+    end at either end (goal g pays head g), or are truncated after max_steps steps."""
+
+    def __init__(self, num_envs: int = 4) -> None:
+        """A corridor with num_envs slots on the CPU."""
+        self.num_envs = num_envs
+        self.device = torch.device("cpu")
+        self.observation_spec = ObservationSpec((1,), torch.long, "indices", LENGTH)
+        self.num_actions = 2
+        self.head_names = ["left", "right"]
+        self.goal_names = ["left", "right"]
+        self.goal_membership = torch.eye(2, dtype=torch.bool)
+        self.r_max, self.r_min, self.step_reward = 1.0, -1.0, -0.1
+        self.num_states = LENGTH
+        self.goal_slots = None
+        self.max_steps = 3
+        self.alphabet = [frozenset(), frozenset({"l"}), frozenset({"r"})]
+        self.goal_labels = torch.tensor([1, 2])
+        self.cell = torch.zeros(num_envs, dtype=torch.long)
+        self.t = torch.zeros(num_envs, dtype=torch.long)
+        self.rng = torch.Generator()
+
+    def reset(self, seed: int = 0) -> Tensor:
+        """Seed the corridor and start every slot on a random inner cell."""
+        self.rng.manual_seed(seed)
+        self._start(torch.ones(self.num_envs, dtype=torch.bool))
+        return self.cell[:, None].clone()
+
+    def _start(self, mask: Tensor) -> None:
+        """Begin new episodes on the slots of `mask`."""
+        starts = torch.randint(1, LENGTH - 1, (self.num_envs,), generator=self.rng)
+        self.cell = torch.where(mask, starts, self.cell)
+        self.t = torch.where(mask, 0, self.t)
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Move every slot one cell, pay the goal rewards and restart finished slots."""
+        self.cell = (self.cell + 2 * actions - 1).clamp(0, LENGTH - 1)
+        self.t += 1
+        goal = torch.where(self.cell == 0, 0, torch.where(self.cell == LENGTH - 1, 1, -1))
+        terminated = goal >= 0
+        truncated = (self.t >= self.max_steps) & ~terminated
+        paid = torch.where(self.goal_membership[goal.clamp(min=0)], self.r_max, self.r_min)
+        reward = torch.where(terminated[:, None], paid, self.step_reward).float()
+        final_obs = self.cell[:, None].clone()
+        self._start(terminated | truncated)
+        info = {"final_obs": final_obs, "goal": goal}
+        return self.cell[:, None].clone(), reward, terminated, truncated, info
+
+    def tabular_episodes(self) -> tuple[TabularMDP, Tensor, Tensor]:
+        """The corridor as one deterministic layout, every slot from its current cell."""
+        cells = torch.arange(LENGTH)
+        next_state = torch.stack([(cells - 1).clamp(min=0), (cells + 1).clamp(max=LENGTH - 1)], 1)
+        goal = torch.where(next_state == 0, 0, torch.where(next_state == LENGTH - 1, 1, -1))
+        paid = torch.where(self.goal_membership[goal.clamp(min=0)], self.r_max, self.r_min)
+        reward = torch.where((goal >= 0)[..., None], paid, self.step_reward).double()
+        mdp = TabularMDP(
+            next_state=next_state[None],
+            reward=reward[None],
+            terminal=(goal >= 0)[None],
+            goal=goal[None],
+            valid=torch.ones(1, LENGTH, dtype=torch.bool),
+        )
+        return mdp, torch.zeros(self.num_envs, dtype=torch.long), self.cell.clone()
+
+    def goal_observations(self) -> Tensor:
+        """The observation of standing on each goal cell."""
+        return torch.tensor([[0], [LENGTH - 1]])
+
+
+def problems_of(world: object, steps: int = 60) -> list[str]:
+    """The problems check_world reports for `world` (empty for a correct one)."""
+    try:
+        check_world(world, steps=steps)
+    except WorldContractError as err:
+        assert str(err).count("\n") == len(err.problems)  # one line per problem
+        return err.problems
+    return []
+
+
+def assert_reported(problems: list[str], fragment: str) -> None:
+    """Exactly one problem line names `fragment`."""
+    hits = [line for line in problems if fragment in line]
+    assert len(hits) == 1, f"{fragment!r} not reported once in {problems}"
+
+
+def test_correct_corridor_passes_and_claims_its_capabilities():
+    """A correct GoalWorld, TabularWorld and LabelledWorld passes every rule."""
+    world = Corridor()
+    assert isinstance(world, GoalWorld)
+    assert isinstance(world, TabularWorld)
+    assert isinstance(world, LabelledWorld)
+    assert check_world(world) is None
+
+
+def test_error_is_a_value_error_listing_problems():
+    """WorldContractError is a ValueError whose problems are its message lines."""
+    world = Corridor()
+    world.num_actions = 0
+    with pytest.raises(ValueError, match="num_actions: expected an int >= 1, got 0") as caught:
+        check_world(world)
+    assert isinstance(caught.value, WorldContractError)
+    assert caught.value.problems == ["num_actions: expected an int >= 1, got 0"]
+
+
+def test_missing_and_mistyped_core_attributes():
+    """Core attributes: a missing one and a mistyped one are named."""
+    world = Corridor()
+    del world.device
+    world.head_names = ["a", "a"]
+    problems = problems_of(world)
+    assert_reported(problems, "device: missing, expected a torch.device")
+    assert_reported(problems, "head_names: expected a non-empty list of distinct str")
+
+
+class WideReward(Corridor):
+    """Pays three reward columns for two head names."""
+
+    def step(self, actions):
+        """The corridor's step with the first reward column repeated."""
+        obs, reward, terminated, truncated, info = super().step(actions)
+        return obs, torch.cat([reward, reward[:, :1]], 1), terminated, truncated, info
+
+
+def test_reward_wider_than_head_names():
+    """reward [N, K] must have K == len(head_names)."""
+    assert_reported(
+        problems_of(WideReward()),
+        "step() reward shape: expected [4, 2] (num_envs, len(head_names)), got [4, 3]",
+    )
+
+
+class FloatObs(Corridor):
+    """Index observations as float32 instead of the spec's long."""
+
+    def reset(self, seed=0):
+        """The corridor's reset, cast to float."""
+        return super().reset(seed).float()
+
+
+def test_observation_dtype_differs_from_spec():
+    """Observations carry observation_spec.dtype."""
+    assert_reported(
+        problems_of(FloatObs()), "reset() obs dtype: expected torch.int64, got torch.float32"
+    )
+
+
+class FlatObs(Corridor):
+    """Observations [N] instead of [N, 1]."""
+
+    def step(self, actions):
+        """The corridor's step with the observation axis dropped."""
+        obs, reward, terminated, truncated, info = super().step(actions)
+        info["final_obs"] = info["final_obs"][:, 0]
+        return obs[:, 0], reward, terminated, truncated, info
+
+
+def test_observation_of_wrong_shape():
+    """Observations (and final observations) are [N, *spec.shape]."""
+    problems = problems_of(FlatObs())
+    assert_reported(problems, "step() obs shape: expected [4, 1] (batch, *spec.shape), got [4]")
+    assert_reported(problems, "step() info['final_obs'] shape: expected [4, 1]")
+
+
+class NoFinalObs(Corridor):
+    """Forgets info["final_obs"]."""
+
+    def step(self, actions):
+        """The corridor's step without final_obs."""
+        obs, reward, terminated, truncated, info = super().step(actions)
+        del info["final_obs"]
+        return obs, reward, terminated, truncated, info
+
+
+def test_missing_final_obs():
+    """info must hold final_obs."""
+    assert_reported(problems_of(NoFinalObs()), "step() info['final_obs']: missing")
+
+
+class StaleFinalObs(Corridor):
+    """final_obs is the observation before the step, so it differs from obs on running slots."""
+
+    def step(self, actions):
+        """The corridor's step with final_obs taken before moving on running slots."""
+        before = self.cell[:, None].clone()
+        obs, reward, terminated, truncated, info = super().step(actions)
+        finished = (terminated | truncated)[:, None]
+        info["final_obs"] = torch.where(finished, info["final_obs"], before)
+        return obs, reward, terminated, truncated, info
+
+
+def test_final_obs_differs_on_running_slots():
+    """final_obs equals obs on slots that did not finish."""
+    assert_reported(
+        problems_of(StaleFinalObs()), "step() info['final_obs'] on running slots: differs from obs"
+    )
+
+
+class DriftingReset(Corridor):
+    """Ignores part of the seed: every reset starts one cell further along."""
+
+    calls = 0
+
+    def reset(self, seed=0):
+        """The corridor's reset with a seed that grows on every call."""
+        self.calls += 1
+        return super().reset(seed + self.calls)
+
+
+def test_reset_not_deterministic_in_its_seed():
+    """Two runs from the same seed and actions must agree."""
+    assert_reported(
+        problems_of(DriftingReset()),
+        "seeded determinism: two runs of reset(seed=0) with the same actions differ first",
+    )
+
+
+class DoubleEnding(Corridor):
+    """Marks every terminated slot truncated as well."""
+
+    def step(self, actions):
+        """The corridor's step with truncated also set where terminated."""
+        obs, reward, terminated, truncated, info = super().step(actions)
+        return obs, reward, terminated, truncated | terminated, info
+
+
+def test_terminated_and_truncated_together():
+    """A slot is never both terminated and truncated."""
+    assert_reported(problems_of(DoubleEnding()), "step() terminated and truncated: both true")
+
+
+def test_tensors_off_the_world_device():
+    """Observations live on world.device; an unusable device is reported, not raised."""
+    world = Corridor()
+    world.device = torch.device("meta")
+    assert_reported(problems_of(world), "reset() obs device: expected meta (world.device), got cpu")
+    world.device = torch.device("cuda", 99)
+    assert_reported(problems_of(world), "device: creating a tensor on cuda:99 raised")
+
+
+def test_goal_membership_of_wrong_shape():
+    """goal_membership is [len(goal_names), len(head_names)]."""
+    world = Corridor()
+    world.goal_membership = torch.ones(3, 2, dtype=torch.bool)
+    assert_reported(
+        problems_of(world),
+        "GoalWorld goal_membership shape: expected [2, 2] (len(goal_names), len(head_names)), "
+        "got [3, 2]",
+    )
+
+
+class GoalNamesOnly:
+    """A bare world with goal_names but none of GoalWorld's other attributes."""
+
+    def __init__(self) -> None:
+        """Copy the corridor's core attributes and its goal names only."""
+        self.inner = Corridor()
+        for name in ("num_envs", "device", "observation_spec", "num_actions", "head_names"):
+            setattr(self, name, getattr(self.inner, name))
+        self.goal_names = self.inner.goal_names
+
+    def reset(self, seed: int = 0) -> Tensor:
+        """The corridor's reset."""
+        return self.inner.reset(seed)
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """The corridor's step."""
+        return self.inner.step(actions)
+
+
+def test_partial_goal_world_names_the_missing_attributes():
+    """A world with some GoalWorld attributes is told which ones it lacks."""
+    problems = problems_of(GoalNamesOnly())
+    assert problems == [
+        "GoalWorld (partial): has goal_names but lacks goal_membership, r_max, r_min, "
+        "step_reward, num_states, goal_slots"
+    ]
+
+
+class FailingStep(Corridor):
+    """Raises on the third step."""
+
+    steps_taken = 0
+
+    def step(self, actions):
+        """The corridor's step, until the third call."""
+        self.steps_taken += 1
+        if self.steps_taken == 3:
+            raise RuntimeError("corridor exploded")
+        return super().step(actions)
+
+
+def test_step_exception_is_reported_not_raised():
+    """An exception in step() becomes a problem and skips the determinism check."""
+    problems = problems_of(FailingStep())
+    assert_reported(problems, "step() raised RuntimeError: corridor exploded")
+    assert not any("seeded determinism" in line for line in problems)  # skipped
+
+
+def test_reset_exception_is_reported_not_raised():
+    """An exception in reset() becomes the only problem."""
+    world = Corridor()
+    world.reset = lambda seed=0: 1 / 0
+    assert problems_of(world) == ["reset(seed=0) raised ZeroDivisionError: division by zero"]
+
+
+class OutOfRange(Corridor):
+    """Index observations one past num_features."""
+
+    def reset(self, seed=0):
+        """The corridor's reset shifted past the last feature."""
+        return super().reset(seed) + LENGTH
+
+
+def test_index_observation_out_of_range():
+    """Index observations lie in [0, num_features)."""
+    assert_reported(
+        problems_of(OutOfRange()),
+        "reset() obs values: expected in [0, 5) (spec.num_features), got range [",
+    )
+
+
+class SloppyGoals(Corridor):
+    """Never terminates, and names the right-hand goal 2 (there are two goals)."""
+
+    def step(self, actions):
+        """The corridor's step with goal 1 renamed 2 and terminated cleared."""
+        obs, reward, terminated, truncated, info = super().step(actions)
+        info["goal"] = torch.where(info["goal"] == 1, 2, info["goal"])
+        return obs, reward, torch.zeros_like(terminated), truncated, info
+
+
+def test_goal_reached_without_terminating_and_goal_out_of_range():
+    """GoalWorld step rules: goal indices in [-1, G) and goals are terminal."""
+    problems = problems_of(SloppyGoals())
+    assert_reported(problems, "step() info['goal'] values: expected in [-1, 2)")
+    assert_reported(problems, "step() info['goal'] without terminated: slots")
+
+
+class OneActionModel(Corridor):
+    """A tabular model that forgets the second action."""
+
+    def tabular_episodes(self):
+        """The corridor's model with next_state cut to one action."""
+        mdp, which, start = super().tabular_episodes()
+        mdp.next_state = mdp.next_state[..., :1]
+        return mdp, which, start
+
+
+def test_tabular_and_labelled_defects():
+    """TabularWorld model shapes and LabelledWorld label indices."""
+    world = OneActionModel()
+    world.goal_labels = torch.tensor([1, 3])
+    problems = problems_of(world)
+    assert_reported(
+        problems, "TabularWorld tabular_episodes() mdp.next_state shape: expected [1, 5, 2]"
+    )
+    assert_reported(problems, "LabelledWorld goal_labels values: expected in [0, 3)")
+
+
+def test_internal_levels_of_wrong_width():
+    """internal is [N, len(variable_names)]."""
+    world = Corridor()
+    world.variable_names = ["energy"]
+    world.internal = torch.zeros(4, 2)
+    assert_reported(
+        problems_of(world),
+        "InternalLevels internal after reset() shape: expected [4, 1] "
+        "(num_envs, len(variable_names)), got [4, 2]",
+    )
+
+
+class TwoDefects(WideReward, DoubleEnding):
+    """Wide rewards and double endings at once."""
+
+
+def test_two_defects_are_both_reported():
+    """Every defect gets its own line, not just the first one found."""
+    problems = problems_of(TwoDefects())
+    assert_reported(problems, "step() reward shape")
+    assert_reported(problems, "step() terminated and truncated: both true")
+
+
+def test_each_step_defect_is_reported_once_with_its_first_step():
+    """A defect repeated on every step is one line, naming the step it first appeared."""
+    problems = problems_of(WideReward())
+    assert len(problems) == 1
+    assert problems[0].endswith("(first at step 1)")
+
+
+def default_section(name: str) -> object | None:
+    """The default config section of a registered world (None when it needs more keys)."""
+    data = {"name": name, "id": "CartPole-v1"} if name == "gymnasium" else {"name": name}
+    try:
+        return from_dict(world_entry(name).config, data)
+    except ConfigError:
+        return None
+
+
+@pytest.mark.parametrize("name", registered_worlds())
+def test_registered_world_passes(name):
+    """Every registered world, built from its default section, keeps the contract."""
+    section = default_section(name)
+    assert section is not None, f"world {name!r} has no valid default section"
+    check_world(make_world(section, num_envs=3), steps=50)

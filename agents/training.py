@@ -23,13 +23,13 @@ from composable_rl.checkpoint import (
     save_checkpoint,
 )
 from composable_rl.config import Config, ConfigError, save_config, to_dict
-from composable_rl.evaluation import head_return_rows
+from composable_rl.evaluation import exact_head_rows, head_return_rows
 from composable_rl.functional import wrong_goal_penalty
 from composable_rl.logging import Logger, head_tags
 from composable_rl.registry import make_world, world_entry
 from composable_rl.replay import TensorReplay
 from composable_rl.tasks import task_stream
-from composable_rl.world import GoalWorld, World
+from composable_rl.world import GoalWorld, TabularWorld, World
 
 TASK_BLOCK = 64  # training steps of behaviour tasks drawn per call
 
@@ -103,8 +103,9 @@ def epsilon_at(cfg: Config, step: int) -> float:
 
 
 def evaluate_run(agent: MultiHeadSoftQ, cfg: Config, episodes: int) -> list[dict]:
-    """Final evaluation of the greedy policy: the world's own evaluation (e.g. against its exact
-    oracle) where it registered one, else every head's return with a 95% confidence interval."""
+    """Final evaluation of the greedy policy: the world's own evaluation where it registered
+    one; else every head against the exact oracle where the world has a tabular model; else
+    every head's return with a 95% confidence interval."""
     entry = world_entry(cfg.env.name)
 
     def act(obs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -113,7 +114,10 @@ def evaluate_run(agent: MultiHeadSoftQ, cfg: Config, episodes: int) -> list[dict
     with torch.no_grad():
         if entry.evaluate is not None:
             return entry.evaluate(cfg.env, act, episodes, cfg.device)
-        return head_return_rows(build_world(cfg, episodes), act)
+        world = build_world(cfg, episodes)
+        if isinstance(world, TabularWorld):
+            return exact_head_rows(world, act)
+        return head_return_rows(world, act)
 
 
 @dataclass

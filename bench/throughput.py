@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from agents.soft_q import MultiHeadSoftQ
@@ -278,12 +279,14 @@ def bench_sb3(scale: Scale) -> list[Row]:
     except ImportError:
         setting = 'skipped: stable-baselines3 not importable; pip install -e ".[bench]"'
         return [row("sb3-dqn", setting, "skipped", "env-steps/s")]
-    from envs.gym_env import ObjectRoomsEnv, ScalarizedReward
+    from mo_gymnasium.wrappers import LinearReward
+
+    from envs.gym_env import ObjectRoomsEnv
 
     cfg = quickstart(["env.observation=planes"])
     env = ObjectRoomsEnv(**gym_kwargs(cfg.env))
-    weights = [float(name == "blue") for name in env.world.head_names]
-    env = ScalarizedReward(env, weights)
+    weights = np.array([float(name == "blue") for name in env.world.head_names], np.float32)
+    env = LinearReward(env, weights)
     batch = cfg.replay.batch_size
     model = DQN(
         "MlpPolicy",

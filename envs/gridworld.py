@@ -1,11 +1,14 @@
 """Shared grid machinery: ASCII layouts, wall-blocked moves and a counter-based per-slot RNG."""
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 from numbers import Integral
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from composable_rl.config import WorldConfig, doc
 from composable_rl.oracle import TabularMDP
 from composable_rl.world import ObservationSpec
 
@@ -42,6 +45,29 @@ ACTION_NAMES = ("up", "right", "down", "left")
 
 _MASK32 = 0xFFFFFFFF
 _GOLDEN32 = 0x9E3779B9
+
+
+@dataclasses.dataclass
+class GoalGridConfig(WorldConfig):
+    """Keys shared by the goal-reaching gridworlds' config sections."""
+
+    max_steps: int = doc(50, "Steps before an episode is truncated (bootstrapped).", ge=1)
+    r_max: float = doc(2.0, "Terminal reward for reaching a goal the head rewards.")
+    r_min: float = doc(-0.1, "Terminal reward for reaching a goal the head does not reward.")
+    step_reward: float = doc(-0.1, "Reward for every step that reaches no goal.")
+    bound_heads: bool = doc(
+        False, "Add heads MAX and MIN (every goal rewarded with r_max / r_min): NOT needs them."
+    )
+    observation: Literal["indices", "planes"] = doc(
+        "indices",
+        "indices: positions of the ones of the one-hot planes (fast sparse MLP); planes: uint8 "
+        "[C, H, W] one-hot planes (read by a CNN).",
+    )
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """Yield (field, problem) for rules that involve several fields."""
+        if self.r_min >= self.r_max:
+            yield "r_min", f"must be below r_max ({self.r_max}), got {self.r_min}"
 
 
 def parse_layout(layout: str | Sequence[str]) -> Tensor:

@@ -1,4 +1,5 @@
-"""Gymnasium faces of the batched worlds (N = 1, same engine), plus a scalarising wrapper."""
+"""Gymnasium faces of the batched worlds (N = 1, same engine); MO-Gymnasium's LinearReward
+turns their vector reward into a scalar one."""
 
 from typing import Any
 
@@ -88,24 +89,3 @@ class OfficeEnv(ObjectRoomsEnv):
         label = int(self.world.labels(self.world.agent)[0])
         info["propositions"] = sorted(self.world.alphabet[label])
         return obs, reward, terminated, truncated, info
-
-
-class ScalarizedReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Turns the [K] vector reward into the float `reward @ weights` (plain scalar-reward env)."""
-
-    def __init__(self, env: gym.Env, weights: Any) -> None:
-        gym.utils.RecordConstructorArgs.__init__(self, weights=np.asarray(weights).tolist())
-        gym.Wrapper.__init__(self, env)
-        space = env.get_wrapper_attr("reward_space")
-        self.weights = np.asarray(weights, dtype=np.float32)
-        if self.weights.shape != space.shape:
-            raise ValueError(f"weights must have shape {space.shape}, got {self.weights.shape}")
-        ends = np.stack([self.weights * space.low, self.weights * space.high])
-        self.reward_space = spaces.Box(
-            float(ends.min(0).sum()), float(ends.max(0).sum()), shape=(), dtype=np.float32
-        )
-
-    def step(self, action: int) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        """Step the inner env and scalarise its reward vector."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, float(reward @ self.weights), terminated, truncated, info

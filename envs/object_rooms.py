@@ -2,17 +2,24 @@
 
 import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from composable_rl.config import WorldConfig, doc
+from composable_rl.config import doc
 from composable_rl.evaluation import exact_head_rows
 from composable_rl.registry import Act, register_world
 from composable_rl.world import BOUND_HEADS
-from envs.gridworld import NUM_ACTIONS, GoalEpisodes, check_names, hash_bits, move, parse_layout
+from envs.gridworld import (
+    NUM_ACTIONS,
+    GoalEpisodes,
+    GoalGridConfig,
+    check_names,
+    hash_bits,
+    move,
+    parse_layout,
+)
 from envs.render import colours_rgb, draw_grid, shape_glyphs
 
 
@@ -217,7 +224,7 @@ class ObjectRooms(GoalEpisodes):
 
 
 @dataclasses.dataclass
-class ObjectRoomsConfig(WorldConfig):
+class ObjectRoomsConfig(GoalGridConfig):
     """object_rooms: objects with a colour and a shape; one head per colour and per shape."""
 
     name: str = doc("object_rooms", "This world.")
@@ -232,19 +239,6 @@ class ObjectRoomsConfig(WorldConfig):
         None,
         "[row, col] per object in colour-major order; null = random placement every episode.",
         ge=0,
-    )
-    max_steps: int = doc(50, "Steps before an episode is truncated (bootstrapped).", ge=1)
-    r_max: float = doc(2.0, "Terminal reward for collecting an object the head rewards.")
-    r_min: float = doc(-0.1, "Terminal reward for collecting an object the head does not reward.")
-    step_reward: float = doc(-0.1, "Reward for every step that collects no object.")
-    bound_heads: bool = doc(
-        False,
-        "Add heads MAX and MIN (every object rewarded with r_max / r_min): Boolean NOT needs them.",
-    )
-    observation: Literal["indices", "planes"] = doc(
-        "indices",
-        "indices: positions of the ones of the one-hot planes (fast sparse MLP); "
-        "planes: uint8 [C, H, W] one-hot planes (read by a CNN).",
     )
 
     def problems(self) -> Iterator[tuple[str, str]]:
@@ -268,8 +262,7 @@ class ObjectRoomsConfig(WorldConfig):
             for i, position in enumerate(self.object_positions):
                 if len(position) != 2:
                     yield f"object_positions[{i}]", f"expected [row, col], got {position!r}"
-        if self.r_min >= self.r_max:
-            yield "r_min", f"must be below r_max ({self.r_max}), got {self.r_min}"
+        yield from super().problems()
 
 
 def make_object_rooms(section: ObjectRoomsConfig, num_envs: int, device: str) -> ObjectRooms:

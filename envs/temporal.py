@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from composable_rl.config import WorldConfig, doc
+from composable_rl.config import doc
 from composable_rl.evaluation import exact_head_rows
 from composable_rl.functional import wrong_goal_penalty
 from composable_rl.ltl import from_ltl
@@ -22,6 +22,7 @@ from composable_rl.oracle import product_steps
 from composable_rl.registry import Act, register_world
 from composable_rl.reward_machine import RewardMachine
 from composable_rl.reward_machine_yaml import load_reward_machine
+from envs.gridworld import GoalGridConfig
 from envs.office import ALPHABET, PROPOSITIONS, OfficeWorld
 
 TEMPORAL_KEYS = ("task", "start", "success", "steps", "oracle_steps", "violations")
@@ -168,18 +169,11 @@ def evaluate_temporal(
 
 
 @dataclasses.dataclass
-class OfficeConfig(WorldConfig):
+class OfficeConfig(GoalGridConfig):
     """office: the Office world of Toro Icarte et al. (2018), propositions a-g and n."""
 
     name: str = doc("office", "This world.")
 
-    max_steps: int = doc(50, "Steps before an episode is truncated (bootstrapped).", ge=1)
-    r_max: float = doc(2.0, "Terminal reward for reaching a cell of the head's proposition.")
-    r_min: float = doc(-0.1, "Terminal reward for reaching any other labelled cell.")
-    step_reward: float = doc(-0.1, "Reward for every step that reaches no labelled cell.")
-    bound_heads: bool = doc(
-        False, "Add heads MAX and MIN (every goal rewarded with r_max / r_min) for Boolean NOT."
-    )
     starts: Literal["anywhere", "unlabelled", "standard"] = doc(
         "anywhere",
         "Start cells: uniform over all cells, over cells without a proposition, or the standard "
@@ -191,16 +185,10 @@ class OfficeConfig(WorldConfig):
         "reward-machine YAML file, with the machine state in the observation (the baseline for "
         "skill machines); empty = the primitive tasks.",
     )
-    observation: Literal["indices", "planes"] = doc(
-        "indices",
-        "indices: the agent cell as an index (fast sparse MLP); planes: uint8 [C, H, W] agent "
-        "and proposition planes (read by a CNN). A temporal task observes indices only.",
-    )
 
     def problems(self) -> Iterator[tuple[str, str]]:
         """Yield (field, problem) for rules that involve several fields."""
-        if self.r_min >= self.r_max:
-            yield "r_min", f"must be below r_max ({self.r_max}), got {self.r_min}"
+        yield from super().problems()
         if self.task and self.observation != "indices":
             yield "observation", "a temporal task observes (cell, machine state) as indices only"
 

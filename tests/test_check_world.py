@@ -8,82 +8,10 @@ import torch
 from torch import Tensor
 
 from composable_rl.config import ConfigError, from_dict
-from composable_rl.oracle import TabularMDP
 from composable_rl.registry import make_world, registered_worlds, world_entry
-from composable_rl.world import GoalWorld, LabelledWorld, ObservationSpec, TabularWorld
+from composable_rl.world import GoalWorld, LabelledWorld, TabularWorld
 from envs.check import WorldContractError, check_world
-
-LENGTH = 5  # cells 0..4; the goals "left" and "right" are the two ends
-
-
-class Corridor:
-    """A 1-D corridor of LENGTH cells: action 0 steps left, 1 right; episodes start inside and
-    end at either end (goal g pays head g), or are truncated after max_steps steps."""
-
-    def __init__(self, num_envs: int = 4) -> None:
-        """A corridor with num_envs slots on the CPU."""
-        self.num_envs = num_envs
-        self.device = torch.device("cpu")
-        self.observation_spec = ObservationSpec((1,), torch.long, "indices", LENGTH)
-        self.num_actions = 2
-        self.head_names = ["left", "right"]
-        self.goal_names = ["left", "right"]
-        self.goal_membership = torch.eye(2, dtype=torch.bool)
-        self.r_max, self.r_min, self.step_reward = 1.0, -1.0, -0.1
-        self.num_states = LENGTH
-        self.goal_slots = None
-        self.max_steps = 3
-        self.alphabet = [frozenset(), frozenset({"l"}), frozenset({"r"})]
-        self.goal_labels = torch.tensor([1, 2])
-        self.cell = torch.zeros(num_envs, dtype=torch.long)
-        self.t = torch.zeros(num_envs, dtype=torch.long)
-        self.rng = torch.Generator()
-
-    def reset(self, seed: int = 0) -> Tensor:
-        """Seed the corridor and start every slot on a random inner cell."""
-        self.rng.manual_seed(seed)
-        self._start(torch.ones(self.num_envs, dtype=torch.bool))
-        return self.cell[:, None].clone()
-
-    def _start(self, mask: Tensor) -> None:
-        """Begin new episodes on the slots of `mask`."""
-        starts = torch.randint(1, LENGTH - 1, (self.num_envs,), generator=self.rng)
-        self.cell = torch.where(mask, starts, self.cell)
-        self.t = torch.where(mask, 0, self.t)
-
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        """Move every slot one cell, pay the goal rewards and restart finished slots."""
-        self.cell = (self.cell + 2 * actions - 1).clamp(0, LENGTH - 1)
-        self.t += 1
-        goal = torch.where(self.cell == 0, 0, torch.where(self.cell == LENGTH - 1, 1, -1))
-        terminated = goal >= 0
-        truncated = (self.t >= self.max_steps) & ~terminated
-        paid = torch.where(self.goal_membership[goal.clamp(min=0)], self.r_max, self.r_min)
-        reward = torch.where(terminated[:, None], paid, self.step_reward).float()
-        final_obs = self.cell[:, None].clone()
-        self._start(terminated | truncated)
-        info = {"final_obs": final_obs, "goal": goal}
-        return self.cell[:, None].clone(), reward, terminated, truncated, info
-
-    def tabular_episodes(self) -> tuple[TabularMDP, Tensor, Tensor]:
-        """The corridor as one deterministic layout, every slot from its current cell."""
-        cells = torch.arange(LENGTH)
-        next_state = torch.stack([(cells - 1).clamp(min=0), (cells + 1).clamp(max=LENGTH - 1)], 1)
-        goal = torch.where(next_state == 0, 0, torch.where(next_state == LENGTH - 1, 1, -1))
-        paid = torch.where(self.goal_membership[goal.clamp(min=0)], self.r_max, self.r_min)
-        reward = torch.where((goal >= 0)[..., None], paid, self.step_reward).double()
-        mdp = TabularMDP(
-            next_state=next_state[None],
-            reward=reward[None],
-            terminal=(goal >= 0)[None],
-            goal=goal[None],
-            valid=torch.ones(1, LENGTH, dtype=torch.bool),
-        )
-        return mdp, torch.zeros(self.num_envs, dtype=torch.long), self.cell.clone()
-
-    def goal_observations(self) -> Tensor:
-        """The observation of standing on each goal cell."""
-        return torch.tensor([[0], [LENGTH - 1]])
+from tests.corridor_world import Corridor
 
 
 def problems_of(world: object, steps: int = 60) -> list[str]:
@@ -327,7 +255,7 @@ class OutOfRange(Corridor):
 
     def reset(self, seed=0):
         """The corridor's reset shifted past the last feature."""
-        return super().reset(seed) + LENGTH
+        return super().reset(seed) + self.length
 
 
 def test_index_observation_out_of_range():

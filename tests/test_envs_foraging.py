@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from composable_rl.world import GoalWorld
 from envs.foraging import DEFAULT_HAZARD, DEFAULT_RESOURCES, ForagingEnv, ForagingWorld
 from envs.gridworld import move
-from envs.gym_env import ScalarizedReward
+from tests.scalarize import scalarized
 
 UP, RIGHT, DOWN, LEFT = range(4)
 FOOD, WATER, SALT = 1 * 11 + 1, 1 * 11 + 9, 9 * 11 + 5  # flat cells of the default resources
@@ -223,8 +223,8 @@ def test_gymnasium_face():
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", message=".*different from the unwrapped")
         warnings.filterwarnings("ignore", message=".*alternative render modes")
-        check_env(ScalarizedReward(ForagingEnv(render_mode="rgb_array"), np.ones(3)))
-        check_env(ScalarizedReward(ForagingEnv(internal_in_obs=True, regrow=2), np.ones(3)))
+        check_env(scalarized(ForagingEnv(render_mode="rgb_array"), np.ones(3)))
+        check_env(scalarized(ForagingEnv(internal_in_obs=True, regrow=2), np.ones(3)))
     env = ForagingEnv(start=(1, 2), max_steps=2)
     obs, _ = env.reset(seed=5)
     assert obs.tolist() == [13] and env.reward_space.shape == (3,)

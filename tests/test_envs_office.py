@@ -14,8 +14,9 @@ from composable_rl.oracle import product_steps, task_reward, world_value_iterati
 from composable_rl.registry import make_world
 from envs import OFFICE_ID
 from envs.gridworld import tabulate
-from envs.gym_env import OfficeEnv, ScalarizedReward
+from envs.gym_env import OfficeEnv
 from envs.office import LABELLED, START, OfficeWorld, cell_of, transition_table, xy_of
+from tests.scalarize import scalarized
 
 UP, RIGHT, DOWN, LEFT = range(4)
 TABLE = transition_table()
@@ -162,4 +163,4 @@ def test_make_world_and_gymnasium_face():
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", message=".*different from the unwrapped")
         warnings.filterwarnings("ignore", message=".*alternative render modes")
-        check_env(ScalarizedReward(OfficeEnv(render_mode="rgb_array"), np.eye(8)[5]))
+        check_env(scalarized(OfficeEnv(render_mode="rgb_array"), np.eye(8)[5]))

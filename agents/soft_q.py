@@ -91,6 +91,10 @@ class MultiHeadSoftQ(nn.Module):
             actions = torch.where(explore, uniform, actions)
         return actions
 
+    def greedy(self, obs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Greedy actions on the linearly composed Q (what evaluation runs)."""
+        return self.act(obs, weights, alpha=0.0)
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step on every head; returns detached diagnostics (no host sync)."""
         n = batch.obs.shape[0]

@@ -39,9 +39,9 @@ def build_world(cfg: Config, num_envs: int | None = None) -> World:
     a value becomes a ConfigError naming the env section."""
     try:
         return make_world(cfg.env, num_envs, cfg.device)
-    except (ValueError, TypeError) as err:
-        if isinstance(err, ConfigError):
-            raise
+    except ConfigError:
+        raise
+    except ValueError as err:
         raise ConfigError(f"env ({cfg.env.name}): {err}", "env") from err
 
 
@@ -107,17 +107,13 @@ def evaluate_run(agent: MultiHeadSoftQ, cfg: Config, episodes: int) -> list[dict
     one; else every head against the exact oracle where the world has a tabular model; else
     every head's return with a 95% confidence interval."""
     entry = world_entry(cfg.env.name)
-
-    def act(obs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return agent.act(obs, weights, alpha=0.0)
-
     with torch.no_grad():
         if entry.evaluate is not None:
-            return entry.evaluate(cfg.env, act, episodes, cfg.device)
+            return entry.evaluate(cfg.env, agent.greedy, episodes, cfg.device)
         world = build_world(cfg, episodes)
         if isinstance(world, TabularWorld):
-            return exact_head_rows(world, act)
-        return head_return_rows(world, act)
+            return exact_head_rows(world, agent.greedy)
+        return head_return_rows(world, agent.greedy)
 
 
 @dataclass

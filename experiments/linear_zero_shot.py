@@ -17,10 +17,9 @@ import torch
 from tqdm import tqdm
 
 from agents.composition import load, resolve
-from agents.soft_q import MultiHeadSoftQ
 from agents.training import build_world, train
 from composable_rl.checkpoint import load_meta
-from composable_rl.evaluation import Act, evaluate
+from composable_rl.evaluation import evaluate
 from composable_rl.world import BOUND_HEADS, TabularWorld
 from experiments.common import experiment_parser, report, run
 
@@ -30,11 +29,6 @@ def random_weights(head_names: list[str], count: int, seed: int) -> torch.Tensor
     gen = torch.Generator().manual_seed(seed)
     base = torch.tensor([name not in BOUND_HEADS for name in head_names])
     return (2 * torch.rand(count, len(head_names), generator=gen) - 1) * base
-
-
-def greedy(agent: MultiHeadSoftQ) -> Act:
-    """The greedy policy on the linearly composed values."""
-    return lambda obs, weights: agent.act(obs, weights, alpha=0.0)
 
 
 def table(rows: list[dict]) -> str:
@@ -86,7 +80,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for i, w in enumerate(tqdm(random_weights(world.head_names, args.vectors, args.seed))):
         with torch.no_grad():
-            composed = evaluate(build_world(cfg, args.episodes), greedy(agent), w)
+            composed = evaluate(build_world(cfg, args.episodes), agent.greedy, w)
         row = {
             "weights": [round(x, 3) for x in w.tolist()],
             "oracle_return": composed["oracle_return"],
@@ -104,7 +98,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             train(direct_cfg, run_dir, progress=False)
             _, _, direct_agent = load(run_dir)
             with torch.no_grad():
-                direct = evaluate(build_world(cfg, args.episodes), greedy(direct_agent), w)
+                direct = evaluate(build_world(cfg, args.episodes), direct_agent.greedy, w)
             row.update(
                 direct_return=direct["return"], direct_normalized=direct["normalized_return"]
             )

@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 
 from agents.training import build_world, train
+from composable_rl.checkpoint import CheckpointFormatError, CheckpointMismatchError
 from composable_rl.config import ConfigError, describe, load_config
 from composable_rl.logging import format_table
 from composable_rl.registry import world_entry
 from composable_rl.runtime import configure_cpu
-from envs.check import WorldContractError, check_world
+from envs.check import WorldContractError, check_world  # importing envs registers its worlds
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     command = shlex.join([sys.executable, *sys.argv])
     try:
         result = train(cfg, run_dir, args.resume is not None, not args.no_progress, command)
-    except ConfigError as err:
+    except (ConfigError, FileNotFoundError, CheckpointMismatchError, CheckpointFormatError) as err:
         sys.exit(f"train.py: {source}: {err}")
     print(f"run directory: {run_dir}")
     if result["eval"]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+import envs  # noqa: F401  (registers the built-in worlds where entry points are not installed)
 from agents.composition import (
     all_boolean_tasks,
     evaluate_task,

@@ -63,6 +63,17 @@ class WorldConfig:
     num_envs: int = doc(64, "Environments stepped together as one batch.", ge=1)
 
     @classmethod
+    def upgrade(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A section saved in the earlier single-schema format (every world's keys at once, the
+        foraging keys under `foraging`) as the chosen world's own section; others unchanged."""
+        if cls is not WorldConfig or not isinstance(data.get("foraging"), Mapping):
+            return data
+        name = data.get("name", WorldConfig.name)
+        merged = {**data, **data["foraging"]} if name == "foraging" else dict(data)
+        keys = {f.name for f in dataclasses.fields(cls.variant(data, ""))}
+        return {key: value for key, value in merged.items() if key in keys}
+
+    @classmethod
     def variant(cls, data: Mapping[str, Any], path: str) -> type:
         """The registered section class of `data['name']` (this class's subclasses are final)."""
         if cls is not WorldConfig:
@@ -196,6 +207,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
         raise ConfigError(f"{where}: expected a section of keys, got {_show(data)}", path)
     variant = getattr(cls, "variant", None)
     if variant is not None:
+        data = cls.upgrade(data)
         cls = variant(data, path)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:

@@ -3,7 +3,7 @@ adapter, Gymnasium faces of the gridworlds, and `check_world` for user worlds.""
 
 import gymnasium
 
-from envs import foraging, object_rooms, temporal
+from envs import foraging, gymnasium_world, object_rooms, temporal
 
 OBJECT_ROOMS_ID = "composable_rl/ObjectRooms-v0"
 OFFICE_ID = "composable_rl/Office-v0"
@@ -17,4 +17,12 @@ for _id, _entry in (
     if _id not in gymnasium.registry:
         gymnasium.register(id=_id, entry_point=_entry, disable_env_checker=True)
 
-__all__ = ["FORAGING_ID", "OBJECT_ROOMS_ID", "OFFICE_ID", "foraging", "object_rooms", "temporal"]
+__all__ = [
+    "FORAGING_ID",
+    "OBJECT_ROOMS_ID",
+    "OFFICE_ID",
+    "foraging",
+    "gymnasium_world",
+    "object_rooms",
+    "temporal",
+]

@@ -173,14 +173,14 @@ class GymnasiumWorld:
 def make(section: GymnasiumConfig, num_envs: int, device: str) -> GymnasiumWorld:
     """A world of `num_envs` copies of the section's environment; bad settings raise ConfigError
     naming the key (checked on one probe copy made in this process)."""
-    if section.oracle:
-        _import_path(section.oracle, "oracle")  # fail now, not at the evaluation after training
     probe = make_env(section)
     try:
         _check_actions(probe.action_space, section.id)
         spec, convert = observation_codec(probe.observation_space, section.id)
         width = _reward_width(probe)
         heads = _head_names(width, section.heads)
+        if section.oracle:  # fail now, not at the evaluation after training
+            _oracle_returns(section, len(heads))
     except ConfigError:
         probe.close()
         raise
@@ -343,6 +343,8 @@ def _oracle_returns(section: GymnasiumConfig, width: int) -> tuple[list[float], 
     env = make_env(section)
     try:
         optimal, random = oracle(env)
+    except Exception as err:  # a user's function on this env: name it and what it raised
+        raise _error("oracle", f"{section.oracle}(env) raised {type(err).__name__}: {err}") from err
     finally:
         env.close()
     optimal = torch.as_tensor(optimal, dtype=torch.float64).flatten().tolist()

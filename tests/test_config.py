@@ -312,3 +312,29 @@ def test_every_world_section_is_listed_and_an_unknown_world_is_named():
         load_config(None, ["env.name=ofice"])
     with pytest.raises(ConfigError, match="env.name: world 'nowhere_pkg:grid': cannot import"):
         load_config(None, ["env.name=nowhere_pkg:grid"])
+
+
+def test_a_section_saved_in_the_single_schema_format_still_loads():
+    old = {
+        "name": "foraging",
+        "num_envs": 8,
+        "layout": "four_rooms",
+        "colours": ["beige"],
+        "heads": [],
+        "max_steps": 100,
+        "r_max": 2.0,
+        "starts": "anywhere",
+        "task": "",
+        "foraging": {"reward": "drive_reduction", "regrow": 0, "levels_bins": 5},
+        "observation": "indices",
+    }
+    env = from_dict(Config, {"env": old}).env
+    assert (env.name, env.reward, env.levels_bins, env.max_steps) == (
+        "foraging",
+        "drive_reduction",
+        5,
+        100,
+    )
+    rooms = from_dict(Config, {"env": {**old, "name": "object_rooms"}}).env
+    assert (rooms.name, rooms.colours, rooms.max_steps) == ("object_rooms", ["beige"], 100)
+    assert not hasattr(rooms, "starts") and not hasattr(rooms, "foraging")

@@ -3,7 +3,7 @@ adapter, Gymnasium faces of the gridworlds, and `check_world` for user worlds.""
 
 import gymnasium
 
-from envs import foraging, gymnasium_world, object_rooms, temporal
+from envs import foraging, object_rooms, temporal
 
 OBJECT_ROOMS_ID = "composable_rl/ObjectRooms-v0"
 OFFICE_ID = "composable_rl/Office-v0"
@@ -22,7 +22,6 @@ __all__ = [
     "OBJECT_ROOMS_ID",
     "OFFICE_ID",
     "foraging",
-    "gymnasium_world",
     "object_rooms",
     "temporal",
 ]

@@ -37,9 +37,9 @@ from composable_rl.evaluation import evaluate_levels, exact_head_rows, head_retu
 from composable_rl.homeostasis import drive_reduction_reward, load_value_program
 from composable_rl.oracle import TabularMDP
 from composable_rl.registry import Act, register_world
-from composable_rl.world import ObservationSpec
 from envs.gridworld import (
     NUM_ACTIONS,
+    PlanesOrIndices,
     Seed,
     check_names,
     hash_bits,
@@ -95,7 +95,7 @@ RESOURCE_RGB = {
 SPENT_RGB = (200, 200, 200)
 
 
-class ForagingWorld:
+class ForagingWorld(PlanesOrIndices):
     """N foraging worlds sharing one map; state in tensors, per-slot counter-based RNG.
 
     State: `agent` [N] flat cell, `internal` [N, V] float32 levels, `wait` [N, C] long steps until
@@ -269,13 +269,6 @@ class ForagingWorld:
         if not bool(((low >= 0) & (low <= high) & (high <= 1)).all()):
             raise ValueError("initial levels and ranges must satisfy 0 <= low <= high <= 1")
         return low, high
-
-    @property
-    def observation_spec(self) -> ObservationSpec:
-        """planes: a uint8 image [C, H, W]; indices: the ones of a multi-hot vector."""
-        if self.observation == "planes":
-            return ObservationSpec(tuple(self.obs_shape), self.obs_dtype, "image")
-        return ObservationSpec(tuple(self.obs_shape), self.obs_dtype, "indices", self.num_features)
 
     def tabular_episodes(self) -> tuple[TabularMDP, Tensor, Tensor]:
         """The one exact model every slot plays (regrow = 0 only) and each slot's start cell."""

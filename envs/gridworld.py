@@ -164,7 +164,19 @@ def redraw(
     return tuple(replaced)
 
 
-class GoalEpisodes:
+class PlanesOrIndices:
+    """The observation spec of a gridworld that observes either one-hot planes or the indices of
+    their ones (`observation`, `obs_shape`, `obs_dtype` and `num_features` set by the world)."""
+
+    @property
+    def observation_spec(self) -> ObservationSpec:
+        """planes: a uint8 image [C, H, W]; indices: the ones of a multi-hot vector."""
+        if self.observation == "planes":
+            return ObservationSpec(tuple(self.obs_shape), self.obs_dtype, "image")
+        return ObservationSpec(tuple(self.obs_shape), self.obs_dtype, "indices", self.num_features)
+
+
+class GoalEpisodes(PlanesOrIndices):
     """Episode bookkeeping shared by the goal-reaching worlds.
 
     The world provides num_envs, max_steps, device and the pure pieces sample_layout(seeds,
@@ -175,13 +187,6 @@ class GoalEpisodes:
     """
 
     goal_slots: Tensor | None = None
-
-    @property
-    def observation_spec(self) -> ObservationSpec:
-        """planes: a uint8 image [C, H, W]; indices: the ones of a multi-hot vector."""
-        if self.observation == "planes":
-            return ObservationSpec(tuple(self.obs_shape), self.obs_dtype, "image")
-        return ObservationSpec(tuple(self.obs_shape), self.obs_dtype, "indices", self.num_features)
 
     @property
     def num_states(self) -> int:

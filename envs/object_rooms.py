@@ -8,8 +8,7 @@ import torch
 from torch import Tensor
 
 from composable_rl.config import doc
-from composable_rl.evaluation import exact_head_rows
-from composable_rl.registry import Act, register_world
+from composable_rl.registry import register_world
 from composable_rl.world import BOUND_HEADS
 from envs.gridworld import (
     NUM_ACTIONS,
@@ -284,11 +283,4 @@ def make_object_rooms(section: ObjectRoomsConfig, num_envs: int, device: str) ->
     )
 
 
-def evaluate_object_rooms(
-    section: ObjectRoomsConfig, act: Act, episodes: int, device: str
-) -> list[dict]:
-    """Every head's greedy return beside the exact oracle's, one episode per slot."""
-    return exact_head_rows(make_object_rooms(section, episodes, device), act)
-
-
-register_world("object_rooms", ObjectRoomsConfig, make_object_rooms, evaluate_object_rooms)
+register_world("object_rooms", ObjectRoomsConfig, make_object_rooms)

@@ -1,4 +1,9 @@
-"""Atomic checkpoint directories: safetensors weights, weights-only optimizer state, JSON meta."""
+"""Atomic checkpoint directories: safetensors weights, weights-only optimizer state, JSON meta,
+and optionally the compressed state of the run (replay, random-number states, open episodes).
+
+A checkpoint is written into a temporary directory and renamed into place, so `step_<N>` always
+holds a complete checkpoint or none; one with a non-finite value is never written or loaded.
+"""
 
 import dataclasses
 import json
@@ -8,12 +13,16 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
 from safetensors.torch import load_file, save_file
+from safetensors.torch import save as save_tensors
 from torch import nn
 
 from composable_rl.config import to_dict
@@ -22,6 +31,7 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 META_FILE = "meta.json"
+RUN_STATE_FILE = "run_state.safetensors.zz"  # zlib-compressed safetensors
 _REQUIRED_META = ("step", "head_names", "config")
 _STEP_DIR = re.compile(r"step_(\d+)")
 
@@ -34,6 +44,19 @@ class CheckpointFormatError(ValueError):
     """The checkpoint has an unsupported format version or content that cannot be read safely."""
 
 
+class NonFiniteError(ValueError):
+    """Weights or optimizer state hold NaN or infinity: the run that made them diverged."""
+
+
+def nonfinite(tensors: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
+    """Names of the floating-point tensors that hold NaN or infinity."""
+    return [
+        name
+        for name, value in tensors
+        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+
+
 def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
     """Conventional checkpoint location `<run_dir>/checkpoints/step_<step>`."""
     return Path(run_dir) / "checkpoints" / f"step_{step}"
@@ -44,23 +67,42 @@ def save_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None,
     meta: Mapping[str, Any],
+    run_state: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically, so `path` always holds a complete checkpoint (or none)."""
+    """Write a checkpoint atomically, so `path` always holds a complete checkpoint (or none).
+
+    Refuses (NonFiniteError, nothing written) weights or optimizer state with NaN or infinity.
+    `run_state` (tensors by name) is stored compressed beside the weights. Files and the
+    directory get the permissions the user's umask gives new files.
+    """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} exists and is not a checkpoint directory")
     meta_text = json.dumps(_full_meta(meta), indent=2)
+    weights = _portable_state(model)
+    optimizer_state = optimizer.state_dict() if optimizer is not None else None
+    bad = nonfinite(weights.items()) + nonfinite(_optimizer_tensors(optimizer_state))
+    if bad:
+        raise NonFiniteError(
+            f"refusing to write checkpoint {path}: non-finite values in {_some(bad)}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    mask = _umask()
     try:
-        save_file(_portable_state(model), str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        tmp.chmod(0o777 & ~mask)
+        save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "pt"})
         _fsync(tmp / MODEL_FILE)
-        if optimizer is not None:
+        if optimizer_state is not None:
             with open(tmp / OPTIMIZER_FILE, "wb") as f:
-                torch.save(optimizer.state_dict(), f)
+                torch.save(optimizer_state, f)
             _fsync(tmp / OPTIMIZER_FILE)
+        if run_state is not None:
+            _write_run_state(tmp / RUN_STATE_FILE, run_state)
         (tmp / META_FILE).write_text(meta_text)
         _fsync(tmp / META_FILE)
+        for file in tmp.iterdir():  # safetensors creates its files with mode 0600
+            file.chmod(0o666 & ~mask)
         _fsync(tmp)
         _move_into_place(tmp, path)
     except BaseException:
@@ -85,6 +127,11 @@ def load_meta(path: str | Path) -> dict[str, Any]:
             f"{path}: unsupported checkpoint format_version {version!r}; "
             f"this code reads version {FORMAT_VERSION}"
         )
+    missing = [key for key in _REQUIRED_META if key not in meta]
+    if missing:
+        raise CheckpointFormatError(f"{meta_file} lacks the keys {missing}")
+    if not isinstance(meta["step"], int) or not isinstance(meta["config"], dict):
+        raise CheckpointFormatError(f"{meta_file}: 'step' must be an integer, 'config' a mapping")
     return meta
 
 
@@ -96,17 +143,29 @@ def load_checkpoint(
     goal_names: Sequence[str] | None = None,
     map_location: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Restore weights (and optimizer state) after checking head and goal names; return meta."""
+    """Restore weights (and optimizer state) after checking head and goal names; return meta.
+
+    A damaged file (truncated, not safetensors) or a non-finite value is a CheckpointFormatError
+    naming the file; nothing is loaded then.
+    """
     path = Path(path)
     meta = load_meta(path)
     _check_names("heads", meta.get("head_names", []), head_names)
     _check_names("goals", meta.get("goal_names", []), goal_names)
     model_file = _require(path, MODEL_FILE)
     optimizer_file = _require(path, OPTIMIZER_FILE) if optimizer is not None else None
-    weights = load_file(model_file, device=str(map_location))
+    try:
+        weights = load_file(model_file, device=str(map_location))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointFormatError(f"{model_file} is damaged: {err}") from err
     optimizer_state = None
     if optimizer_file is not None:
         optimizer_state = _load_weights_only(optimizer_file, map_location)
+    bad = nonfinite(weights.items()) + nonfinite(_optimizer_tensors(optimizer_state))
+    if bad:
+        raise CheckpointFormatError(
+            f"{path} holds non-finite values in {_some(bad)} (written by a run that diverged)"
+        )
     _check_shapes(weights, model.state_dict())
     model.load_state_dict(weights)
     if optimizer is not None:
@@ -130,17 +189,45 @@ def _check_shapes(saved: Mapping[str, torch.Tensor], current: Mapping[str, torch
         )
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The complete `step_<N>` checkpoint with the largest N under `<run_dir>/checkpoints`."""
+def load_run_state(path: str | Path) -> dict[str, torch.Tensor] | None:
+    """The run state saved with checkpoint `path`, or None if it was saved without one."""
+    file = Path(path) / RUN_STATE_FILE
+    if not file.is_file():
+        return None
+    try:
+        return load_tensors(zlib.decompress(file.read_bytes()))
+    except (zlib.error, SafetensorError) as err:
+        raise CheckpointFormatError(f"{file} is damaged: {err}") from err
+
+
+def checkpoints(run_dir: str | Path) -> list[Path]:
+    """The complete `step_<N>` checkpoints under `<run_dir>/checkpoints`, newest (largest N)
+    first."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
-        return None
+        return []
     found = [
         (int(match.group(1)), entry)
         for entry in root.iterdir()
         if (match := _STEP_DIR.fullmatch(entry.name)) and (entry / META_FILE).is_file()
     ]
-    return max(found)[1] if found else None
+    return [entry for _, entry in sorted(found, reverse=True)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The complete `step_<N>` checkpoint with the largest N under `<run_dir>/checkpoints`."""
+    found = checkpoints(run_dir)
+    return found[0] if found else None
+
+
+def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
+    """Delete all but the `keep_last` newest checkpoints (0 keeps all); returns those deleted."""
+    if keep_last <= 0:
+        return []
+    stale = checkpoints(run_dir)[keep_last:]
+    for entry in stale:
+        shutil.rmtree(entry, ignore_errors=True)
+    return stale
 
 
 def _full_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -155,6 +242,41 @@ def _full_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     if dataclasses.is_dataclass(full["config"]):
         full["config"] = to_dict(full["config"])
     return full
+
+
+def _optimizer_tensors(state: Mapping[str, Any] | None) -> list[tuple[str, torch.Tensor]]:
+    """(name, tensor) pairs of an optimizer state dict's per-parameter state."""
+    if state is None:
+        return []
+    return [
+        (f"optimizer.state.{index}.{key}", value)
+        for index, slots in state.get("state", {}).items()
+        for key, value in slots.items()
+        if isinstance(value, torch.Tensor)
+    ]
+
+
+def _some(names: Sequence[str]) -> str:
+    """Up to three names and how many more, for one-line messages."""
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return ", ".join(names[:3]) + more
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_run_state(file: Path, state: Mapping[str, torch.Tensor]) -> None:
+    """Tensors by name as zlib-compressed safetensors (fast level: replay is large)."""
+    tensors = {
+        name: value.detach().cpu().clone(memory_format=torch.contiguous_format)
+        for name, value in state.items()
+    }
+    file.write_bytes(zlib.compress(save_tensors(tensors), 1))
+    _fsync(file)
 
 
 def _portable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -221,3 +343,5 @@ def _load_weights_only(file: Path, map_location: str | torch.device) -> Any:
         raise CheckpointFormatError(
             f"{file} holds objects outside torch's weights-only allowlist; refusing to load it"
         ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointFormatError(f"{file} is damaged: {err}") from err

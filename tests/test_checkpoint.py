@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from composable_rl import checkpoint as ckpt
@@ -220,3 +221,67 @@ def test_weights_of_another_shape_are_refused_before_loading(tmp_path):
     with pytest.raises(CheckpointMismatchError, match=r"weight: checkpoint \(2, 3\) != model"):
         load_checkpoint(path, large)
     assert torch.equal(large.weight, before)
+
+
+def test_non_finite_weights_are_never_written_nor_loaded(tmp_path):
+    model, opt = trained(0)
+    with torch.no_grad():
+        model.body.weight[0, 0] = float("nan")
+    with pytest.raises(ckpt.NonFiniteError, match=r"non-finite values in body.weight"):
+        save_checkpoint(tmp_path / "ck", model, opt, meta())
+    assert not list(tmp_path.iterdir())
+    good, _ = trained(1)
+    path = save_checkpoint(tmp_path / "ok", good, None, meta())
+    weights = {k: v.clone() for k, v in good.state_dict().items()}
+    weights["out.bias"][1] = float("inf")
+    save_file(
+        {k: v.contiguous() for k, v in weights.items() if k != "tied.weight"},
+        str(path / ckpt.MODEL_FILE),
+    )
+    with pytest.raises(CheckpointFormatError, match="non-finite values in out.bias"):
+        load_checkpoint(path, trained(2)[0])
+
+
+@pytest.mark.parametrize("name", [ckpt.MODEL_FILE, ckpt.OPTIMIZER_FILE])
+def test_truncated_files_are_format_errors(tmp_path, name):
+    model, opt = trained(0)
+    path = save_checkpoint(tmp_path / "ck", model, opt, meta())
+    file = path / name
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    fresh, fresh_opt = trained(1)
+    with pytest.raises(CheckpointFormatError, match=f"{name} is damaged"):
+        load_checkpoint(path, fresh, fresh_opt)
+
+
+@pytest.mark.parametrize("missing", ["config", "step"])
+def test_meta_without_config_or_step_is_a_format_error(tmp_path, missing):
+    model, _ = trained(0)
+    path = save_checkpoint(tmp_path / "ck", model, None, meta())
+    data = json.loads((path / ckpt.META_FILE).read_text())
+    del data[missing]
+    (path / ckpt.META_FILE).write_text(json.dumps(data))
+    with pytest.raises(CheckpointFormatError, match=rf"lacks the keys \['{missing}'\]"):
+        load_meta(path)
+
+
+def test_run_state_round_trip_and_damage(tmp_path):
+    model, _ = trained(0)
+    state = {"replay.obs": torch.arange(12).reshape(3, 4), "rng": torch.ByteTensor([1, 2])}
+    path = save_checkpoint(tmp_path / "ck", model, None, meta(), run_state=state)
+    loaded = ckpt.load_run_state(path)
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+    assert ckpt.load_run_state(save_checkpoint(tmp_path / "plain", model, None, meta())) is None
+    file = path / ckpt.RUN_STATE_FILE
+    file.write_bytes(file.read_bytes()[:-10])
+    with pytest.raises(CheckpointFormatError, match=f"{ckpt.RUN_STATE_FILE} is damaged"):
+        ckpt.load_run_state(path)
+
+
+def test_prune_keeps_the_newest(tmp_path):
+    model, _ = trained(0)
+    for step in (5, 40, 300, 2000):
+        save_checkpoint(checkpoint_dir(tmp_path, step), model, None, meta(step))
+    assert ckpt.prune_checkpoints(tmp_path, 0) == []
+    removed = ckpt.prune_checkpoints(tmp_path, 2)
+    assert [p.name for p in removed] == ["step_40", "step_5"]
+    assert [p.name for p in ckpt.checkpoints(tmp_path)] == ["step_2000", "step_300"]

@@ -1,9 +1,15 @@
-"""Process-wide CPU settings that the command-line tools apply once, before any tensor work."""
+"""Process-wide CPU settings: memory and denormals (applied once by the command-line tools) and
+the share of the cores a training run takes when other runs are live on the same machine."""
 
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
+import tempfile
+import uuid
+from pathlib import Path
+from types import TracebackType
 
 import torch
 
@@ -11,6 +17,7 @@ M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
 HEAP_UP_TO = 32 << 20  # glibc's largest mmap threshold on 64-bit: buffers up to 32 MiB
 KEEP_FREE = 1 << 30  # free heap memory kept instead of handed back to the kernel
+DEFAULT_THREADS = torch.get_num_threads()  # torch's choice for this machine, before any change
 
 
 def configure_cpu() -> bool:
@@ -32,3 +39,58 @@ def configure_cpu() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, HEAP_UP_TO)) and bool(
         mallopt(M_TRIM_THRESHOLD, KEEP_FREE)
     )
+
+
+class CoreShare:
+    """Runs on one machine split its cores: each takes cores // (live runs) torch threads.
+
+    Inside `with`, this run is listed in a per-user directory of live runs (a file named by its
+    process id; files of dead processes are ignored and removed). OpenMP threads that wait for
+    work spin on their core, so two runs of two threads each on two cores starve each other
+    (about 25% of solo speed each); one thread each keeps both near solo speed, and a run alone
+    keeps every core. `threads()` is cheap enough to recheck at every log interval.
+    """
+
+    def __init__(self, cores: int | None = None, directory: Path | None = None) -> None:
+        self.cores = cores or DEFAULT_THREADS
+        self.directory = directory or Path(tempfile.gettempdir()) / f"composable_rl-{os.getuid()}"
+        self.entry = self.directory / f"{os.getpid()}.{uuid.uuid4().hex[:8]}.run"
+
+    def __enter__(self) -> CoreShare:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.entry.touch()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.entry.unlink(missing_ok=True)
+
+    def live_runs(self) -> int:
+        """Runs listed whose process is alive (this one included); stale entries are removed."""
+        live = 0
+        for entry in self.directory.glob("*.run"):
+            pid = entry.name.split(".")[0]
+            if pid.isdigit() and _alive(int(pid)):
+                live += 1
+            else:
+                entry.unlink(missing_ok=True)
+        return max(live, 1)
+
+    def threads(self) -> int:
+        """This run's share of the cores, at least one thread."""
+        return max(1, self.cores // self.live_runs())
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

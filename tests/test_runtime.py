@@ -1,4 +1,5 @@
-"""configure_cpu: denormals flushed and batch-sized buffers reused without page faults."""
+"""configure_cpu: denormals flushed and batch-sized buffers reused without page faults;
+CoreShare: runs on one machine split its cores."""
 
 import subprocess
 import sys
@@ -39,3 +40,22 @@ def test_configure_cpu_keeps_step_buffers_mapped():
     assert tuned
     assert faults < 0.1 * observation_bytes / page_bytes
     assert denormal == 0.0
+
+
+def test_core_share_splits_cores_between_live_runs(tmp_path):
+    from composable_rl.runtime import CoreShare
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    stale = tmp_path / f"{finished.pid}.0.run"  # a run whose process has ended
+    with CoreShare(cores=4, directory=tmp_path) as first:
+        assert first.threads() == 4
+        with CoreShare(cores=4, directory=tmp_path) as second:
+            assert first.threads() == second.threads() == 2
+            with CoreShare(cores=4, directory=tmp_path), CoreShare(cores=4, directory=tmp_path):
+                assert first.threads() == 1
+        assert first.threads() == 4
+    assert not list(tmp_path.glob("*.run"))
+    stale.touch()
+    with CoreShare(cores=2, directory=tmp_path) as alone:
+        assert alone.threads() == 2 and not stale.exists()

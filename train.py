@@ -4,6 +4,10 @@
     python train.py --resume runs/<run-name> [--set total_steps=400000]
     python train.py --help-config
 
+Checkpoints land every `checkpoint.minutes` (5 by default), at the end, and on SIGINT or
+SIGTERM: the run then writes one at the current step and exits with status 128 + the signal
+number (a second Ctrl-C exits at once); `--resume` continues it. A run whose loss or weights
+become non-finite stops with status 1 before any checkpoint holds them.
 Every env slot pursues its own behaviour task (a base head or a weight vector over the heads),
 while all heads learn off-policy from the shared tensor replay. The run directory holds the
 resolved config, the command line, TensorBoard logs, checkpoints and the final evaluation.
@@ -14,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
-from agents.training import build_world, train
+from agents.training import TrainingDiverged, build_world, train
 from composable_rl.checkpoint import CheckpointFormatError, CheckpointMismatchError
 from composable_rl.config import ConfigError, describe, load_config
 from composable_rl.logging import format_table
@@ -51,6 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def fail(message: str, status: int = 2) -> NoReturn:
+    """Exit with one line on stderr: status 2 for a usage or config error."""
+    print(f"train.py: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Load the config, check a user world, train, print the final evaluation."""
     args = parse_args(argv)
@@ -59,14 +71,14 @@ def main(argv: list[str] | None = None) -> None:
         print(describe())
         return
     if args.resume is None and args.config is None:
-        sys.exit("train.py: give --config FILE or --resume RUN_DIR (see --help)")
+        fail("give --config FILE or --resume RUN_DIR (see --help)")
     source = args.resume / "config.yaml" if args.resume else args.config
     try:
         cfg = load_config(source, args.overrides)
         if not world_entry(cfg.env.name).make.__module__.startswith("envs."):
             check_world(build_world(cfg))
     except (ConfigError, WorldContractError) as err:
-        sys.exit(f"train.py: {source}: {err}")
+        fail(f"{source}: {err}")
     if args.resume is not None:
         run_dir = args.resume
     else:
@@ -76,11 +88,25 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = train(cfg, run_dir, args.resume is not None, not args.no_progress, command)
     except (ConfigError, FileNotFoundError, CheckpointMismatchError, CheckpointFormatError) as err:
-        sys.exit(f"train.py: {source}: {err}")
+        fail(f"{source}: {err}")
+    except TrainingDiverged as err:
+        fail(str(err), 1)
+    except KeyboardInterrupt:
+        fail(f"stopped at once; checkpoints so far are in {run_dir}", 128 + signal.SIGINT)
+    sig = result["interrupted"]
+    if sig is not None:
+        fail(
+            f"{sig.name} at step {result['step']:,}: checkpoint {result['checkpoint']}; "
+            f"continue with: python train.py --resume {run_dir}",
+            128 + sig,
+        )
     print(f"run directory: {run_dir}")
     if result["eval"]:
         print(format_table(result["eval"]))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        fail("interrupted before training began; nothing was written", 128 + signal.SIGINT)

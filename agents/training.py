@@ -8,7 +8,10 @@ resolved config, TensorBoard logs, checkpoints and the final evaluation.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,19 +20,25 @@ from tqdm import tqdm
 
 from agents.soft_q import MultiHeadSoftQ
 from composable_rl.checkpoint import (
+    CheckpointFormatError,
     checkpoint_dir,
-    latest_checkpoint,
+    checkpoints,
     load_checkpoint,
+    load_run_state,
+    nonfinite,
+    prune_checkpoints,
     save_checkpoint,
 )
-from composable_rl.config import Config, ConfigError, save_config, to_dict
+from composable_rl.config import Config, ConfigError, save_config, to_dict, validate
 from composable_rl.evaluation import exact_head_rows, head_return_rows
 from composable_rl.functional import wrong_goal_penalty
+from composable_rl.interrupts import StopRequests
 from composable_rl.logging import Logger, head_tags
 from composable_rl.registry import make_world, world_entry
 from composable_rl.replay import TensorReplay
-from composable_rl.tasks import task_stream
-from composable_rl.world import GoalWorld, TabularWorld, World
+from composable_rl.runtime import CoreShare
+from composable_rl.tasks import TaskStream
+from composable_rl.world import GoalWorld, ResumableWorld, TabularWorld, World
 
 TASK_BLOCK = 64  # training steps of behaviour tasks drawn per call
 
@@ -135,6 +144,120 @@ class EpisodeStats:
         self.counts.index_add_(0, slot, done.to(ep_return.dtype))
 
 
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss or weight stopped the run; the message says when and what to change."""
+
+
+def divergence_message(cfg: Config, step: int, last_checkpoint: Path | None) -> str:
+    """Where the run diverged, what is safe on disk, and the knobs that usually cause it."""
+    kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint"
+    clip = cfg.agent.max_grad_norm
+    return (
+        f"training diverged: non-finite TD loss or weights at step {step:,}; nothing was written "
+        f"after it, {kept}. Likely fixes: lower agent.lr (now {cfg.agent.lr:g}), "
+        f"clip gradients with agent.max_grad_norm (now {clip:g}"
+        f"{', i.e. off' if clip == 0 else ''}), scale the rewards down or lower agent.gamma "
+        f"(now {cfg.agent.gamma:g})."
+    )
+
+
+def follow_share(share: CoreShare | nullcontext) -> None:
+    """Set torch's threads to this run's share of the cores (a fixed `torch_threads` stays)."""
+    if isinstance(share, CoreShare) and (threads := share.threads()) != torch.get_num_threads():
+        torch.set_num_threads(threads)
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse, before any work, a run directory that cannot be created or written."""
+    existing = next(path for path in (run_dir, *run_dir.parents) if path.exists())
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    else:
+        return
+    raise ConfigError(f"runs_dir: cannot create the run directory {run_dir}: {problem}", "runs_dir")
+
+
+def _prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`tensors` with names `prefix.name` (one flat safetensors namespace per run state)."""
+    return {f"{prefix}.{name}": value for name, value in tensors.items()}
+
+
+def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors of `state` named `prefix.name`, by `name`."""
+    return {
+        name.removeprefix(f"{prefix}."): v
+        for name, v in state.items()
+        if name.startswith(f"{prefix}.")
+    }
+
+
+def run_state(
+    world: World,
+    replay: TensorReplay,
+    tasks: TaskStream,
+    gen: torch.Generator,
+    loop: dict[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """Everything besides weights and optimizer that a resumed run needs to continue exactly:
+    replay, behaviour tasks, random-number states, the loop's tensors and the open episodes
+    (where the world can save them)."""
+    state = {
+        **_prefixed("loop", loop),
+        **_prefixed("replay", replay.state_dict()),
+        **_prefixed("tasks", tasks.state_dict()),
+        "rng.generator": gen.get_state(),
+        "rng.torch": torch.get_rng_state(),
+    }
+    if isinstance(world, ResumableWorld):
+        state.update(_prefixed("world", world.state_dict()))
+    return state
+
+
+def restore_run_state(
+    state: dict[str, torch.Tensor],
+    world: World,
+    replay: TensorReplay,
+    tasks: TaskStream,
+    gen: torch.Generator,
+) -> dict[str, torch.Tensor] | None:
+    """Put a `run_state` back; returns the loop's tensors, or None when the world could not save
+    its episodes (the run then continues from fresh ones, with replay and generators restored)."""
+    try:
+        replay.load_state_dict(_part(state, "replay"))
+        tasks.load_state_dict(_part(state, "tasks"))
+        gen.set_state(state["rng.generator"])
+        torch.set_rng_state(state["rng.torch"])
+        episodes = _part(state, "world")
+        if not (episodes and isinstance(world, ResumableWorld)):
+            return None
+        world.load_state_dict(episodes)
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise ConfigError(f"the saved run state does not fit this config: {err}") from err
+    device = replay.device
+    return {name: value.to(device) for name, value in _part(state, "loop").items()}
+
+
+def resume_checkpoint(
+    run_dir: Path, agent: MultiHeadSoftQ, goal_names: list[str]
+) -> tuple[Path, dict, dict[str, torch.Tensor] | None]:
+    """Load the newest usable checkpoint of `run_dir`, skipping damaged ones with a warning;
+    returns its path, meta and saved run state (None if saved without one)."""
+    found = checkpoints(run_dir)
+    if not found:
+        raise FileNotFoundError(f"no checkpoint to resume from under {run_dir}/checkpoints")
+    for path in found:
+        try:
+            meta = load_checkpoint(
+                path, agent, agent.optimizer, head_names=agent.head_names, goal_names=goal_names
+            )
+            return path, meta, load_run_state(path)
+        except CheckpointFormatError as err:
+            print(f"warning: skipping damaged checkpoint {path}: {err}", file=sys.stderr)
+    raise FileNotFoundError(f"no usable checkpoint under {run_dir}/checkpoints (all damaged)")
+
+
 def train(
     cfg: Config,
     run_dir: Path,
@@ -145,24 +268,31 @@ def train(
     """Runs (or resumes) training in `run_dir`; returns the final evaluation and counters.
 
     The run directory is created only once the world and agent are built, so a config that
-    fails to build leaves nothing behind; `command` is appended to its command.txt.
+    fails to build leaves nothing behind; `command` is appended to its command.txt. Checkpoints
+    land every `checkpoint.every` steps and `checkpoint.minutes`, at the end, and when SIGINT or
+    SIGTERM arrives: the run then stops with `interrupted` naming the signal. A non-finite loss
+    or weight raises TrainingDiverged before any checkpoint holds it.
     """
+    validate(cfg)
+    check_run_dir(run_dir)
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     world, agent = build(cfg)
     spec = world.observation_spec
-    step = 0
+    n, k, dev = world.num_envs, len(world.head_names), cfg.device
+    step, saved, last_checkpoint = 0, None, None
     if resume:
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise FileNotFoundError(f"no checkpoint to resume from under {run_dir}/checkpoints")
-        goal_names = getattr(world, "goal_names", [])
-        meta = load_checkpoint(
-            ckpt, agent, agent.optimizer, head_names=agent.head_names, goal_names=goal_names
+        last_checkpoint, meta, saved = resume_checkpoint(
+            run_dir, agent, getattr(world, "goal_names", [])
         )
-        step, agent.updates = meta["step"], meta["updates"]
-    run_dir.mkdir(parents=True, exist_ok=True)
+        step, agent.updates = meta["step"], meta.get("updates", 0)
+        exact = ", with its replay and random-number state" if saved is not None else ""
+        print(f"resuming from {last_checkpoint} (step {step:,}){exact}", file=sys.stderr)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"runs_dir: cannot create the run directory {run_dir}: {err}") from err
     if command is not None:
         with (run_dir / "command.txt").open("a") as f:
             f.write(command + "\n")
@@ -170,7 +300,6 @@ def train(
     logger = Logger(run_dir)
     logger.hparams_table(to_dict(cfg))
 
-    n, k, dev = world.num_envs, len(world.head_names), cfg.device
     gen = torch.Generator(dev).manual_seed(cfg.seed + 7919 * step)
     replay = TensorReplay(cfg.replay.capacity, spec.shape, k, spec.dtype, dev)
     updates_per_step = cfg.replay.replay_ratio * n / cfg.replay.batch_size
@@ -178,7 +307,7 @@ def train(
 
     obs = world.reset(seed=cfg.seed * 1_000_003 + step)
     tcfg = cfg.tasks
-    tasks = task_stream(
+    tasks = TaskStream(
         n,
         TASK_BLOCK,
         num_heads=k,
@@ -190,6 +319,20 @@ def train(
     )
     task_w, task_id = next(tasks)
     ep_return = torch.zeros(n, device=dev)
+    credit = torch.zeros((), dtype=torch.float64)
+    if saved is not None:
+        loop = restore_run_state(saved, world, replay, tasks, gen)
+        if loop is None:
+            print(
+                f"warning: the {cfg.env.name} world cannot save its episodes: the run resumes "
+                "from fresh ones, so it is not bit-identical to an uninterrupted run",
+                file=sys.stderr,
+            )
+            task_w, task_id = next(tasks)
+        else:
+            obs, task_w, task_id = loop["obs"], loop["task_w"], loop["task_id"]
+            ep_return, credit = loop["ep_return"], loop["credit"].cpu()
+    credit = float(credit)
     stats = EpisodeStats.zeros(k, dev)
     sums = {
         "td_loss": torch.zeros((), device=dev),
@@ -197,8 +340,11 @@ def train(
         "q_mean": torch.zeros(k, device=dev),
         "entropy": torch.zeros((), device=dev),
     }
-    n_updates, credit = 0, 0.0
+    first_bad = torch.full((), -1, dtype=torch.long, device=dev)  # step of a non-finite loss
+    n_updates = 0
     last_log, t_log, steps_at_log = step, time.perf_counter(), step
+    minutes = cfg.checkpoint.minutes
+    next_save = time.monotonic() + minutes * 60 if minutes > 0 else float("inf")
     bar = tqdm(
         total=cfg.total_steps,
         initial=step,
@@ -209,7 +355,17 @@ def train(
         disable=not progress,
     )
 
-    def checkpoint() -> None:
+    def check_finite() -> None:
+        bad = int(first_bad)
+        if bad >= 0 or nonfinite(agent.named_parameters()):
+            bar.close()
+            raise TrainingDiverged(
+                divergence_message(cfg, bad if bad >= 0 else step, last_checkpoint)
+            )
+
+    def checkpoint() -> Path:
+        nonlocal last_checkpoint, next_save
+        check_finite()
         meta = {
             "step": step,
             "updates": agent.updates,
@@ -217,77 +373,104 @@ def train(
             "goal_names": getattr(world, "goal_names", []),
             "config": to_dict(cfg),
         }
-        save_checkpoint(checkpoint_dir(run_dir, step), agent, agent.optimizer, meta)
-
-    while step < cfg.total_steps:
-        actions = agent.act(obs, task_w, epsilon_at(cfg, step), generator=gen)
-        next_obs, reward, terminated, truncated, info = world.step(actions)
-        replay.add(obs, actions, reward, terminated, info["final_obs"], info.get("goal"))
-        ep_return += (reward * task_w).sum(1)
-        done = terminated | truncated
-        stats.add(done, ep_return, task_id)
-        ep_return.masked_fill_(done, 0.0)
-        new_w, new_id = next(tasks)
-        task_w = torch.where(done[:, None], new_w, task_w)
-        task_id = torch.where(done, new_id, task_id)
-        obs = next_obs
-        step += n
-        bar.update(n)
-
-        if len(replay) >= learning_starts:
-            credit += updates_per_step
-            while credit >= 1.0:
-                metrics = agent.update(replay.sample(cfg.replay.batch_size, gen))
-                for key, value in metrics.items():
-                    sums[key] += value
-                n_updates += 1
-                credit -= 1.0
-
-        if step - last_log >= cfg.log_every or step >= cfg.total_steps:
-            now = time.perf_counter()
-            sps = (step - steps_at_log) / max(now - t_log, 1e-9)
-            counts = stats.counts.tolist()
-            returns = stats.returns.tolist()
-            scalars = {
-                "charts/SPS": sps,
-                "charts/epsilon": epsilon_at(cfg, step),
-                "charts/updates": agent.updates,
+        state = None
+        if cfg.checkpoint.replay:
+            loop = {
+                "obs": obs,
+                "task_w": task_w,
+                "task_id": task_id,
+                "ep_return": ep_return,
+                "credit": torch.tensor(credit, dtype=torch.float64),
             }
-            if sum(counts) > 0:
-                scalars["charts/episodic_return"] = sum(returns) / sum(counts)
-            for name, c, r in zip(world.head_names + ["mixed"], counts, returns, strict=True):
-                if c > 0:
-                    scalars[f"tasks/{name}/episodic_return"] = r / c
-            if n_updates:
-                scalars["losses/td_loss"] = sums["td_loss"] / n_updates
-                scalars["policy/entropy"] = sums["entropy"] / n_updates
-                scalars.update(
-                    head_tags(
-                        world.head_names, sums["td_error"] / n_updates, sums["q_mean"] / n_updates
-                    )
-                )
-            logger.scalars(scalars, step)
-            bar.set_postfix(
-                sps=f"{sps:,.0f}",
-                ret=f"{scalars.get('charts/episodic_return', 0):.2f}",
-                upd=agent.updates,
-            )
-            stats = EpisodeStats.zeros(k, dev)
-            for value in sums.values():
-                value.zero_()
-            n_updates, last_log, t_log, steps_at_log = 0, step, now, step
+            state = run_state(world, replay, tasks, gen, loop)
+        path = save_checkpoint(checkpoint_dir(run_dir, step), agent, agent.optimizer, meta, state)
+        prune_checkpoints(run_dir, cfg.checkpoint.keep_last)
+        last_checkpoint = path
+        if minutes > 0:
+            next_save = time.monotonic() + minutes * 60
+        return path
 
-        if (
-            cfg.checkpoint_every
-            and step // cfg.checkpoint_every > (step - n) // cfg.checkpoint_every
-        ):
-            checkpoint()
-    bar.close()
-    checkpoint()
+    share = CoreShare() if cfg.torch_threads == 0 else nullcontext()
+    with StopRequests() as stop, share:
+        follow_share(share)
+        while step < cfg.total_steps and stop.signal is None:
+            actions = agent.act(obs, task_w, epsilon_at(cfg, step), generator=gen)
+            next_obs, reward, terminated, truncated, info = world.step(actions)
+            replay.add(obs, actions, reward, terminated, info["final_obs"], info.get("goal"))
+            ep_return += (reward * task_w).sum(1)
+            done = terminated | truncated
+            stats.add(done, ep_return, task_id)
+            ep_return.masked_fill_(done, 0.0)
+            new_w, new_id = next(tasks)
+            task_w = torch.where(done[:, None], new_w, task_w)
+            task_id = torch.where(done, new_id, task_id)
+            obs = next_obs
+            step += n
+            bar.update(n)
+
+            if len(replay) >= learning_starts:
+                credit += updates_per_step
+                while credit >= 1.0:
+                    metrics = agent.update(replay.sample(cfg.replay.batch_size, gen))
+                    for key, value in metrics.items():
+                        sums[key] += value
+                    bad_now = (first_bad < 0) & ~torch.isfinite(metrics["td_loss"])
+                    first_bad = torch.where(bad_now, step, first_bad)
+                    n_updates += 1
+                    credit -= 1.0
+
+            if step - last_log >= cfg.log_every or step >= cfg.total_steps:
+                check_finite()
+                follow_share(share)
+                now = time.perf_counter()
+                sps = (step - steps_at_log) / max(now - t_log, 1e-9)
+                counts = stats.counts.tolist()
+                returns = stats.returns.tolist()
+                scalars = {
+                    "charts/SPS": sps,
+                    "charts/threads": torch.get_num_threads(),
+                    "charts/epsilon": epsilon_at(cfg, step),
+                    "charts/updates": agent.updates,
+                }
+                if sum(counts) > 0:
+                    scalars["charts/episodic_return"] = sum(returns) / sum(counts)
+                for name, c, r in zip(world.head_names + ["mixed"], counts, returns, strict=True):
+                    if c > 0:
+                        scalars[f"tasks/{name}/episodic_return"] = r / c
+                if n_updates:
+                    scalars["losses/td_loss"] = sums["td_loss"] / n_updates
+                    scalars["policy/entropy"] = sums["entropy"] / n_updates
+                    scalars.update(
+                        head_tags(
+                            world.head_names,
+                            sums["td_error"] / n_updates,
+                            sums["q_mean"] / n_updates,
+                        )
+                    )
+                logger.scalars(scalars, step)
+                bar.set_postfix(
+                    sps=f"{sps:,.0f}",
+                    ret=f"{scalars.get('charts/episodic_return', 0):.2f}",
+                    upd=agent.updates,
+                )
+                stats = EpisodeStats.zeros(k, dev)
+                for value in sums.values():
+                    value.zero_()
+                n_updates, last_log, t_log, steps_at_log = 0, step, now, step
+
+            every = cfg.checkpoint.every
+            if (every and step // every > (step - n) // every) or time.monotonic() >= next_save:
+                checkpoint()
+        bar.close()
+        final = checkpoint()
 
     close = getattr(world, "close", None)
     if callable(close):
         close()
+    result = {"step": step, "updates": agent.updates, "checkpoint": final, "eval": []}
+    if stop.signal is not None:
+        logger.close()
+        return {**result, "interrupted": stop.signal}
     rows = evaluate_run(agent, cfg, cfg.eval_episodes) if cfg.eval_episodes > 0 else []
     for row in rows:
         tag = f"eval/{row['task']}" + (f"/{row['start']}" if "start" in row else "")
@@ -295,4 +478,4 @@ def train(
         logger.scalars({f"{tag}/{key}": value for key, value in numbers.items()}, step)
     logger.close()
     (run_dir / "eval.json").write_text(json.dumps(rows, indent=2))
-    return {"step": step, "updates": agent.updates, "eval": rows}
+    return {**result, "eval": rows, "interrupted": None}

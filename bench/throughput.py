@@ -57,7 +57,7 @@ class Scale:
 
 
 FULL = Scale(seconds=1.0, warmup=20, train_steps=600_000, learning_starts=None, sb3_steps=20_000)
-QUICK = Scale(seconds=0.02, warmup=2, train_steps=2_048, learning_starts=512, sb3_steps=1_200)
+QUICK = Scale(seconds=0.02, warmup=2, train_steps=4_096, learning_starts=512, sb3_steps=1_200)
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,8 @@ def train_seconds(overrides: Sequence[str]) -> float:
 
 
 def bench_end_to_end(scale: Scale) -> list[Row]:
-    """Env-steps/s of real training, excluding warm-up: (T - L) / (time(T) - time(L)) steps.
+    """Env-steps/s of real training, excluding warm-up: (T - W) / (time(T) - time(W)) steps,
+    where a run of W = L + N steps fills replay and makes one step of updates.
 
     The quickstart as shipped first, then with fewer envs per batch for reference.
     """
@@ -256,14 +257,15 @@ def bench_end_to_end(scale: Scale) -> list[Row]:
                 f"replay.capacity={capacity}",
                 f"env.num_envs={envs}",
             ]
-            warm = train_seconds([*common, f"total_steps={starts}"])
+            warm_steps = -(-starts // envs) * envs + envs  # replay filled, one step of updates
+            warm = train_seconds([*common, f"total_steps={warm_steps}"])
             full = train_seconds([*common, f"total_steps={scale.train_steps}"])
             which = "quickstart" if envs == base.env.num_envs else "quickstart with"
             setting = (
                 f"replay ratio {ratio:g}, {which} N={envs}, batch {base.replay.batch_size}, "
-                f"{scale.train_steps:,} steps, excl. first {starts:,} (difference of two runs)"
+                f"{scale.train_steps:,} steps, excl. first {warm_steps:,} (difference of two runs)"
             )
-            rate = (scale.train_steps - starts) / max(full - warm, 1e-9)
+            rate = (scale.train_steps - warm_steps) / max(full - warm, 1e-9)
             rows.append(row("end-to-end", setting, rate, "env-steps/s"))
     return rows
 

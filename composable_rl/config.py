@@ -175,19 +175,42 @@ class TaskConfig:
 
 
 @dataclasses.dataclass
+class CheckpointConfig:
+    """When checkpoints are written and what they hold. A run also writes one at its end and
+    when it is interrupted (SIGINT or SIGTERM)."""
+
+    every: int = doc(0, "Environment steps between checkpoints; 0 = none by steps.", ge=0)
+    minutes: float = doc(5.0, "Wall-clock minutes between checkpoints; 0 = none by time.", ge=0)
+    keep_last: int = doc(
+        3, "Newest checkpoints kept; older ones are deleted as new ones land; 0 = keep all.", ge=0
+    )
+    replay: bool = doc(
+        False,
+        "Also save the replay buffer, every random-number state and the open episodes "
+        "(compressed), so that a resumed run continues exactly as if never stopped: the same "
+        "weights on the same machine. Without it a resumed run refills replay from fresh "
+        "episodes before it updates again.",
+    )
+
+
+@dataclasses.dataclass
 class Config:
     """One experiment: run settings plus the env, agent, replay and task sections."""
 
-    seed: int = doc(0, "Seed of every random number generator.", ge=0)
+    seed: int = doc(0, "Seed of every random number generator.", ge=0, le=2**32 - 1)
     total_steps: int = doc(200_000, "Environment steps to train for (global_step units).", ge=1)
     device: str = doc("cpu", "Torch device for network, replay and envs, e.g. cpu or cuda.")
-    torch_threads: int = doc(0, "CPU threads for torch; 0 = torch default.", ge=0)
+    torch_threads: int = doc(
+        0,
+        "CPU threads for torch; 0 = this run's share of the cores: all of them when it runs "
+        "alone, cores // N while N training runs are live on the machine (rechecked at every "
+        "log interval).",
+        ge=0,
+    )
     run_name: str = doc("", "Run directory name; empty = <config stem>_<seed>_<timestamp>.")
     runs_dir: str = doc("runs", "Directory that holds the run directories.")
     log_every: int = doc(5_000, "Environment steps between log flushes.", ge=1)
-    checkpoint_every: int = doc(
-        0, "Environment steps between checkpoints; 0 = only at the end.", ge=0
-    )
+    checkpoint: CheckpointConfig = doc(CheckpointConfig, "Checkpoints.")
     eval_episodes: int = doc(200, "Episodes per evaluation.", ge=0)
     env: WorldConfig = dataclasses.field(
         default_factory=lambda: from_dict(WorldConfig, {}, "env"),
@@ -197,6 +220,27 @@ class Config:
     replay: ReplayConfig = doc(ReplayConfig, "Replay buffer and update schedule.")
     tasks: TaskConfig = doc(TaskConfig, "Behaviour tasks and exploration.")
 
+    @classmethod
+    def upgrade(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A config saved before the checkpoint section: `checkpoint_every` = `checkpoint.every`."""
+        if "checkpoint_every" not in data:
+            return data
+        upgraded = {key: value for key, value in data.items() if key != "checkpoint_every"}
+        section = data.get("checkpoint")
+        section = dict(section) if isinstance(section, Mapping) else {}
+        upgraded["checkpoint"] = {"every": data["checkpoint_every"], **section}
+        return upgraded
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """Yield (field, problem) for rules that involve several sections."""
+        starts = min(self.replay.learning_starts, self.replay.capacity)
+        if starts >= self.total_steps:
+            yield (
+                "replay.learning_starts",
+                f"updates begin after {starts} steps, but total_steps is {self.total_steps}: "
+                "the run would never learn",
+            )
+
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T:
     """Build dataclass `cls` from nested mappings, rejecting unknown keys, bad types and ranges."""
@@ -205,9 +249,11 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
     if not isinstance(data, Mapping):
         where = path or "config"
         raise ConfigError(f"{where}: expected a section of keys, got {_show(data)}", path)
+    upgrade = getattr(cls, "upgrade", None)
+    if upgrade is not None:
+        data = upgrade(data)
     variant = getattr(cls, "variant", None)
     if variant is not None:
-        data = cls.upgrade(data)
         cls = variant(data, path)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
@@ -233,6 +279,12 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
     for item in overrides:
         _apply_override(data, item)
     return from_dict(Config, data)
+
+
+def validate(cfg: T) -> T:
+    """`cfg` checked again like a loaded one (a config built with `dataclasses.replace` skips
+    the checks); a ConfigError names the first problem."""
+    return from_dict(type(cfg), to_dict(cfg))
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -425,7 +477,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {err}") from err
     if data is None:
-        return {}
+        raise ConfigError(
+            f"{path}: the file is empty; give at least the keys that differ from "
+            "the defaults (see --help-config)"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at top level, got {_show(data)}")
     return data

@@ -26,6 +26,8 @@ class TensorReplay:
     `next_obs` is the real final observation, not the first one of the next episode.
     """
 
+    FIELDS = ("obs", "next_obs", "action", "reward", "terminated", "goal")
+
     def __init__(
         self,
         capacity: int,
@@ -73,6 +75,29 @@ class TensorReplay:
         self.goal[idx] = -1 if goal is None else goal
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The filled part of every field plus the ring's position (what a resumed run needs)."""
+        state = {name: getattr(self, name)[: self.size] for name in self.FIELDS}
+        return {**state, "pos": torch.tensor(self.pos), "size": torch.tensor(self.size)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Refill from a `state_dict` of a buffer with the same capacity and field shapes."""
+        size = int(state["size"])
+        if size > self.capacity or (size == self.capacity) != (int(state["pos"]) < size):
+            raise ValueError(
+                f"a saved replay of {size} transitions (ring position {int(state['pos'])}) "
+                f"does not fit a capacity of {self.capacity}"
+            )
+        for name in self.FIELDS:
+            saved, mine = state[name], getattr(self, name)
+            if saved.shape[1:] != mine.shape[1:] or saved.dtype != mine.dtype:
+                raise ValueError(
+                    f"saved replay field {name} {tuple(saved.shape[1:])} {saved.dtype} does not "
+                    f"fit {tuple(mine.shape[1:])} {mine.dtype}"
+                )
+            mine[:size] = saved
+        self.pos, self.size = int(state["pos"]), size
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         """Uniform sample with replacement from the filled part of the ring."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -43,14 +43,40 @@ def sample_task_weights(
     return torch.where(single[:, None], one_hot, mixed), torch.where(single, head, -1)
 
 
-def task_stream(n: int, block: int, **kwargs) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+class TaskStream:
     """Endless per-step task draws (weights [n, K], head [n]) for n slots, `block` steps at a time.
 
     One `sample_task_weights(n * block, **kwargs)` call per block replaces `block` calls of a
-    dozen small tensor ops each (DESIGN.md §5); the draws have the same distribution.
+    dozen small tensor ops each (DESIGN.md §5); the draws have the same distribution. The pending
+    block is part of `state_dict`, so a resumed run draws what the uninterrupted one would.
     """
-    if block < 1:
-        raise ValueError(f"block must be positive, got {block}")
-    while True:
-        weights, heads = sample_task_weights(n * block, **kwargs)
-        yield from zip(weights.reshape(block, n, -1), heads.reshape(block, n), strict=True)
+
+    def __init__(self, n: int, block: int, **kwargs) -> None:
+        if block < 1:
+            raise ValueError(f"block must be positive, got {block}")
+        self.n, self.block, self.kwargs = n, block, kwargs
+        self.weights: torch.Tensor | None = None
+        self.heads: torch.Tensor | None = None
+        self.index = block
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.index == self.block:
+            weights, heads = sample_task_weights(self.n * self.block, **self.kwargs)
+            self.weights = weights.reshape(self.block, self.n, -1)
+            self.heads = heads.reshape(self.block, self.n)
+            self.index = 0
+        self.index += 1
+        return self.weights[self.index - 1], self.heads[self.index - 1]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The pending block and the position in it (an empty block before the first draw)."""
+        if self.weights is None:
+            return {"index": torch.tensor(self.index)}
+        return {"weights": self.weights, "heads": self.heads, "index": torch.tensor(self.index)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from a `state_dict`."""
+        device = self.kwargs.get("device", "cpu")
+        self.weights = state["weights"].to(device) if "weights" in state else None
+        self.heads = state["heads"].to(device) if "heads" in state else None
+        self.index = int(state["index"])

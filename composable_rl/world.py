@@ -126,3 +126,17 @@ class InternalLevels(World, Protocol):
 
     variable_names: list[str]
     internal: Tensor
+
+
+@runtime_checkable
+class ResumableWorld(World, Protocol):
+    """A world whose open episodes can be saved and restored (exact resume of a run):
+    `state_dict()` gives its episode tensors by name, `load_state_dict` puts them back."""
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Tensors that hold every open episode."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Continue the episodes of a `state_dict`."""
+        ...

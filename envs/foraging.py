@@ -40,6 +40,7 @@ from composable_rl.registry import Act, register_world
 from envs.gridworld import (
     NUM_ACTIONS,
     PlanesOrIndices,
+    SavedEpisodes,
     Seed,
     check_names,
     hash_bits,
@@ -95,7 +96,7 @@ RESOURCE_RGB = {
 SPENT_RGB = (200, 200, 200)
 
 
-class ForagingWorld(PlanesOrIndices):
+class ForagingWorld(PlanesOrIndices, SavedEpisodes):
     """N foraging worlds sharing one map; state in tensors, per-slot counter-based RNG.
 
     State: `agent` [N] flat cell, `internal` [N, V] float32 levels, `wait` [N, C] long steps until
@@ -109,6 +110,8 @@ class ForagingWorld(PlanesOrIndices):
     each kind in its own feature range so that a sparse first layer sees one-hots. planes (uint8
     [1 + R, H, W]): the agent, then one plane per resource type with its available cells.
     """
+
+    episode_state = ("seeds", "episode", "agent", "internal", "wait", "t", "consumed")
 
     num_actions = NUM_ACTIONS
 

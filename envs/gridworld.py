@@ -176,7 +176,32 @@ class PlanesOrIndices:
         return ObservationSpec(tuple(self.obs_shape), self.obs_dtype, "indices", self.num_features)
 
 
-class GoalEpisodes(PlanesOrIndices):
+class SavedEpisodes:
+    """Exact resume of a world whose open episodes are the tensors named by `episode_state`
+    (`ResumableWorld`): its layouts are drawn from per-slot seeds, so no generator is needed."""
+
+    episode_state: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The episode tensors by name."""
+        return {name: getattr(self, name) for name in self.episode_state}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Continue the episodes of a `state_dict` taken from a world of the same config."""
+        missing = [name for name in self.episode_state if name not in state]
+        if missing:
+            raise ValueError(f"saved episodes lack {missing}")
+        for name in self.episode_state:
+            current, saved = getattr(self, name), state[name]
+            if saved.shape != current.shape or saved.dtype != current.dtype:
+                raise ValueError(
+                    f"saved episodes: {name} {tuple(saved.shape)} {saved.dtype} does not fit "
+                    f"{tuple(current.shape)} {current.dtype}"
+                )
+            setattr(self, name, saved.to(self.device))
+
+
+class GoalEpisodes(PlanesOrIndices, SavedEpisodes):
     """Episode bookkeeping shared by the goal-reaching worlds.
 
     The world provides num_envs, max_steps, device and the pure pieces sample_layout(seeds,
@@ -187,6 +212,7 @@ class GoalEpisodes(PlanesOrIndices):
     """
 
     goal_slots: Tensor | None = None
+    episode_state = ("seeds", "episode", "agent", "objects", "t")
 
     @property
     def num_states(self) -> int:

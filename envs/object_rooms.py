@@ -258,10 +258,29 @@ class ObjectRoomsConfig(GoalGridConfig):
             count = len(self.object_positions)
             if count != objects:
                 yield "object_positions", f"expected {objects} [row, col] pairs, got {count}"
-            for i, position in enumerate(self.object_positions):
-                if len(position) != 2:
-                    yield f"object_positions[{i}]", f"expected [row, col], got {position!r}"
+            yield from self._position_problems()
         yield from super().problems()
+
+    def _position_problems(self) -> Iterator[tuple[str, str]]:
+        """Each fixed position must be a [row, col] of a free cell of the layout, used once."""
+        try:
+            walls = parse_layout(self.layout)
+        except ValueError:
+            return  # the layout itself is reported by the world
+        height, width = walls.shape
+        seen: dict[tuple[int, ...], int] = {}
+        for i, position in enumerate(self.object_positions):
+            key = f"object_positions[{i}]"
+            if len(position) != 2:
+                yield key, f"expected [row, col], got {position!r}"
+            elif not (position[0] < height and position[1] < width):
+                yield key, f"{position} is outside the {height}x{width} layout {self.layout!r}"
+            elif walls[position[0], position[1]]:
+                yield key, f"{position} is a wall of layout {self.layout!r}"
+            elif tuple(position) in seen:
+                yield key, f"{position} is also object_positions[{seen[tuple(position)]}]"
+            else:
+                seen[tuple(position)] = i
 
 
 def make_object_rooms(section: ObjectRoomsConfig, num_envs: int, device: str) -> ObjectRooms:

@@ -45,6 +45,8 @@ class OfficeTask(OfficeWorld):
     cells, below the value of wandering forever, so breaking a rule never pays.
     """
 
+    episode_state = (*OfficeWorld.episode_state, "state")  # + each slot's machine state
+
     def __init__(
         self,
         *,

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from bench.throughput import main
 
 CATEGORIES = {"env-only", "acting", "update", "end-to-end", "sb3-dqn"}
@@ -23,3 +25,15 @@ def test_quick_benchmark_rows(tmp_path):
     ]
     numeric = [r["value"] for r in rows if not isinstance(r["value"], str)]
     assert numeric and all(v > 0 for v in numeric)
+
+
+def test_shared_cores_bench_reports_a_pair_against_solo(tmp_path):
+    from bench.shared_cores import main as shared_cores
+
+    path = tmp_path / "shared.json"
+    rows = shared_cores(["--steps", "4096", "--json", str(path)])
+    assert json.loads(path.read_text()) == rows
+    solo, *pair = (r["value"] for r in rows if r["unit"] == "env-steps/s")
+    fractions = [r["value"] for r in rows if r["unit"] == "x"]
+    assert len(pair) == len(fractions) == 2 and solo > 0
+    assert fractions == [pytest.approx(p / solo) for p in pair]

@@ -144,7 +144,22 @@ def test_range_errors_name_key_and_range(data, key, allowed):
     [
         ({"env": {"heads": ["bleu"]}}, "env.heads: unknown head 'bleu'"),
         ({"env": {"colours": ["blue", "blue"]}}, "env.colours: duplicate"),
-        ({"env": {"object_positions": [[1, 2]] * 5 + [[3]]}}, "object_positions[5]: expected ["),
+        (
+            {"env": {"object_positions": [[1, c] for c in range(1, 6)] + [[3]]}},
+            "object_positions[5]: expected [",
+        ),
+        (
+            {"env": {"object_positions": [[1, c] for c in range(1, 6)] + [[0, 4]]}},
+            "env.object_positions[5]: [0, 4] is a wall of layout 'four_rooms'",
+        ),
+        (
+            {"env": {"object_positions": [[1, c] for c in range(1, 6)] + [[1, 2]]}},
+            "object_positions[5]: [1, 2] is also object_positions[1]",
+        ),
+        (
+            {"env": {"object_positions": [[1, c] for c in range(1, 6)] + [[13, 2]]}},
+            "outside the 13x13 layout",
+        ),
         ({"env": {"object_positions": [[1, 2]]}}, "object_positions: expected 6 [row, col] pairs"),
         ({"env": {"shapes": ["circle", "blue"]}}, "env.shapes: names shared with colours"),
         ({"env": {"r_min": 3.0}}, "env.r_min: must be below r_max"),
@@ -198,17 +213,31 @@ def test_override_into_scalar_is_refused(tmp_path):
 
 def test_yaml_file_with_empty_sections(tmp_path):
     path = tmp_path / "exp.yaml"
-    path.write_text("total_steps: 1000\nagent:\nreplay: {}\nenv:\n  layout: open5\n")
+    path.write_text("total_steps: 10000\nagent:\nreplay: {}\nenv:\n  layout: open5\n")
     cfg = load_config(path)
-    assert cfg.total_steps == 1000
+    assert cfg.total_steps == 10000
     assert cfg.agent == AgentConfig()
     assert cfg.env.layout == "open5"
 
 
-def test_empty_yaml_file_gives_defaults(tmp_path):
+@pytest.mark.parametrize("text", ["", "# only a comment\n"])
+def test_empty_yaml_file_is_refused(tmp_path, text):
     path = tmp_path / "empty.yaml"
-    path.write_text("")
-    assert load_config(path) == Config()
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="empty.yaml: the file is empty"):
+        load_config(path)
+    assert load_config(None) == Config()
+
+
+def test_learning_starts_must_come_before_the_end():
+    with pytest.raises(ConfigError, match="replay.learning_starts: updates begin after 5000 steps"):
+        load_config(None, ["total_steps=5000"])
+    assert load_config(None, ["total_steps=5000", "replay.capacity=4000"]).total_steps == 5000
+
+
+def test_old_checkpoint_every_key_moves_into_the_checkpoint_section():
+    cfg = from_dict(Config, {"checkpoint_every": 4000, "checkpoint": {"keep_last": 1}})
+    assert (cfg.checkpoint.every, cfg.checkpoint.keep_last) == (4000, 1)
 
 
 def test_bad_yaml_names_file(tmp_path):
@@ -235,7 +264,7 @@ def test_round_trip_dict_and_yaml(tmp_path):
             "agent.hidden=[32]",
             "agent.lr=1e-4",
             "env.shapes=[circle]",
-            "env.object_positions=[[0,1],[2,3],[4,5]]",
+            "env.object_positions=[[1,1],[2,3],[4,5]]",
         ],
     )
     data = to_dict(cfg)

@@ -59,6 +59,6 @@ def test_train_cli_checks_a_user_world_and_names_every_broken_rule(tmp_path):
     path.write_text(yaml.safe_dump(broken))
     assert load_config(path).env.broken
     done = run_script("train.py", "--config", str(path), "--no-progress")
-    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "the world breaks" in done.stderr and "reward shape" in done.stderr, done.stderr
     assert not (tmp_path / "runs").exists()  # nothing written for a world that fails its check

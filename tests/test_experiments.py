@@ -13,7 +13,7 @@ def test_linear_experiment_reports_composed_and_direct(world_value_run, tmp_path
             "--direct",
             "1",
             "--direct-steps",
-            "640",
+            "1280",
             "--episodes",
             "20",
             "--out",

@@ -47,3 +47,30 @@ def test_errors():
         TensorReplay(4, (1,), 1).sample(2)
     with pytest.raises(ValueError, match="capacity"):
         TensorReplay(0, (1,), 1)
+
+
+@pytest.mark.parametrize("filled", [6, 12])
+def test_state_dict_restores_a_ring_that_samples_the_same(filled):
+    buf = TensorReplay(capacity=10, obs_shape=(2, 3), num_heads=3)
+    for start in range(0, filled, 6):
+        _fill(buf, start, 6)
+    state = buf.state_dict()
+    assert state["obs"].shape[0] == len(buf)
+    copy = TensorReplay(capacity=10, obs_shape=(2, 3), num_heads=3)
+    copy.load_state_dict(state)
+    assert (copy.pos, len(copy)) == (buf.pos, len(buf))
+    a, b = (r.sample(32, torch.Generator().manual_seed(3)) for r in (buf, copy))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    _fill(buf, 100, 3)
+    _fill(copy, 100, 3)
+    assert torch.equal(buf.action, copy.action)
+
+
+def test_state_dict_refuses_another_shape_or_a_smaller_ring():
+    buf = TensorReplay(capacity=10, obs_shape=(2, 3), num_heads=3)
+    _fill(buf, 0, 6)
+    _fill(buf, 6, 6)
+    with pytest.raises(ValueError, match="capacity of 20"):
+        TensorReplay(capacity=20, obs_shape=(2, 3), num_heads=3).load_state_dict(buf.state_dict())
+    with pytest.raises(ValueError, match="obs"):
+        TensorReplay(capacity=10, obs_shape=(3, 3), num_heads=3).load_state_dict(buf.state_dict())

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from composable_rl.networks import MultiHeadQNetwork
-from composable_rl.tasks import sample_task_weights, task_stream
+from composable_rl.tasks import TaskStream, sample_task_weights
 
 
 def test_task_weights_single_and_mixed():
@@ -95,7 +95,7 @@ def test_fixed_task_weights():
 
 def test_task_stream_splits_block_draws_into_steps():
     kwargs = {"num_heads": 3, "single_head_prob": 0.5}
-    stream = task_stream(4, 5, generator=torch.Generator().manual_seed(1), **kwargs)
+    stream = TaskStream(4, 5, generator=torch.Generator().manual_seed(1), **kwargs)
     steps = [next(stream) for _ in range(10)]
     first, second = (
         sample_task_weights(20, generator=g, **kwargs)
@@ -106,7 +106,21 @@ def test_task_stream_splits_block_draws_into_steps():
     assert all(
         torch.equal(w, weights[i]) and torch.equal(h, heads[i]) for i, (w, h) in enumerate(steps)
     )
-    fixed = next(task_stream(2, 3, num_heads=2, single_head_prob=0.5, fixed=[1.0, -1.0]))
+    fixed = next(TaskStream(2, 3, num_heads=2, single_head_prob=0.5, fixed=[1.0, -1.0]))
     assert fixed[0].tolist() == [[1.0, -1.0]] * 2 and fixed[1].tolist() == [-1, -1]
     with pytest.raises(ValueError, match="block"):
-        next(task_stream(2, 0, **kwargs))
+        TaskStream(2, 0, **kwargs)
+
+
+def test_task_stream_resumes_mid_block():
+    kwargs = {"num_heads": 3, "single_head_prob": 0.5}
+    stream = TaskStream(4, 5, generator=torch.Generator().manual_seed(1), **kwargs)
+    for _ in range(7):
+        next(stream)
+    gen = torch.Generator().manual_seed(1)
+    resumed = TaskStream(4, 5, generator=gen, **kwargs)
+    resumed.load_state_dict(stream.state_dict())
+    gen.set_state(stream.kwargs["generator"].get_state())
+    for _ in range(6):
+        (w, h), (w2, h2) = next(stream), next(resumed)
+        assert torch.equal(w, w2) and torch.equal(h, h2)

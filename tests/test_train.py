@@ -112,7 +112,7 @@ def test_cli_reports_config_errors(tmp_path):
         (["--config", "configs/quickstart.yaml", "--set", "env.num_envs=many"], "expected int"),
     ):
         done = run_script("train.py", *args)
-        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert done.returncode == 2 and "Traceback" not in done.stderr
         assert re.search(expected, done.stderr), done.stderr
     done = run_script("train.py", "--help-config")
     assert done.returncode == 0 and "replay.replay_ratio" in done.stdout

@@ -72,6 +72,7 @@ def test_not_without_bound_heads_is_refused(tmp_path):
         {
             **TINY_WORLD_VALUES,
             "total_steps": 64,
+            "replay": {**TINY_WORLD_VALUES["replay"], "learning_starts": 32},
             "env": {**TINY_WORLD_VALUES["env"], "bound_heads": False},
         },
     )

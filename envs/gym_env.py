@@ -13,11 +13,24 @@ from envs.object_rooms import ObjectRooms
 from envs.office import OfficeWorld
 
 
+def engine_seed(seed: int) -> int:
+    """The int64 key the batched engine draws with for a Gymnasium seed (any int >= 0).
+
+    A seed below 2**64 keeps its 64 bits (read as a signed int64 from 2**63 on, as torch reads
+    it); a larger one, which an int64 cannot hold, is hashed to 64 bits by numpy's SeedSequence,
+    as Gymnasium hashes every seed, so that it plays its own episodes instead of overflowing.
+    """
+    if seed >= 2**64:
+        seed = int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
+    return seed - 2**64 if seed >= 2**63 else seed
+
+
 class ObjectRoomsEnv(gym.Env):
     """One object-rooms env with a [K] vector reward (MO-Gymnasium convention) and no auto-reset.
 
     reset(seed=s) starts the episodes of seed s; a later reset() continues with that seed's next
-    episode, so the episode sequence equals that of slot i of a batched engine seeded s - i.
+    episode, so the episode sequence equals that of slot i of a batched engine seeded s - i
+    (for s < 2**64: `engine_seed` hashes larger seeds).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
@@ -51,14 +64,15 @@ class ObjectRoomsEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start episode 0 of `seed`, or the next episode of the current seed when seed is None."""
+        """Start episode 0 of `seed`, or the next episode of the current seed when seed is None;
+        a negative or non-int seed raises Gymnasium's error."""
         super().reset(seed=seed)
         if seed is None and not self._seeded:
             seed = int(self.np_random.integers(2**31))
         if seed is None:
             self.world.start_episodes(torch.ones(1, dtype=torch.bool, device=self.world.device))
         else:
-            self.world.reset(seed)
+            self.world.reset(engine_seed(seed))
             self._seeded = True
         return self._obs(), {}
 

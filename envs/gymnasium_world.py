@@ -133,7 +133,13 @@ class GymnasiumWorld:
         self._on_cpu = device.type == "cpu"
 
     def reset(self, seed: int = 0) -> Tensor:
-        """Seed every slot (slot i gets seed + i) and start its first episode; returns obs."""
+        """Seed every slot (slot i gets seed + i) and start its first episode; returns obs.
+
+        Any int >= 0 is a seed, as for Gymnasium, which hashes it; any other value raises a
+        gymnasium.error.Error here, as Gymnasium does, not an obscure one from the vector env.
+        """
+        if not isinstance(seed, int) or seed < 0:
+            raise gymnasium.error.Error(f"seed must be an int >= 0, got {seed!r}")
         obs, _ = self.env.reset(seed=seed)
         return self._tensor(self._convert(obs))
 

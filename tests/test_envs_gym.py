@@ -1,7 +1,11 @@
 """Gymnasium face: API compliance, equivalence with the batched engine, no auto-reset."""
 
 import importlib
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -10,8 +14,8 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from envs import OBJECT_ROOMS_ID
-from envs.gym_env import ObjectRoomsEnv
+from envs import FORAGING_ID, OBJECT_ROOMS_ID, OFFICE_ID
+from envs.gym_env import ObjectRoomsEnv, engine_seed
 from envs.object_rooms import ObjectRooms
 from tests.scalarize import scalarized
 
@@ -100,3 +104,48 @@ def test_every_world_is_registered():
         obs, _ = env.reset(seed=0)
         assert obs in env.observation_space
         assert env.get_wrapper_attr("reward_space").shape == (env.unwrapped.world.num_heads,)
+
+
+@pytest.mark.parametrize("importing", ["import composable_rl", "pass"], ids=["import", "prefix"])
+def test_ids_made_in_a_fresh_interpreter(tmp_path, importing):
+    """After `import composable_rl`, or with the module named in the id, every id is made."""
+    prefix = "" if importing != "pass" else "composable_rl:"
+    makes = "; ".join(
+        f"gymnasium.make('{prefix}{env_id}').reset(seed=0)"
+        for env_id in (OBJECT_ROOMS_ID, OFFICE_ID, FORAGING_ID)
+    )
+    root = str(Path(envs.__file__).parents[1])  # where CI's editable install points too
+    environ = {**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": "1"}
+    code = f"import gymnasium; {importing}; {makes}"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_engine_seed_keeps_64_bits_and_hashes_larger_seeds():
+    assert engine_seed(0) == 0 and engine_seed(2**63 - 1) == 2**63 - 1
+    assert engine_seed(2**63) == -(2**63) and engine_seed(2**64 - 1) == -1
+    keys = {engine_seed(seed) for seed in (0, 1, 2**64, 2**64 + 1, 2**100)}
+    assert len(keys) == 5 and all(-(2**63) <= key < 2**63 for key in keys)
+    batched = ObjectRooms(num_envs=2)
+    obs = batched.reset(2**64 - 2)  # slot 1 plays seed 2**64 - 1, wrapped as torch wraps it
+    assert np.array_equal(obs[1].numpy(), ObjectRoomsEnv().reset(seed=2**64 - 1)[0])
+
+
+def test_reset_takes_every_seed_gymnasium_takes():
+    for env_id in (OBJECT_ROOMS_ID, OFFICE_ID, FORAGING_ID):
+        env = gym.make(env_id)
+        for seed in (2**64, 2**100):
+            obs, _ = env.reset(seed=seed)
+            assert obs in env.observation_space
+            assert np.array_equal(obs, env.reset(seed=seed)[0])
+            assert env.reset()[0] in env.observation_space  # the seed's next episode
+        for seed, text in ((-1, "greater or equal to zero"), (1.5, "python integer")):
+            with pytest.raises(gym.error.Error, match=text):
+                env.reset(seed=seed)

@@ -15,7 +15,7 @@ from minigrid.wrappers import ImgObsWrapper
 from composable_rl.config import Config, ConfigError, from_dict
 from composable_rl.registry import make_world, world_entry
 from composable_rl.world import World
-from envs import gymnasium_world
+from envs import OBJECT_ROOMS_ID, gymnasium_world
 from envs.gymnasium_world import GymnasiumConfig, GymnasiumWorld
 
 TINY_ID = "TinyMultiDiscrete-v0"
@@ -127,6 +127,22 @@ def test_same_seed_same_trajectory():
         assert all(torch.equal(u, v) for u, v in zip(x, y, strict=True))
     assert not torch.equal(first[0][0], other[0][0])
     assert not torch.equal(first[0][0][0], first[0][0][1])  # slot i is seeded seed + i
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", OBJECT_ROOMS_ID])
+def test_seeds_beyond_int64_reset_and_replay(env_id):
+    w = world(2, id=env_id)
+    for seed in (2**64, 2**100):
+        assert torch.equal(w.reset(seed), w.reset(seed))
+    w.close()
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "3"])
+def test_bad_seed_raises_gymnasiums_error(seed):
+    w = world(2, id="CartPole-v1")
+    with pytest.raises(gymnasium.error.Error, match="seed must be an int >= 0"):
+        w.reset(seed)
+    w.close()
 
 
 def test_mo_four_room_reward_vector_and_heads():

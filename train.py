@@ -22,10 +22,10 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
 from agents.training import TrainingDiverged, build_world, train
 from composable_rl.checkpoint import CheckpointFormatError, CheckpointMismatchError
+from composable_rl.cli import Parser, fail
 from composable_rl.config import ConfigError, describe, load_config
 from composable_rl.logging import format_table
 from composable_rl.registry import world_entry
@@ -35,9 +35,7 @@ from envs.check import WorldContractError, check_world  # importing envs registe
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="YAML experiment file (see configs/)")
     parser.add_argument(
         "--set",
@@ -55,12 +53,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--help-config", action="store_true", help="list every config key of every world"
     )
     return parser.parse_args(argv)
-
-
-def fail(message: str, status: int = 2) -> NoReturn:
-    """Exit with one line on stderr: status 2 for a usage or config error."""
-    print(f"train.py: {message}", file=sys.stderr)
-    sys.exit(status)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """Zero-shot evaluation of composed tasks from a checkpoint, with no further training.
 
     python zero_shot.py --checkpoint DIR --task "0.5*blue + red" [--episodes N]
-    python zero_shot.py --checkpoint DIR --task "blue & ~square"
+    python zero_shot.py --checkpoint DIR --task "blue & ~square" --task -blue
     python zero_shot.py --checkpoint DIR --all-boolean [--plot PATH] [--json PATH]
     python zero_shot.py --checkpoint DIR --ltl "F(f & F g) & G !n" [--json PATH]
     python zero_shot.py --checkpoint DIR --rm configs/tasks/abcd.yaml
@@ -10,18 +10,30 @@ A task is an expression over the checkpoint's heads. A linear one (`0.7*blue + 0
 the reward sum_k w_k r_k; a Boolean one (`blue & ~square`, worlds with goals) rewards reaching a
 goal that satisfies it with r_max and any other with r_min. The agent acts greedily on the
 composed values. Worlds with a tabular model score it against the exact optimum of each
-episode; others report its return with a 95% confidence interval.
+episode; others report its return with a 95% confidence interval. The normalised return,
+(R - R_random) / (R_oracle - R_random), is undefined (n/a; null in JSON) when the oracle does no
+better than random, e.g. `0*blue`. An expression option may take a value that starts with '-'
+as `--task -blue` as well as `--task=-blue`.
 
 A temporal task (worlds whose goals carry propositions, e.g. office) is an LTL formula or a
 reward-machine YAML file run by a skill machine over the proposition heads, from the standard
 start and from random starts, scored against breadth-first search over world x machine.
+Formulas are read as LTLf on the labels of the cells the agent enters, one per step (the start
+cell's label is not part of the trace), and the task succeeds, ending the episode, at the first
+step after which the labels so far satisfy the formula. So `G p` holds when p held at every step
+so far, and `G p` alone succeeds on a first step onto p; to keep p while reaching a goal, write
+`F g & G p`. Formulas no trace satisfies (`F f & G !f`) and machines whose accepting states no
+path of edges reaches are refused.
+
+Usage errors (options, expressions, formulas, machines, configs, missing files, output paths
+that cannot be written) print one line, with a caret under the culprit of a formula, and exit
+with status 2; output paths are checked before any evaluation, and the JSON is strict (null
+where a number is undefined) and written whole or not at all.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 import torch
@@ -34,29 +46,36 @@ from agents.composition import (
     load,
     resolve,
 )
+from composable_rl.cli import Parser, fail, file_problem, folder_problem, positive_int
 from composable_rl.config import ConfigError
 from composable_rl.expressions import ExpressionError
-from composable_rl.logging import Logger, format_table, plot_scores, score_summary
+from composable_rl.logging import Logger, format_table, plot_scores, score_summary, write_json
 
 NUMBERS = ("return", "success", "normalized_return", "ci95")
 TEMPORAL_NUMBERS = ("success", "steps", "oracle_steps")
+EXPRESSION_OPTIONS = ("--task", "--ltl")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python zero_shot.py",
+        dash_values=EXPRESSION_OPTIONS,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint or run dir")
     tasks = parser.add_mutually_exclusive_group(required=True)
-    tasks.add_argument("--task", action="append", help="task expression (repeatable)")
+    tasks.add_argument(
+        "--task", action="append", help="task expression (repeatable; '--task -blue' works)"
+    )
     tasks.add_argument("--all-boolean", action="store_true", help="every Boolean task")
     tasks.add_argument("--ltl", action="append", help="temporal task as LTL (repeatable)")
     tasks.add_argument("--rm", action="append", help="reward-machine YAML file (repeatable)")
     parser.add_argument(
-        "--episodes", type=int, help="episodes per task (default 200; 100 per start if temporal)"
+        "--episodes",
+        type=positive_int,
+        help="episodes per task, at least 1 (default 200; 100 per start if temporal)",
     )
     parser.add_argument(
         "--no-plan",
@@ -70,39 +89,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def evaluate_rows(args: argparse.Namespace) -> list[dict]:
+    """The result rows of every requested task."""
+    cfg, world, agent = load(args.checkpoint)
+    with torch.no_grad():
+        if args.ltl or args.rm:
+            episodes = args.episodes or 100
+            return [
+                row
+                for task in args.ltl or args.rm
+                for row in evaluate_temporal_task(
+                    cfg, world, agent, task, episodes, args.seed, not args.no_plan
+                )
+            ]
+        texts = all_boolean_tasks(world) if args.all_boolean else args.task
+        episodes = args.episodes or 200
+        return [evaluate_task(cfg, world, agent, text, episodes, args.seed) for text in texts]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     """Evaluate the requested tasks, print a table, write JSON, a plot and TensorBoard scalars."""
     args = parse_args(argv)
     temporal = args.ltl or args.rm
     try:
-        cfg, world, agent = load(args.checkpoint)
-        with torch.no_grad():
-            if temporal:
-                episodes = args.episodes or 100
-                plan = not args.no_plan
-                rows = [
-                    row
-                    for task in temporal
-                    for row in evaluate_temporal_task(
-                        cfg, world, agent, task, episodes, args.seed, plan
-                    )
-                ]
-            else:
-                texts = all_boolean_tasks(world) if args.all_boolean else args.task
-                episodes = args.episodes or 200
-                rows = [
-                    evaluate_task(cfg, world, agent, text, episodes, args.seed) for text in texts
-                ]
+        run_dir = resolve(args.checkpoint).parent.parent
+    except FileNotFoundError as err:
+        fail(str(err))
+    plot_path = args.plot or (run_dir / "compose_boolean.png" if args.all_boolean else None)
+    for option, path in (("--json", args.json), ("--plot", plot_path)):
+        if path is not None and (problem := file_problem(path)):
+            fail(f"{option} {path}: {problem}")
+    logdir = args.logdir or run_dir
+    if problem := folder_problem(logdir):
+        fail(f"--logdir {logdir}: {problem}")
+    try:
+        rows = evaluate_rows(args)
     except (ExpressionError, ConfigError, FileNotFoundError, ValueError) as err:
-        sys.exit(f"zero_shot.py: {err}")
+        fail(str(err))
     print(format_table(rows))
     scored = not temporal and "normalized_return" in rows[0]
     if scored:
         print(score_summary(rows))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    run_dir = resolve(args.checkpoint).parent.parent
-    plot_path = args.plot or (run_dir / "compose_boolean.png" if args.all_boolean else None)
+        write_json(rows, args.json)
     if plot_path and scored:
         plot_scores(rows, plot_path)
         print(f"plot: {plot_path}")
@@ -110,7 +139,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for row in rows:
             tag = f"compose/{row['task']}" + (f"/{row['start']}" if temporal else "")
             for key in TEMPORAL_NUMBERS if temporal else NUMBERS:
-                if key in row:
+                if row.get(key) is not None:
                     logger.scalar(f"{tag}/{key}", row[key], 0)
     return rows
 

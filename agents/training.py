@@ -7,8 +7,6 @@ resolved config, TensorBoard logs, checkpoints and the final evaluation.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from contextlib import nullcontext
@@ -29,11 +27,12 @@ from composable_rl.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
+from composable_rl.cli import folder_problem
 from composable_rl.config import Config, ConfigError, save_config, to_dict, validate
 from composable_rl.evaluation import exact_head_rows, head_return_rows
 from composable_rl.functional import wrong_goal_penalty
 from composable_rl.interrupts import StopRequests
-from composable_rl.logging import Logger, head_tags
+from composable_rl.logging import Logger, head_tags, write_json
 from composable_rl.registry import make_world, world_entry
 from composable_rl.replay import TensorReplay
 from composable_rl.runtime import CoreShare
@@ -169,14 +168,10 @@ def follow_share(share: CoreShare | nullcontext) -> None:
 
 def check_run_dir(run_dir: Path) -> None:
     """Refuse, before any work, a run directory that cannot be created or written."""
-    existing = next(path for path in (run_dir, *run_dir.parents) if path.exists())
-    if not existing.is_dir():
-        problem = f"{existing} is a file, not a directory"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"{existing} is not writable"
-    else:
-        return
-    raise ConfigError(f"runs_dir: cannot create the run directory {run_dir}: {problem}", "runs_dir")
+    if problem := folder_problem(run_dir):
+        raise ConfigError(
+            f"runs_dir: cannot create the run directory {run_dir}: {problem}", "runs_dir"
+        )
 
 
 def _prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -477,5 +472,5 @@ def train(
         numbers = {key: value for key, value in row.items() if isinstance(value, float)}
         logger.scalars({f"{tag}/{key}": value for key, value in numbers.items()}, step)
     logger.close()
-    (run_dir / "eval.json").write_text(json.dumps(rows, indent=2))
+    write_json(rows, run_dir / "eval.json")
     return {**result, "eval": rows, "interrupted": None}

@@ -11,7 +11,8 @@ Binary operators associate to the left. Rules, checked when parsing: the operand
 operators (`|`, `&`, `~`, and the calls) must depend on a head, since a constant is not a task;
 `*` needs a constant on at least one side and `/` a non-zero constant divisor, so every
 expression stays linear between its Boolean operators; and an expression must name a head.
-Errors are `tokens.ExpressionError`s with a caret at the culprit.
+Nesting is bounded by `tokens.MAX_DEPTH` levels (each parenthesis, call, prefix and binary
+operator is one). Errors are `tokens.ExpressionError`s with a caret at the culprit.
 """
 
 from __future__ import annotations
@@ -172,7 +173,11 @@ def _validate(op: str, operands: Sequence[Expr], allowed: Sequence[str]) -> None
 
 
 class _Parser(TokenCursor):
-    """Precedence climbing over the binary levels, then unary operators, then atoms."""
+    """Precedence climbing over the binary operators, then unary operators, then atoms.
+
+    Each reading method returns the expression and its depth in levels (see `tokens`), so
+    that a node past `tokens.MAX_DEPTH` is refused where it is written.
+    """
 
     def check(self, token: Token, operands: Sequence[Expr]) -> None:
         """Raises the rule `_problem` finds, with the caret at the culprit operand or the token."""
@@ -185,51 +190,53 @@ class _Parser(TokenCursor):
         """The whole text as one expression that names a head."""
         if self.peek.kind == "end":
             raise self.error("empty expression", self.peek.pos)
-        expr = self.binary(0)
+        expr, _ = self.binary(1)
         if self.peek.kind != "end":
             raise self.error(f"trailing input {self.peek.describe()}", self.peek.pos)
         if not head_names(expr):
             raise self.error("expression needs at least one head name", expr.pos)
         return expr
 
-    def binary(self, level: int) -> Expr:
-        """A left-associated chain of the operators of `level` and the levels above it."""
-        if level == len(_BINARY_LEVELS):
-            return self.unary()
-        left = self.binary(level + 1)
-        while self.peek.kind == "symbol" and self.peek.text in _BINARY_LEVELS[level]:
+    def binary(self, precedence: int) -> tuple[Expr, int]:
+        """A left-associated chain of the binary operators that bind at least as tightly as
+        `precedence`, over unary expressions."""
+        left, depth = self.unary()
+        while self.peek.kind == "symbol" and _PRECEDENCE.get(self.peek.text, 0) >= precedence:
             token = self.take()
-            right = self.binary(level + 1)
+            right, right_depth = self.binary(_PRECEDENCE[token.text] + 1)
             self.check(token, (left, right))
+            depth = self.deeper(max(depth, right_depth), token)
             left = Binary(token.text, left, right, left.pos)
-        return left
+        return left, depth
 
-    def unary(self) -> Expr:
+    def unary(self) -> tuple[Expr, int]:
         """A prefix '~' ('!') or '-' applied to a unary expression, or an atom."""
         if self.peek.kind == "symbol" and self.peek.text in "~!-":
             written = self.take()
             token = Token(written.kind, _SYNONYMS.get(written.text, written.text), written.pos)
-            operand = self.unary()
+            with self.nested(token):
+                operand, depth = self.unary()
             self.check(token, (operand,))
-            return Unary(token.text, operand, token.pos)
+            return Unary(token.text, operand, token.pos), depth + 1
         return self.atom()
 
-    def atom(self) -> Expr:
+    def atom(self) -> tuple[Expr, int]:
         """A number, a head name, a call or a parenthesised expression."""
         token = self.take()
         if token.kind == "number":
-            return Number(float(token.text), token.pos)
+            return Number(float(token.text), token.pos), 0
         if token.kind == "name" and self.peek.text == "(":
             return self.call(token)
         if token.kind == "name":
-            return Head(token.text, token.pos)
+            return Head(token.text, token.pos), 0
         if token.text == "(":
-            expr = self.binary(0)
-            self.close(token)
-            return expr
+            with self.nested(token):
+                expr, depth = self.binary(1)
+                self.close(token)
+            return expr, depth + 1
         raise self.error(f"unexpected {token.describe()}", token.pos)
 
-    def call(self, name: Token) -> Call:
+    def call(self, name: Token) -> tuple[Call, int]:
         """The arguments of a call to the function `name`, whose '(' is next."""
         if name.text not in _FUNCTIONS:
             raise self.error(
@@ -237,15 +244,17 @@ class _Parser(TokenCursor):
                 name.pos,
             )
         opening = self.take()
-        args = []
-        if self.peek.text != ")":
-            args.append(self.binary(0))
-            while self.peek.text == ",":
-                self.take()
-                args.append(self.binary(0))
-        self.close(opening)
-        self.check(name, args)
-        return Call(name.text, tuple(args), name.pos)
+        args: list[tuple[Expr, int]] = []
+        with self.nested(opening):
+            if self.peek.text != ")":
+                args.append(self.binary(1))
+                while self.peek.text == ",":
+                    self.take()
+                    args.append(self.binary(1))
+            self.close(opening)
+        exprs = [expr for expr, _ in args]
+        self.check(name, exprs)
+        return Call(name.text, tuple(exprs), name.pos), 1 + max(depth for _, depth in args)
 
     def close(self, opening: Token) -> None:
         """Consumes the ')' that closes `opening`."""

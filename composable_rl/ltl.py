@@ -5,12 +5,20 @@ Syntax, precedence lowest first: `|`, `&`, then the prefix operators `F` (eventu
 propositions, `true`, `false` and parentheses. Example: `F(f & F g) & G !n`. Names and error
 carets follow the tokenizer of `tokens`, shared with the expression language.
 
-Semantics are over finite traces (the labels seen after each step): a Boolean formula holds at
-position i < n on label i and nowhere past the end, `F p` holds at i if p holds at some j in
-[i, n), `G p` if p holds at every j in [i, n) (so also at i = n). `holds` evaluates a formula on
-a trace directly; `from_ltl` builds the reward machine by LTL progression: each state is the
-formula still to satisfy, in a canonical simplified form, and it is accepting when the trace may
-end there.
+Semantics are LTLf, LTL over finite non-empty traces. The trace of an episode is the labels it
+observes, one per step: the label of the state each step enters, as a reward machine reads them;
+the start state's label is not part of it. A formula holds on a trace when it holds at the first
+position: a Boolean formula holds at position i on label i, `F p` at i if p holds at some j in
+[i, n), `G p` at i if p holds at every j in [i, n). The empty trace satisfies no formula, since
+every episode takes a step. A task succeeds, and its episode ends, at the first step after which
+the labels seen so far satisfy the formula, so `G p` alone is met by one first step onto p; to
+keep p while reaching a goal, conjoin the goal (`F g & G !n`).
+
+`holds` evaluates a formula on a trace directly; `from_ltl` builds the reward machine by LTL
+progression: each state is the formula still to satisfy, in a canonical simplified form, and it
+is accepting when, after at least one step, the trace may end there (the remainder holds past
+the end of the trace: `G` does, `F` and propositions do not). A formula that no trace over the
+alphabet satisfies is refused.
 """
 
 from __future__ import annotations
@@ -122,7 +130,9 @@ def _negate(formula: Formula) -> Formula:
 class _LtlParser(TokenCursor):
     """Precedence climbing over `|` and `&`, then the prefix operators F, G and NOT, then atoms.
 
-    Reuses the tokenizer of `tokens`, so names and error carets follow the same rules.
+    Reuses the tokenizer of `tokens`, so names, error carets and the nesting bound
+    (`tokens.MAX_DEPTH` levels) follow the same rules; each reading method returns the formula
+    and its depth in levels.
     """
 
     def __init__(self, text: str, propositions: Sequence[str] | None) -> None:
@@ -131,58 +141,65 @@ class _LtlParser(TokenCursor):
 
     def parse(self) -> Formula:
         """The whole text as one formula."""
-        if self.tokens[0].kind == "end":
-            raise self.error("empty formula", self.tokens[0].pos)
-        formula = self.junction("|")
-        token = self.tokens[self.index]
-        if token.kind != "end":
-            raise self.error(f"trailing input {token.describe()}", token.pos)
+        if self.peek.kind == "end":
+            raise self.error("empty formula", self.peek.pos)
+        formula, _ = self.junction("|")
+        if self.peek.kind != "end":
+            raise self.error(f"trailing input {self.peek.describe()}", self.peek.pos)
         return formula
 
-    def junction(self, op: str) -> Formula:
-        """A chain of `op` ('|' or '&') over the operands of the next level."""
+    def junction(self, op: str) -> tuple[Formula, int]:
+        """A chain of `op` ('|' or '&') over the operands of the next level (one level deep)."""
         operand = (lambda: self.junction("&")) if op == "|" else self.unary
-        args = [operand()]
-        while self.tokens[self.index].kind == "symbol" and self.tokens[self.index].text == op:
-            self.take()
-            args.append(operand())
-        return args[0] if len(args) == 1 else Junction(op, tuple(args))
+        first, depth = operand()
+        args, level = [first], depth
+        while self.peek.kind == "symbol" and self.peek.text == op:
+            token = self.take()
+            arg, arg_depth = operand()
+            depth = max(depth, arg_depth)
+            level = self.deeper(depth, token)
+            args.append(arg)
+        return (Junction(op, tuple(args)) if len(args) > 1 else first), level
 
-    def unary(self) -> Formula:
+    def unary(self) -> tuple[Formula, int]:
         """NOT (of a temporal-free formula), F or G applied to a unary formula, or an atom."""
-        token = self.tokens[self.index]
+        token = self.peek
         if token.kind == "symbol" and token.text in ("!", "~"):
             self.take()
             start = self.index
-            body = self.unary()
+            with self.nested(token):
+                body, depth = self.unary()
             for inner in self.tokens[start : self.index]:
                 if inner.kind == "name" and inner.text in ("F", "G"):
                     reason = f"'{token.text}' applies to propositions, not to '{inner.text}'"
                     raise self.error(reason, inner.pos)
-            return _negate(body)
+            return _negate(body), depth + 1
         if token.kind == "name" and token.text in ("F", "G"):
             self.take()
-            return Temporal(token.text, self.unary())
+            with self.nested(token):
+                body, depth = self.unary()
+            return Temporal(token.text, body), depth + 1
         return self.atom()
 
-    def atom(self) -> Formula:
+    def atom(self) -> tuple[Formula, int]:
         """`true`, `false`, a (known) proposition or a parenthesised formula."""
         token = self.take()
         if token.kind == "name" and token.text in ("true", "false"):
-            return Const(token.text == "true")
+            return Const(token.text == "true"), 0
         if token.kind == "name":
             if self.propositions is not None and token.text not in self.propositions:
                 known = ", ".join(self.propositions) or "(none)"
                 reason = f"unknown proposition {token.text!r}; known propositions: {known}"
                 raise self.error(reason, token.pos)
-            return Prop(token.text)
+            return Prop(token.text), 0
         if token.text == "(":
-            formula = self.junction("|")
-            if self.tokens[self.index].text != ")":
-                reason = f"missing ')' to close the '(' at column {token.pos}"
-                raise self.error(reason, self.tokens[self.index].pos)
+            with self.nested(token):
+                formula, depth = self.junction("|")
+                if self.peek.text != ")":
+                    reason = f"missing ')' to close the '(' at column {token.pos}"
+                    raise self.error(reason, self.peek.pos)
             self.take()
-            return formula
+            return formula, depth + 1
         raise self.error(f"unexpected {token.describe()}", token.pos)
 
 
@@ -205,9 +222,10 @@ def _holds_at(formula: Formula, trace: Sequence[Label], i: int) -> bool:
 
 
 def holds(formula: str | Formula, trace: Sequence[Iterable[str]]) -> bool:
-    """Direct finite-trace evaluation of an LTL formula (the oracle of the translation)."""
+    """Direct LTLf evaluation of a formula on a finite trace, false on the empty trace (the
+    oracle of the translation)."""
     tree = parse_ltl(formula) if isinstance(formula, str) else formula
-    return _holds_at(tree, tuple(frozenset(label) for label in trace), 0)
+    return bool(trace) and _holds_at(tree, tuple(frozenset(label) for label in trace), 0)
 
 
 def _ends(formula: Formula) -> bool:
@@ -311,8 +329,11 @@ def from_ltl(
 
     States are named by the formula that remains; accepting states are those where the trace may
     end (the formula holds for the labels seen) and are absorbing; `false` is the rejecting sink.
+    The initial state is never accepting, as traces are not empty: when the formula would hold
+    on the empty trace (e.g. `G !n`), the initial state is a separate `start: <formula>`.
     Edges into accepting states pay 1, the others 0; the labels that lead u -> u' are merged into
     one edge whose formula is `boolean_tasks.set_expression` over the alphabet (`true` if all do).
+    Raises RewardMachineError when no trace over the alphabet satisfies the formula.
     """
     props = check_propositions(propositions, _LTL_RESERVED)
     given = check_labels(alphabet, props) if alphabet is not None else default_labels(props)
@@ -322,9 +343,11 @@ def from_ltl(
     membership = torch.tensor([[p in label for p in props] for label in labels], dtype=torch.bool)
     start = _canonical(parse_ltl(text, props))
     relevant = _names(start)
-    formulas, index, edges = [start], {start: 0}, []
+    # state 0 is the formula before any step; it is revisited only if it cannot end a trace
+    formulas, index, edges = [start], {} if _ends(start) else {start: 0}, []
+    accepting: set[int] = set()
     for source, formula in enumerate(formulas):  # breadth first: `formulas` grows meanwhile
-        if _ends(formula):
+        if source in accepting:
             continue
         steps = {label: _progress(formula, label) for label in {lab & relevant for lab in labels}}
         targets = []
@@ -335,16 +358,26 @@ def from_ltl(
                     raise RewardMachineError(f"{text!r} needs over {MAX_LTL_STATES} states")
                 index[following] = len(formulas)
                 formulas.append(following)
+                if _ends(following):
+                    accepting.add(index[following])
             targets.append(index[following])
         for target in sorted(set(targets) - {source}):
             mask = torch.tensor([t == target for t in targets])
             when = TRUE if mask.all() else set_expression(props, membership, mask)
-            edges.append(Edge(source, target, when, float(_ends(formulas[target]))))
+            edges.append(Edge(source, target, when, float(target in accepting)))
+    if not accepting:
+        raise RewardMachineError(
+            f"{text!r} is unsatisfiable: no sequence of labels of the alphabet satisfies it, "
+            "so no episode could succeed"
+        )
+    names = [format_ltl(formula) for formula in formulas]
+    if 0 not in index.values():
+        names[0] = f"start: {names[0]}"
     return RewardMachine(
         propositions=props,
-        states=tuple(map(format_ltl, formulas)),
+        states=tuple(names),
         initial=0,
-        accepting=frozenset(i for i, formula in enumerate(formulas) if _ends(formula)),
+        accepting=frozenset(accepting),
         edges=tuple(edges),
         alphabet=None if alphabet is None else labels,
     )

@@ -5,7 +5,11 @@ Icarte et al. 2018) is a finite automaton whose edges carry Boolean formulas ove
 from state u on label L it takes the one edge out of u whose formula holds for L and pays that
 edge's reward; when none holds it stays in u and pays 0. Accepting states are absorbing (the
 episode ends there), so they have no outgoing edges. Edges must be deterministic over the
-machine's alphabet (every label by default).
+machine's alphabet (every label by default), and the machine must describe a task that can be
+completed: the initial state is not accepting (a trace holds at least one label, since an
+episode takes a step before it can succeed) and some path of edges that labels of the alphabet
+fire leads from it to an accepting state. Both checks over labels run where the labels can be
+enumerated.
 
 Edge formulas use the expression language of `expressions` restricted to Boolean operators:
 names of propositions, `&`, `|`, `~` or `!` (NOT) and parentheses; `true` alone is the edge that
@@ -191,9 +195,16 @@ class RewardMachine:
         outside = sorted(a for a in self.accepting if not (isinstance(a, int) and 0 <= a < count))
         if outside:
             raise RewardMachineError(f"accepting states {outside} are not state indices")
+        if self.initial in self.accepting:
+            raise RewardMachineError(
+                f"the initial state {self.states[self.initial]!r} is accepting: the task would "
+                "be complete before the first step (a trace holds at least one label)"
+            )
         setter(self, "edges", tuple(self._checked_edge(i) for i in range(len(self.edges))))
         if self.alphabet is not None or len(self.propositions) <= MAX_EXHAUSTIVE_PROPOSITIONS:
-            self._check_deterministic(self.labels, self._truth(self.labels))
+            truth = self._truth(self.labels)
+            self._check_deterministic(self.labels, truth)
+            self._check_completable(truth)
         else:  # too many labels to check now: formulas only, determinism when `table` runs
             self._truth((frozenset(),))
 
@@ -265,6 +276,29 @@ class RewardMachine:
                     f"(to {self.states[second.target]}) both hold for label "
                     f"{_show_label(labels[int(both[0])])}"
                 )
+
+    def _check_completable(self, truth: Tensor) -> None:
+        """Raises when no path of edges that some label fires leads from the initial state to an
+        accepting one (`truth` [E, L] from `_truth`): no episode could complete the task."""
+        fired = [edge for edge, fires in zip(self.edges, truth, strict=True) if bool(fires.any())]
+        reached, frontier = {self.initial}, [self.initial]
+        while frontier:
+            state = frontier.pop()
+            for edge in fired:
+                if edge.source == state and edge.target not in reached:
+                    reached.add(edge.target)
+                    frontier.append(edge.target)
+        if reached & self.accepting:
+            return
+        if not self.accepting:
+            raise RewardMachineError("no accepting state: the task could never be completed")
+        goals = ", ".join(self.states[a] for a in sorted(self.accepting))
+        found = ", ".join(self.states[u] for u in sorted(reached))
+        raise RewardMachineError(
+            f"no accepting state ({goals}) can be reached from the initial state "
+            f"{self.states[self.initial]!r}: the edges that labels of the alphabet fire only "
+            f"lead to {found}, so the task could never be completed"
+        )
 
     def table(self, labels: Sequence[Iterable[str]] | None = None) -> tuple[Tensor, Tensor]:
         """Next state [U, L] long and reward [U, L] float32 for every state and label.

@@ -18,7 +18,7 @@ from composable_rl.expressions import (
     parse,
     to_string,
 )
-from composable_rl.tokens import ExpressionError
+from composable_rl.tokens import MAX_DEPTH, ExpressionError
 
 
 @pytest.mark.parametrize(
@@ -168,6 +168,28 @@ def test_error_message_layout():
     with pytest.raises(ExpressionError) as info:
         parse("a &\n\t)")
     assert str(info.value).splitlines()[1:] == ["  a &  )", "       ^"]
+
+
+def test_nesting_is_bounded_where_it_is_written():
+    """MAX_DEPTH levels parse, the next one is refused with the caret at the token that opens
+    it; brackets, calls, prefix and binary operators each count, chains included."""
+    fits = ["(" * MAX_DEPTH + "a" + ")" * MAX_DEPTH, "~" * MAX_DEPTH + "a"]
+    fits += [" & ".join(["a"] * (MAX_DEPTH + 1)), "-" * (MAX_DEPTH - 1) + "max(a, b)"]
+    for text in fits:
+        tree = parse(text)
+        assert parse(to_string(tree)) == tree
+    too_deep = [
+        ("(" * (MAX_DEPTH + 1) + "a" + ")" * (MAX_DEPTH + 1), MAX_DEPTH),
+        ("~" * 500 + "a", MAX_DEPTH),
+        (" & ".join(["a"] * (MAX_DEPTH + 2)), 4 * MAX_DEPTH + 2),
+        ("(" * MAX_DEPTH + "a & b" + ")" * MAX_DEPTH, MAX_DEPTH + 2),
+        ("-" * MAX_DEPTH + "max(a, b)", MAX_DEPTH + 3),
+    ]
+    for text, column in too_deep:
+        with pytest.raises(ExpressionError) as info:
+            parse(text)
+        assert info.value.reason == f"nesting deeper than {MAX_DEPTH} levels"
+        assert info.value.position == column, text
 
 
 def test_hand_built_trees_are_validated():

@@ -26,7 +26,7 @@ from composable_rl.reward_machine import (
     exclusive_labels,
 )
 from composable_rl.reward_machine_yaml import load_reward_machine
-from composable_rl.tokens import ExpressionError
+from composable_rl.tokens import MAX_DEPTH, ExpressionError
 from tests.office_tasks import OFFICE, OFFICE_LABELS, TASKS, TASKS_DIR
 
 MORE = [
@@ -34,8 +34,9 @@ MORE = [
     "F(a & b) | F(c & F !c)",
     "G(!n | F g) & F e",
     "F(g & G !a) & !(b | c)",
-    "F a & G ~a",
+    "F a & G ~a | F b",
     "G !n",
+    "G f",
 ]
 
 
@@ -49,7 +50,8 @@ def test_holds_by_hand():
     assert holds("F(f & F g)", [f, frozenset(), g])
     assert holds("F(f & F g)", [f | g])
     assert not holds("F(f & F g)", [g, f])
-    assert not holds("F f", []) and holds("G !n", []) and not holds("!f", [])
+    assert not holds("F f", []) and not holds("G !n", []) and not holds("true", [])
+    assert holds("G f", [f, f]) and not holds("G f", [f, frozenset()]) and holds("!f", [g])
     assert not holds("F(f & F g) & G !n", [f, n, g])
     assert holds("(F f | F e) & F g", [g, frozenset("e")])
     assert holds(parse_ltl("G F g"), [f, g]) and not holds("G F g", [g, f])
@@ -91,6 +93,27 @@ def test_ltl_parse_errors_point_a_caret(text, reason, column):
     assert caret_column(str(info.value)) == column
 
 
+def test_nesting_is_bounded_where_it_is_written():
+    """MAX_DEPTH levels parse (F, G, NOT and brackets count; a chain of '&' is one level), the
+    next one is refused with the caret at the token that opens it."""
+    assert parse_ltl("F " * MAX_DEPTH + "a") == Temporal(
+        "F", parse_ltl("F " * (MAX_DEPTH - 1) + "a")
+    )
+    assert parse_ltl(" & ".join(["a", "b"] * 1000)) == Junction("&", (Prop("a"), Prop("b")) * 1000)
+    for text, column in [
+        ("F(" * 300 + "f" + ")" * 300, MAX_DEPTH),
+        ("G " * (MAX_DEPTH + 1) + "a", 2 * MAX_DEPTH),
+        ("(" * MAX_DEPTH + "a & b" + ")" * MAX_DEPTH, MAX_DEPTH + 2),
+    ]:
+        with pytest.raises(ExpressionError) as info:
+            parse_ltl(text)
+        assert (info.value.reason, info.value.position) == (
+            f"nesting deeper than {MAX_DEPTH} levels",
+            column,
+        )
+        assert caret_column(str(info.value)) == column
+
+
 def test_from_ltl_errors():
     with pytest.raises(RewardMachineError, match="'F' is reserved"):
         from_ltl("F a", ["a", "F"])
@@ -113,7 +136,7 @@ def test_coffee_office_machine():
     ]
     assert machine.accepting == {3} and machine.rejecting == {2}
     assert len(from_ltl(TASKS["coffee_office"], OFFICE).states) == 4
-    assert from_ltl("G !n", OFFICE).accepting == {0}  # the empty trace satisfies it
+    assert from_ltl("G !n", OFFICE).accepting == {1}  # the empty trace satisfies nothing
     assert from_ltl("(F f | F e) & F g", OFFICE, OFFICE_LABELS).edges[0].formula == "e | f"
 
 
@@ -208,12 +231,28 @@ def test_translation_on_overlapping_labels(text):
 
 
 @pytest.mark.parametrize(
-    "text", ["F true", "G false", "a | !a", "F(a | !a)", "G(a | !a) & F b", "!a", "G F a"]
+    "text", ["F true", "true", "G true", "a | !a", "F(a | !a)", "G(a | !a) & F b", "!a", "G F a"]
 )
 def test_end_of_trace_cases(text):
-    """`F true` needs one more step, `G false` holds only on the empty trace, `a | !a` needs a
-    label: canonical forms must not fold them into constants."""
+    """`F true` needs one more step, `a | !a` needs a label: canonical forms must not fold them
+    into constants; `true` and `G true` need a step too, as the empty trace satisfies nothing."""
     check_on_all_labels(text, ["a", "b"])
+
+
+def test_globally_needs_every_step_from_the_first():
+    """LTLf `G f`: f at every observed label, the first included, so one step onto f succeeds
+    and a first step elsewhere fails for good; the start is a state apart from the goal `G f`."""
+    machine = from_ltl("G f", OFFICE, OFFICE_LABELS)
+    assert machine.states == ("start: G f", "false", "G f") and machine.accepting == {2}
+    assert machine.initial not in machine.accepting
+    assert machine.step(machine.initial, frozenset()) == (1, 0.0) and machine.rejecting == {1}
+    assert machine.step(machine.initial, {"f"}) == (2, 1.0)
+
+
+@pytest.mark.parametrize("text", ["false", "G false", "F(a & !a)", "F f & G !f", "F(a & b)"])
+def test_unsatisfiable_formulas_are_refused(text):
+    with pytest.raises(RewardMachineError, match="is unsatisfiable: no sequence of labels"):
+        from_ltl(text, OFFICE, OFFICE_LABELS)
 
 
 def formula_texts(leaves: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
@@ -232,7 +271,15 @@ def formula_texts(leaves: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 @settings(max_examples=40, deadline=None)
 @given(formula_texts(st.sampled_from(["a", "b", "!a", "!b", "a & !b", "true"])))
 def test_random_formulas_match_the_oracle(text):
-    check_on_all_labels(text, ["a", "b"])
+    """Satisfiable formulas match the oracle; refused ones hold on no trace of up to 5 labels
+    (a formula of at most 5 leaves that holds somewhere holds on one that short)."""
+    try:
+        check_on_all_labels(text, ["a", "b"])
+    except RewardMachineError as err:
+        assert "unsatisfiable" in str(err)
+        labels, tree = all_labels(["a", "b"]), parse_ltl(text)
+        traces = (trace for size in range(1, 6) for trace in product(labels, repeat=size))
+        assert not any(holds(tree, trace) for trace in traces), text
 
 
 def language_pairs(first: RewardMachine, second: RewardMachine, labels: tuple) -> set:

@@ -90,14 +90,37 @@ def test_determinism_is_checked_over_the_alphabet():
 def test_rejecting_states():
     machine = load_reward_machine(TASKS_DIR / "coffee_mail_office.yaml", OFFICE)
     assert machine.rejecting == frozenset({machine.states.index("fail")})
+    shortcut = {"from": "u0", "to": "done", "when": "e", "reward": 1}
     trap = load_reward_machine(
-        EXAMPLE | {"edges": [*EXAMPLE["edges"][:2], {"from": "u1", "to": "fail", "when": "g"}]},
+        EXAMPLE
+        | {"edges": [*EXAMPLE["edges"][:2], shortcut, {"from": "u1", "to": "fail", "when": "g"}]},
         OFFICE,
+        OFFICE_LABELS,
     )
-    assert {trap.states[u] for u in trap.rejecting} == {"u0", "u1", "fail"}
-    both = from_ltl("F(a & b)", OFFICE, OFFICE_LABELS)  # a and b are never seen together
-    assert both.rejecting == frozenset({both.initial})
+    assert {trap.states[u] for u in trap.rejecting} == {"u1", "fail"}
     assert from_ltl("F(a & b)", OFFICE).rejecting == frozenset()
+
+
+def test_machines_that_cannot_complete_the_task_are_refused():
+    dead_end = EXAMPLE | {
+        "edges": [*EXAMPLE["edges"][:2], {"from": "u1", "to": "fail", "when": "g"}]
+    }
+    with pytest.raises(
+        RewardMachineError,
+        match=r"no accepting state \(done\) can be reached from "
+        r"the initial state 'u0': .* only lead to u0, u1, fail",
+    ):
+        load_reward_machine(dead_end, OFFICE)
+    with pytest.raises(RewardMachineError, match="^no accepting state: the task could never be"):
+        example(accepting=[])
+    with pytest.raises(RewardMachineError, match="initial state 'done' is accepting"):
+        example(initial="done")
+    never = EXAMPLE | {"edges": [{"from": "u0", "to": "done", "when": "a & b"}]}
+    assert load_reward_machine(never, OFFICE).accepting == {2}  # a and b together: some label
+    with pytest.raises(RewardMachineError, match="only lead to u0, so the task"):
+        load_reward_machine(never, OFFICE, OFFICE_LABELS)  # but never together in the Office
+    with pytest.raises(RewardMachineError, match="'F\\(a & b\\)' is unsatisfiable"):
+        from_ltl("F(a & b)", OFFICE, OFFICE_LABELS)
 
 
 def test_edge_formulas_evaluate_as_expressions():

@@ -30,15 +30,23 @@ def t_quantile(p: float, dof: int) -> float:
     return z + g1 / dof + g2 / dof**2 + g3 / dof**3 + g4 / dof**4
 
 
-def mean_ci(values: Sequence[float] | Tensor, level: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of its Student-t confidence interval (NaN half-width for n < 2)."""
+def normalized_return(value: float, oracle: float, random: float) -> float | None:
+    """(value - random) / (oracle - random); None (undefined) when oracle and random coincide up
+    to rounding, since every policy then scores the same and no ratio measures it."""
+    if math.isclose(oracle, random, rel_tol=1e-9, abs_tol=1e-9):
+        return None
+    return (value - random) / (oracle - random)
+
+
+def mean_ci(values: Sequence[float] | Tensor, level: float = 0.95) -> tuple[float, float | None]:
+    """Mean and half-width of its Student-t confidence interval (None, undefined, for n < 2)."""
     x = torch.as_tensor(values, dtype=torch.float64).flatten()
     n = x.numel()
     if n == 0:
         raise ValueError("mean_ci needs at least one value")
     mean = x.mean().item()
     if n < 2:
-        return mean, math.nan
+        return mean, None
     half = t_quantile(0.5 + level / 2, n - 1) * x.std().item() / math.sqrt(n)
     return mean, half
 
@@ -83,7 +91,7 @@ def evaluate(
     weights: Tensor | None = None,
     seed: int = 10_000,
     goal_rewards: Tensor | None = None,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Mean return/success/length of `policy(obs, weights)` over first episodes, plus oracles.
 
     The task is either linear, reward @ weights, or goal-based: `goal_rewards[g]` on collecting
@@ -92,8 +100,9 @@ def evaluate(
     episode. Success means the episode ended at a goal whose scalar reward is positive; a world
     without goals (continuing episodes) has no such end, so its results leave success out.
     normalized_return = (R - R_random) / (R_oracle - R_random) from the means over episodes, where
-    the oracle and random returns are exact expectations from each episode's own layout and start
-    (NaN when the two coincide, e.g. all-zero weights).
+    the oracle and random returns are exact expectations from each episode's own layout and start;
+    it is undefined, None, when the two coincide (up to rounding): then every policy scores the
+    same, e.g. all-zero weights, and no ratio measures it.
     """
     episodes = world.num_envs
     if (weights is None) == (goal_rewards is None):
@@ -131,16 +140,17 @@ def evaluate(
         finite_horizon_return(mdp, reward, world.max_steps, policy)[which, start]
         for policy in ("optimal", "random")
     )
-    means = {
-        "return": total.double().mean().item(),
+    mean_return, oracle_mean, random_mean = (
+        x.double().mean().item() for x in (total, oracle, random)
+    )
+    means: dict[str, float | None] = {
+        "return": mean_return,
         "success": success.double().mean().item(),
         "length": length.double().mean().item(),
-        "oracle_return": oracle.mean().item(),
-        "random_return": random.mean().item(),
+        "oracle_return": oracle_mean,
+        "random_return": random_mean,
+        "normalized_return": normalized_return(mean_return, oracle_mean, random_mean),
     }
-    gap = means["oracle_return"] - means["random_return"]
-    normalized = (means["return"] - means["random_return"]) / gap if gap else float("nan")
-    means["normalized_return"] = normalized
     if not (isinstance(world, GoalWorld) and world.goal_names):
         del means["success"]
     return means

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,13 +115,13 @@ class Logger:
         self.close()
 
 
+UNDEFINED = "n/a"  # how tables show an undefined number (None), e.g. a normalised return
+
+
 def format_table(rows: list[dict]) -> str:
     """Fixed-width text table of result rows (columns: the keys of the first row)."""
     cols = list(rows[0])
-    text = [
-        [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols]
-        for row in rows
-    ]
+    text = [[_cell(row[c]) for c in cols] for row in rows]
     widths = [max(len(c), 8, *(len(line[i]) for line in text)) for i, c in enumerate(cols)]
     return "\n".join(
         "  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True))
@@ -128,31 +129,69 @@ def format_table(rows: list[dict]) -> str:
     )
 
 
+def _cell(value: object) -> str:
+    """A table cell: floats to 3 decimals, None as undefined."""
+    if value is None:
+        return UNDEFINED
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _scored(rows: list[dict]) -> list[dict]:
+    """The rows whose normalised return is defined (not None: the oracle beats random)."""
+    return [row for row in rows if row["normalized_return"] is not None]
+
+
 def plot_scores(rows: list[dict], path: Path) -> None:
-    """Horizontal bar chart of the normalised return of every task, worst at the bottom."""
+    """Horizontal bar chart of the normalised return of every task, worst at the bottom; tasks
+    whose normalised return is undefined are left out, and the chart says how many."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted(rows, key=lambda r: r["normalized_return"])
-    fig, ax = plt.subplots(figsize=(7, 0.22 * len(rows) + 1.2))
-    ax.barh([r["task"] for r in rows], [r["normalized_return"] for r in rows], color="#4a7bb7")
+    scored = sorted(_scored(rows), key=lambda r: r["normalized_return"])
+    scores = [r["normalized_return"] for r in scored]
+    fig, ax = plt.subplots(figsize=(7, 0.22 * len(scored) + 1.2))
+    ax.barh([r["task"] for r in scored], scores, color="#4a7bb7")
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xlabel("normalised return (1 = oracle, 0 = uniform random)")
-    ax.set_xlim(min(0.0, *(r["normalized_return"] for r in rows)) - 0.02, 1.08)
+    ax.set_xlim(min([0.0, *scores]) - 0.02, 1.08)
     ax.tick_params(axis="y", labelsize=7)
+    if len(scored) < len(rows):
+        undefined = len(rows) - len(scored)
+        ax.set_title(f"not shown: {undefined} undefined (oracle = random)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def score_summary(rows: list[dict]) -> str:
-    """Mean normalised return and success over the tasks, and the worst task."""
-    worst = min(rows, key=lambda r: r["normalized_return"])
-    mean_norm = sum(r["normalized_return"] for r in rows) / len(rows)
+    """Mean normalised return and success over the tasks, and the worst task; tasks whose
+    normalised return is undefined count for success only, and the summary says how many."""
     mean_success = sum(r["success"] for r in rows) / len(rows)
+    scored = _scored(rows)
+    undefined = len(rows) - len(scored)
+    if not scored:
+        return (
+            f"{len(rows)} tasks: normalised return undefined (oracle = random), mean success "
+            f"{mean_success:.3f}"
+        )
+    worst = min(scored, key=lambda r: r["normalized_return"])
+    mean_norm = sum(r["normalized_return"] for r in scored) / len(scored)
+    over = f" over {len(scored)} ({undefined} undefined: oracle = random)" if undefined else ""
     return (
-        f"{len(rows)} tasks: mean normalised return {mean_norm:.3f}, mean success "
+        f"{len(rows)} tasks: mean normalised return {mean_norm:.3f}{over}, mean success "
         f"{mean_success:.3f}; worst {worst['task']!r} at {worst['normalized_return']:.3f}"
     )
+
+
+def write_json(value: object, path: Path) -> None:
+    """Writes strict JSON (NaN and infinities raise ValueError) through a temporary file in the
+    same folder, renamed over `path` once complete, so a failure leaves no partial file."""
+    text = json.dumps(value, indent=2, allow_nan=False)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

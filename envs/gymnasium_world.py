@@ -32,7 +32,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 from torch import Tensor
 
 from composable_rl.config import ConfigError, WorldConfig, doc
-from composable_rl.evaluation import Act, head_return_rows
+from composable_rl.evaluation import Act, head_return_rows, normalized_return
 from composable_rl.registry import register_world
 from composable_rl.world import ObservationSpec, Step
 
@@ -220,10 +220,9 @@ def evaluate(section: GymnasiumConfig, act: Act, episodes: int, device: str) -> 
         return rows
     optimal, random = _oracle_returns(section, len(rows))
     for row, best, chance in zip(rows, optimal, random, strict=True):
-        span = best - chance
         row["oracle_return"] = best
         row["random_return"] = chance
-        row["normalized_return"] = (row["return"] - chance) / span if span else float("nan")
+        row["normalized_return"] = normalized_return(row["return"], best, chance)
     return rows
 
 

@@ -25,7 +25,7 @@ from composable_rl.reward_machine_yaml import load_reward_machine
 from envs.gridworld import GoalGridConfig
 from envs.office import ALPHABET, PROPOSITIONS, OfficeWorld
 
-TEMPORAL_KEYS = ("task", "start", "success", "steps", "oracle_steps", "violations")
+TEMPORAL_KEYS = ("task", "start", "success", "steps", "oracle_steps", "achievable", "violations")
 Policy = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -127,7 +127,8 @@ def evaluate_temporal(
     [N]. `starts` is standard (2, 1) or random
     (uniform over cells without a proposition, one per episode). Steps are counted to
     acceptance (max_steps for episodes that never get there); the oracle is the fewest steps
-    from the same starts by breadth-first search over world x machine.
+    from the same starts by breadth-first search over world x machine, averaged over the starts
+    from which the task can be completed at all (`achievable`, a fraction; None if none).
     """
     kind = {"standard": "standard", "random": "unlabelled"}.get(starts)
     if kind is None:
@@ -145,6 +146,7 @@ def evaluate_temporal(
     cells = world.agent.clone()
     state = torch.full_like(cells, machine.initial)
     oracle_steps = oracle[cells, state]
+    possible = oracle_steps >= 0  # breadth-first search marks unreachable acceptance with -1
     steps = torch.full_like(cells, max_steps)
     running = torch.ones_like(cells, dtype=torch.bool)
     violated = torch.zeros_like(running)
@@ -165,7 +167,8 @@ def evaluate_temporal(
         "start": starts,
         "success": success.double().mean().item(),
         "steps": steps.double().mean().item(),
-        "oracle_steps": oracle_steps.double().mean().item(),
+        "oracle_steps": oracle_steps[possible].double().mean().item() if possible.any() else None,
+        "achievable": possible.double().mean().item(),
         "violations": violated.double().mean().item(),
     }
 

@@ -4,10 +4,10 @@ table of result rows and may keep the rows as a JSON list."""
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 
+from composable_rl.logging import write_json
 from composable_rl.runtime import configure_cpu
 
 
@@ -27,7 +27,7 @@ def report(rows: list[dict], table: str, json_path: Path | None) -> list[dict]:
     """Print the rows' table and, given a path, write the rows there; returns the rows."""
     print(table)
     if json_path is not None:
-        json_path.write_text(json.dumps(rows, indent=2))
+        write_json(rows, json_path)
     return rows
 
 

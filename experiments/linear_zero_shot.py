@@ -31,24 +31,30 @@ def random_weights(head_names: list[str], count: int, seed: int) -> torch.Tensor
     return (2 * torch.rand(count, len(head_names), generator=gen) - 1) * base
 
 
+def score(value: float | None) -> str:
+    """A normalised return in a 6-wide column; n/a where undefined (oracle = random)."""
+    return "n/a".rjust(6) if value is None else f"{value:>6.3f}"
+
+
 def table(rows: list[dict]) -> str:
     """One line per weight vector (oracle, composed and direct returns), then the mean and
-    worst normalised return of the composed and the direct agents."""
+    worst normalised return of the composed and the direct agents (over the vectors where it is
+    defined)."""
     lines = [
         f"{'weights':>44}  {'oracle':>7}  {'composed':>9}  {'norm':>6}  {'direct':>7}  {'norm':>6}"
     ]
     for row in rows:
         direct = (
-            f"{row['direct_return']:>7.3f}  {row['direct_normalized']:>6.3f}"
+            f"{row['direct_return']:>7.3f}  {score(row['direct_normalized'])}"
             if "direct_return" in row
             else ""
         )
         lines.append(
             f"{str(row['weights']):>44}  {row['oracle_return']:>7.3f}  "
-            f"{row['composed_return']:>9.3f}  {row['composed_normalized']:>6.3f}  {direct}"
+            f"{row['composed_return']:>9.3f}  {score(row['composed_normalized'])}  {direct}"
         )
     for key in ("composed_normalized", "direct_normalized"):
-        values = [row[key] for row in rows if key in row]
+        values = [row[key] for row in rows if row.get(key) is not None]
         if values:
             lines.append(
                 f"{key}: mean {sum(values) / len(values):.3f}, worst {min(values):.3f} "

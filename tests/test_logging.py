@@ -1,10 +1,15 @@
-"""TensorBoard logger: event files, scalar values and the DESIGN.md tag names."""
+"""TensorBoard logger: event files, scalar values and the DESIGN.md tag names; result tables,
+score summaries and plots with undefined scores; strict, atomic JSON."""
+
+import json
+import math
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from composable_rl.config import Config
+from composable_rl.evaluation import mean_ci
 from composable_rl.logging import (
     EPISODIC_RETURN,
     HPARAMS,
@@ -13,8 +18,12 @@ from composable_rl.logging import (
     TD_LOSS,
     Logger,
     flatten,
+    format_table,
     head_tags,
     hparams_markdown,
+    plot_scores,
+    score_summary,
+    write_json,
 )
 
 
@@ -84,3 +93,41 @@ def test_hparams_markdown_flattens_config():
 
 def test_flatten():
     assert flatten({"a": 1, "b": {"c": {"d": 2}}}) == {"a": 1, "b.c.d": 2}
+
+
+ROWS = [
+    {"task": "blue", "normalized_return": 0.9, "success": 1.0},
+    {"task": "0*blue", "normalized_return": None, "success": 0.0},
+    {"task": "square", "normalized_return": 0.5, "success": 0.5},
+]
+
+
+def test_undefined_scores_are_shown_and_left_out_of_means(tmp_path):
+    assert format_table(ROWS).splitlines()[2].split() == ["0*blue", "n/a", "0.000"]
+    assert score_summary(ROWS) == (
+        "3 tasks: mean normalised return 0.700 over 2 (1 undefined: oracle = random), "
+        "mean success 0.500; worst 'square' at 0.500"
+    )
+    assert score_summary(ROWS[1:2]) == (
+        "1 tasks: normalised return undefined (oracle = random), mean success 0.000"
+    )
+    for rows, name in ((ROWS, "some.png"), (ROWS[1:2], "none.png")):
+        plot_scores(rows, tmp_path / name)
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_mean_ci_is_undefined_for_one_value():
+    assert mean_ci([2.0]) == (2.0, None)
+    assert mean_ci([1.0, 3.0])[1] > 0
+
+
+def test_write_json_is_strict_and_leaves_no_partial_file(tmp_path):
+    path = tmp_path / "rows.json"
+    write_json(ROWS, path)
+    assert json.loads(path.read_text()) == ROWS
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        write_json([{"x": math.nan}], path)
+    assert json.loads(path.read_text()) == ROWS and sorted(tmp_path.iterdir()) == [path]
+    with pytest.raises(FileNotFoundError):
+        write_json(ROWS, tmp_path / "missing" / "rows.json")
+    assert sorted(tmp_path.iterdir()) == [path]

@@ -93,7 +93,15 @@ def test_temporal_tasks_from_ltl_and_reward_machine_files(office_run, tmp_path):
         ("F a", "random"),
     ]
     saved = rows
-    assert set(saved[0]) == {"task", "start", "success", "steps", "oracle_steps", "violations"}
+    assert set(saved[0]) == {
+        "task",
+        "start",
+        "success",
+        "steps",
+        "oracle_steps",
+        "achievable",
+        "violations",
+    }
     assert saved[0]["oracle_steps"] == 15.0 and saved[2]["oracle_steps"] == 1.0
     machine = zero_shot_rows(
         tmp_path,

@@ -19,28 +19,19 @@ from agents import training
 from composable_rl.checkpoint import MODEL_FILE, RUN_STATE_FILE, checkpoints, load_run_state
 from composable_rl.config import Config, from_dict
 from tests.scripts import ROOT, run_script
+from tests.test_train import SMALL
 
 TINY = {
     "seed": 2,
     "total_steps": 4_096,
     "log_every": 1_024,
     "eval_episodes": 0,
-    "env": {
-        "layout": "open5",
-        "num_envs": 32,
-        "colours": ["blue", "purple"],
-        "shapes": ["square"],
-        "object_positions": [[1, 1], [4, 5]],
-        "max_steps": 30,
-    },
+    "env": SMALL["env"],
     "agent": {"hidden": [32], "lr": 0.002, "target_period": 20},
     "replay": {"capacity": 3_000, "batch_size": 64, "learning_starts": 256, "replay_ratio": 4},
     "checkpoint": {"every": 2_048, "keep_last": 0},
 }
-FORAGING = {
-    **TINY,
-    "env": {"name": "foraging", "num_envs": 32, "max_steps": 40},
-}
+FORAGING = {**TINY, "env": {"name": "foraging", "num_envs": 32, "max_steps": 40}}
 OFFICE_TASK = {**TINY, "env": {"name": "office", "num_envs": 32, "task": "F(e & F g)"}}
 # The quickstart layout, small enough that a run lasts a few seconds and resumes in one.
 QUICK = [

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from agents.training import TrainingDiverged, build_world, train
+from agents.training import TrainingDiverged, TrainingInterrupted, build_world, train
 from composable_rl.checkpoint import CheckpointFormatError, CheckpointMismatchError
 from composable_rl.cli import Parser, fail
 from composable_rl.config import ConfigError, describe, load_config
@@ -83,15 +83,10 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"{source}: {err}")
     except TrainingDiverged as err:
         fail(str(err), 1)
+    except TrainingInterrupted as stop:
+        fail(f"{stop}; continue with: python train.py --resume {run_dir}", 128 + stop.signal)
     except KeyboardInterrupt:
         fail(f"stopped at once; checkpoints so far are in {run_dir}", 128 + signal.SIGINT)
-    sig = result["interrupted"]
-    if sig is not None:
-        fail(
-            f"{sig.name} at step {result['step']:,}: checkpoint {result['checkpoint']}; "
-            f"continue with: python train.py --resume {run_dir}",
-            128 + sig,
-        )
     print(f"run directory: {run_dir}")
     if result["eval"]:
         print(format_table(result["eval"]))

@@ -7,6 +7,7 @@ resolved config, TensorBoard logs, checkpoints and the final evaluation.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -147,6 +148,14 @@ class TrainingDiverged(RuntimeError):
     """A non-finite loss or weight stopped the run; the message says when and what to change."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the run after it wrote a checkpoint at `step`."""
+
+    def __init__(self, received: signal.Signals, step: int, checkpoint: Path) -> None:
+        super().__init__(f"{received.name} at step {step:,}: checkpoint {checkpoint}")
+        self.signal, self.step, self.checkpoint = received, step, checkpoint
+
+
 def divergence_message(cfg: Config, step: int, last_checkpoint: Path | None) -> str:
     """Where the run diverged, what is safe on disk, and the knobs that usually cause it."""
     kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint"
@@ -265,8 +274,9 @@ def train(
     The run directory is created only once the world and agent are built, so a config that
     fails to build leaves nothing behind; `command` is appended to its command.txt. Checkpoints
     land every `checkpoint.every` steps and `checkpoint.minutes`, at the end, and when SIGINT or
-    SIGTERM arrives: the run then stops with `interrupted` naming the signal. A non-finite loss
-    or weight raises TrainingDiverged before any checkpoint holds it.
+    SIGTERM arrives: the run then raises TrainingInterrupted (a KeyboardInterrupt, so a caller
+    that does not handle it stops as on Ctrl-C). A non-finite loss or weight raises
+    TrainingDiverged before any checkpoint holds it.
     """
     validate(cfg)
     check_run_dir(run_dir)
@@ -314,7 +324,7 @@ def train(
     )
     task_w, task_id = next(tasks)
     ep_return = torch.zeros(n, device=dev)
-    credit = torch.zeros((), dtype=torch.float64)
+    credit = 0.0
     if saved is not None:
         loop = restore_run_state(saved, world, replay, tasks, gen)
         if loop is None:
@@ -326,8 +336,7 @@ def train(
             task_w, task_id = next(tasks)
         else:
             obs, task_w, task_id = loop["obs"], loop["task_w"], loop["task_id"]
-            ep_return, credit = loop["ep_return"], loop["credit"].cpu()
-    credit = float(credit)
+            ep_return, credit = loop["ep_return"], float(loop["credit"])
     stats = EpisodeStats.zeros(k, dev)
     sums = {
         "td_loss": torch.zeros((), device=dev),
@@ -462,10 +471,9 @@ def train(
     close = getattr(world, "close", None)
     if callable(close):
         close()
-    result = {"step": step, "updates": agent.updates, "checkpoint": final, "eval": []}
     if stop.signal is not None:
         logger.close()
-        return {**result, "interrupted": stop.signal}
+        raise TrainingInterrupted(stop.signal, step, final)
     rows = evaluate_run(agent, cfg, cfg.eval_episodes) if cfg.eval_episodes > 0 else []
     for row in rows:
         tag = f"eval/{row['task']}" + (f"/{row['start']}" if "start" in row else "")
@@ -473,4 +481,4 @@ def train(
         logger.scalars({f"{tag}/{key}": value for key, value in numbers.items()}, step)
     logger.close()
     write_json(rows, run_dir / "eval.json")
-    return {**result, "eval": rows, "interrupted": None}
+    return {"step": step, "updates": agent.updates, "checkpoint": final, "eval": rows}

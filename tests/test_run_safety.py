@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def test_resume_with_replay_gives_bit_identical_weights(tmp_path, settings):
 
     resumed = _resumed_copy(whole, 2048, tmp_path / "resumed")
     result = training.train(cfg, resumed, resume=True, progress=False)
-    assert result["step"] == 4096 and result["interrupted"] is None
+    assert result["step"] == 4096
     assert _same_weights(whole / "checkpoints" / "step_4096", resumed / "checkpoints" / "step_4096")
 
 
@@ -199,3 +200,20 @@ def test_signals_at_random_moments_checkpoint_and_resume(tmp_path):
             f"resuming from {run / 'checkpoints' / f'step_{step}'} (step {step:,})" in done.stderr
         )
         assert checkpoints(run)[0].name == f"step_{step + 512}"
+
+
+def test_an_interrupt_inside_python_raises_after_checkpointing(tmp_path):
+    """A caller of train() that does not handle the interrupt stops as on Ctrl-C."""
+    cfg = from_dict(Config, {**TINY, "total_steps": 10_000_000})
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    with pytest.raises(training.TrainingInterrupted) as stop:
+        training.train(cfg, tmp_path, progress=False)
+    timer.join()
+    assert isinstance(stop.value, KeyboardInterrupt) and stop.value.signal == signal.SIGTERM
+    assert (
+        stop.value.checkpoint
+        == checkpoints(tmp_path)[0]
+        == tmp_path / "checkpoints" / (f"step_{stop.value.step}")
+    )
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

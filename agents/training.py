@@ -156,13 +156,15 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.signal, self.step, self.checkpoint = received, step, checkpoint
 
 
-def divergence_message(cfg: Config, step: int, last_checkpoint: Path | None) -> str:
-    """Where the run diverged, what is safe on disk, and the knobs that usually cause it."""
+def divergence_message(cfg: Config, first: int, stopped: int, last_checkpoint: Path | None) -> str:
+    """Where the run diverged (first non-finite step) and stopped, what is safe on disk, and
+    the knobs that usually cause it."""
     kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint"
     clip = cfg.agent.max_grad_norm
     return (
-        f"training diverged: non-finite TD loss or weights at step {step:,}; nothing was written "
-        f"after it, {kept}. Likely fixes: lower agent.lr (now {cfg.agent.lr:g}), "
+        f"training diverged: non-finite TD loss or weights at step {first:,} (stopped at step "
+        f"{stopped:,}); nothing was written after it, {kept}. "
+        f"Likely fixes: lower agent.lr (now {cfg.agent.lr:g}), "
         f"clip gradients with agent.max_grad_norm (now {clip:g}"
         f"{', i.e. off' if clip == 0 else ''}), scale the rewards down or lower agent.gamma "
         f"(now {cfg.agent.gamma:g})."
@@ -364,7 +366,7 @@ def train(
         if bad >= 0 or nonfinite(agent.named_parameters()):
             bar.close()
             raise TrainingDiverged(
-                divergence_message(cfg, bad if bad >= 0 else step, last_checkpoint)
+                divergence_message(cfg, bad if bad >= 0 else step, step, last_checkpoint)
             )
 
     def checkpoint() -> Path:

@@ -150,10 +150,12 @@ def test_divergence_stops_the_run_and_no_checkpoint_holds_a_nan(tmp_path):
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     found = re.search(
-        r"training diverged: non-finite TD loss or weights at step ([\d,]+)", done.stderr
+        r"non-finite TD loss or weights at step ([\d,]+) \(stopped at step ([\d,]+)\)",
+        done.stderr,
     )
     assert found, done.stderr
-    bad_step = int(found.group(1).replace(",", ""))
+    bad_step, stopped = (int(group.replace(",", "")) for group in found.groups())
+    assert bad_step <= stopped < bad_step + 5_000  # within one log interval (log_every)
     assert "agent.lr (now 1e+30)" in done.stderr and "agent.max_grad_norm (now 0" in done.stderr
     run = tmp_path / "diverged"
     saved = checkpoints(run)

@@ -278,8 +278,22 @@ def train(
     land every `checkpoint.every` steps and `checkpoint.minutes`, at the end, and when SIGINT or
     SIGTERM arrives: the run then raises TrainingInterrupted (a KeyboardInterrupt, so a caller
     that does not handle it stops as on Ctrl-C). A non-finite loss or weight raises
-    TrainingDiverged before any checkpoint holds it.
+    TrainingDiverged before any checkpoint holds it. The signals are caught from the start, so
+    one that arrives while the run is still being set up stops it at its first step.
     """
+    with StopRequests() as stop:
+        return _train(cfg, run_dir, resume, progress, command, stop)
+
+
+def _train(
+    cfg: Config,
+    run_dir: Path,
+    resume: bool,
+    progress: bool,
+    command: str | None,
+    stop: StopRequests,
+) -> dict:
+    """The body of `train`, with SIGINT and SIGTERM already caught by `stop`."""
     validate(cfg)
     check_run_dir(run_dir)
     if cfg.torch_threads > 0:
@@ -397,7 +411,7 @@ def train(
         return path
 
     share = CoreShare() if cfg.torch_threads == 0 else nullcontext()
-    with StopRequests() as stop, share:
+    with share:
         follow_share(share)
         while step < cfg.total_steps and stop.signal is None:
             actions = agent.act(obs, task_w, epsilon_at(cfg, step), generator=gen)
@@ -469,6 +483,7 @@ def train(
                 checkpoint()
         bar.close()
         final = checkpoint()
+    stop.restore()  # from here on Ctrl-C interrupts the evaluation at once
 
     close = getattr(world, "close", None)
     if callable(close):

@@ -33,6 +33,10 @@ class StopRequests:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        """Put the previous handlers back (early, or on leaving the block); `signal` stays."""
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous.clear()

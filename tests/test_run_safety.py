@@ -219,3 +219,19 @@ def test_an_interrupt_inside_python_raises_after_checkpointing(tmp_path):
         == tmp_path / "checkpoints" / (f"step_{stop.value.step}")
     )
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_signal_during_setup_stops_the_run_at_its_first_step(tmp_path, monkeypatch):
+    """No window without a handler: a signal while the world is built still checkpoints."""
+    build = training.build
+
+    def build_then_signal(cfg):
+        built = build(cfg)
+        os.kill(os.getpid(), signal.SIGINT)
+        return built
+
+    monkeypatch.setattr(training, "build", build_then_signal)
+    with pytest.raises(training.TrainingInterrupted) as stop:
+        training.train(from_dict(Config, TINY), tmp_path, progress=False)
+    assert (stop.value.signal, stop.value.step) == (signal.SIGINT, 0)
+    assert checkpoints(tmp_path) == [tmp_path / "checkpoints" / "step_0"]

@@ -8,6 +8,7 @@ Checkpoints land every `checkpoint.minutes` (5 by default), at the end, and on S
 SIGTERM: the run then writes one at the current step and exits with status 128 + the signal
 number (a second Ctrl-C exits at once); `--resume` continues it. A run whose loss or weights
 become non-finite stops with status 1 before any checkpoint holds them.
+
 Every env slot pursues its own behaviour task (a base head or a weight vector over the heads),
 while all heads learn off-policy from the shared tensor replay. The run directory holds the
 resolved config, the command line, TensorBoard logs, checkpoints and the final evaluation.

@@ -11,7 +11,8 @@ from statistics import NormalDist
 import torch
 from torch import Tensor
 
-from composable_rl.oracle import finite_horizon_return
+from composable_rl.mo_metrics import expected_utility, hypervolume, igd
+from composable_rl.oracle import discounted_optimal_policy, finite_horizon_return
 from composable_rl.world import GoalWorld, TabularWorld, World
 
 Act = Callable[[Tensor, Tensor], Tensor]
@@ -51,9 +52,12 @@ def mean_ci(values: Sequence[float] | Tensor, level: float = 0.95) -> tuple[floa
     return mean, half
 
 
-def episode_returns(world: World, act: Act, weights: Tensor, seed: int = 10_000) -> Tensor:
-    """Undiscounted return [N, K] of each head over the first episode of every slot, with every
-    slot acting `act(obs, weights)` (weights [K] or [N, K]); slots that finish wait for the rest.
+def episode_returns(
+    world: World, act: Act, weights: Tensor, seed: int = 10_000, gamma: float = 1.0
+) -> Tensor:
+    """Return [N, K] of each head over the first episode of every slot, with every slot acting
+    `act(obs, weights)` (weights [K] or [N, K]); slots that finish wait for the rest. `gamma`
+    discounts it (1 on the first reward); the default 1 leaves it undiscounted.
     """
     n, k = world.num_envs, len(world.head_names)
     weights = torch.as_tensor(weights, dtype=torch.float32, device=world.device)
@@ -61,13 +65,44 @@ def episode_returns(world: World, act: Act, weights: Tensor, seed: int = 10_000)
     obs = world.reset(seed)
     total = torch.zeros(n, k, dtype=torch.float64, device=world.device)
     running = torch.ones(n, dtype=torch.bool, device=world.device)
+    discount = 1.0
     with torch.no_grad():
         while bool(running.any()):
             actions = act(obs, weights).to(device=world.device, dtype=torch.long)
             obs, reward, terminated, truncated, _ = world.step(actions)
-            total += torch.where(running[:, None], reward.double(), 0.0)
+            total += torch.where(running[:, None], discount * reward.double(), 0.0)
             running &= ~(terminated | truncated)
+            discount *= gamma
     return total
+
+
+def multi_objective_row(
+    world: World,
+    act: Act,
+    weights: Tensor,
+    gamma: float,
+    reference_point: Sequence[float] = (),
+    front: Tensor | None = None,
+    seed: int = 10_000,
+) -> dict:
+    """Expected utility over `weights` [W, K] (e.g. mo_metrics.simplex_lattice): the mean over
+    them of w . V_w, V_w being the mean discounted vector return of the policy composed for w
+    over the world's num_envs first episodes; plus the hypervolume of the V_w above
+    `reference_point` and their IGD to the true Pareto `front`, where given."""
+    values = torch.stack(
+        [episode_returns(world, act, w, seed, gamma).mean(0) for w in weights]
+    ).float()
+    row: dict = {
+        "task": "multi-objective",
+        "expected_utility": expected_utility(values, weights),
+        "weights": len(weights),
+        "episodes": world.num_envs,
+    }
+    if reference_point:
+        row["hypervolume"] = hypervolume(values, torch.tensor(reference_point))
+    if front is not None:
+        row["igd"] = igd(front.float(), values)
+    return row
 
 
 def head_return_rows(world: World, act: Act, seed: int = 10_000) -> list[dict]:
@@ -91,6 +126,7 @@ def evaluate(
     weights: Tensor | None = None,
     seed: int = 10_000,
     goal_rewards: Tensor | None = None,
+    gamma: float | None = None,
 ) -> dict[str, float | None]:
     """Mean return/success/length of `policy(obs, weights)` over first episodes, plus oracles.
 
@@ -102,7 +138,10 @@ def evaluate(
     normalized_return = (R - R_random) / (R_oracle - R_random) from the means over episodes, where
     the oracle and random returns are exact expectations from each episode's own layout and start;
     it is undefined, None, when the two coincide (up to rounding): then every policy scores the
-    same, e.g. all-zero weights, and no ratio measures it.
+    same, e.g. all-zero weights, and no ratio measures it. With `gamma`, the rows also give the
+    exact return (and its normalised score) of the best stationary policy for the
+    gamma-discounted task: the ceiling of any agent that learns discounted values without
+    seeing the time left.
     """
     episodes = world.num_envs
     if (weights is None) == (goal_rewards is None):
@@ -151,6 +190,13 @@ def evaluate(
         "random_return": random_mean,
         "normalized_return": normalized_return(mean_return, oracle_mean, random_mean),
     }
+    if gamma is not None:
+        best = discounted_optimal_policy(mdp, reward, gamma)
+        stationary = finite_horizon_return(mdp, reward, world.max_steps, best)[which, start]
+        means["stationary_return"] = stationary.double().mean().item()
+        means["stationary_normalized"] = normalized_return(
+            means["stationary_return"], oracle_mean, random_mean
+        )
     if not (isinstance(world, GoalWorld) and world.goal_names):
         del means["success"]
     return means

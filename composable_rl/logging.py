@@ -119,9 +119,10 @@ UNDEFINED = "n/a"  # how tables show an undefined number (None), e.g. a normalis
 
 
 def format_table(rows: list[dict]) -> str:
-    """Fixed-width text table of result rows (columns: the keys of the first row)."""
-    cols = list(rows[0])
-    text = [[_cell(row[c]) for c in cols] for row in rows]
+    """Fixed-width text table of result rows (columns: every key, in order of first appearance;
+    blank where a row lacks one, e.g. the multi-objective row beside per-head rows)."""
+    cols = list(dict.fromkeys(key for row in rows for key in row))
+    text = [[_cell(row[c]) if c in row else "" for c in cols] for row in rows]
     widths = [max(len(c), 8, *(len(line[i]) for line in text)) for i, c in enumerate(cols)]
     return "\n".join(
         "  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True))

@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from composable_rl.functional import extended_reward, soft_value
+from composable_rl.functional import boltzmann_probs, extended_reward, soft_value
 
 
 @dataclass
@@ -63,21 +63,32 @@ def finite_horizon_return(
     mdp: TabularMDP,
     reward: Tensor,
     horizon: int,
-    policy: Literal["optimal", "random"] = "optimal",
+    policy: Literal["optimal", "random"] | Tensor = "optimal",
 ) -> Tensor:
     """Exact undiscounted expected return [L, S] of episodes of at most `horizon` steps.
 
     policy "optimal" is the best non-stationary policy (max over actions), "random" the uniform
-    one (mean over actions); truncation at the horizon adds nothing further.
+    one (mean over actions), and a tensor [L, S, A] of action probabilities a stationary one;
+    truncation at the horizon adds nothing further.
     """
-    if policy not in ("optimal", "random"):
-        raise ValueError(f"policy must be 'optimal' or 'random', got {policy!r}")
+    if not isinstance(policy, Tensor) and policy not in ("optimal", "random"):
+        raise ValueError(f"policy must be 'optimal', 'random' or a tensor, got {policy!r}")
     reward = reward.double()
     value = torch.zeros(mdp.valid.shape, dtype=torch.float64, device=reward.device)
     for _ in range(horizon):
         q = backup(mdp, reward, value)
-        value = q.amax(-1) if policy == "optimal" else q.mean(-1)
+        if isinstance(policy, Tensor):
+            value = (q * policy).sum(-1)
+        else:
+            value = q.amax(-1) if policy == "optimal" else q.mean(-1)
     return value
+
+
+def discounted_optimal_policy(mdp: TabularMDP, reward: Tensor, gamma: float) -> Tensor:
+    """Action probabilities [L, S, A] of the best stationary policy for the gamma-discounted
+    reward (uniform over tied best actions): the best any Markov agent that maximises a
+    discounted return can do, below the finite-horizon optimum when timing matters."""
+    return boltzmann_probs(soft_value_iteration(mdp, reward, gamma, 0.0), 0.0)
 
 
 def task_reward(mdp: TabularMDP, goal_rewards: Tensor, step_reward: float) -> Tensor:

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from composable_rl.functional import soft_value
-from composable_rl.oracle import backup, finite_horizon_return, soft_value_iteration, task_reward
+from composable_rl.oracle import (
+    TabularMDP,
+    backup,
+    discounted_optimal_policy,
+    finite_horizon_return,
+    soft_value_iteration,
+    task_reward,
+)
 from envs.gridworld import tabulate
 from envs.object_rooms import ObjectRooms
 
@@ -190,10 +197,9 @@ def test_finite_horizon_rejects_unknown_policy():
         finite_horizon_return(mdp, mdp.reward[..., 0], 3, policy="greedy")
 
 
-def test_a_low_discount_trades_a_far_wanted_object_for_a_near_unwanted_one():
-    """Why the random-placement configs use gamma 0.95: wanted object 14 steps away, unwanted
-    one adjacent. The undiscounted score (what evaluation measures) prefers the far object
-    (2 - 1.3 > -0.1), as does the gamma 0.95 optimum; the gamma 0.9 optimum takes the near one."""
+def far_wanted_near_unwanted() -> tuple[TabularMDP, torch.Tensor, int]:
+    """A wanted object (2) 14 steps from the start cell and an unwanted one (-0.1) adjacent to
+    it, -0.1 per step: the MDP, its reward and the start cell."""
     world = ObjectRooms(
         num_envs=1,
         colours=("blue", "purple"),
@@ -201,8 +207,14 @@ def test_a_low_discount_trades_a_far_wanted_object_for_a_near_unwanted_one():
         object_positions=[[1, 1], [5, 10]],
     )
     mdp = tabulate(world, world.fixed_objects[None])
-    reward = task_reward(mdp, torch.tensor([2.0, -0.1]), -0.1)
-    start = 5 * 13 + 11
+    return mdp, task_reward(mdp, torch.tensor([2.0, -0.1]), -0.1), 5 * 13 + 11
+
+
+def test_a_low_discount_trades_a_far_wanted_object_for_a_near_unwanted_one():
+    """Why the random-placement configs use gamma 0.95: wanted object 14 steps away, unwanted
+    one adjacent. The undiscounted score (what evaluation measures) prefers the far object
+    (2 - 1.3 > -0.1), as does the gamma 0.95 optimum; the gamma 0.9 optimum takes the near one."""
+    mdp, reward, start = far_wanted_near_unwanted()
 
     def collected(q: torch.Tensor) -> int:
         cell = start
@@ -217,3 +229,20 @@ def test_a_low_discount_trades_a_far_wanted_object_for_a_near_unwanted_one():
     assert best == pytest.approx(2.0 - 0.1 * 13)
     assert collected(soft_value_iteration(mdp, reward, gamma=0.95, alpha=0.0)) == 0
     assert collected(soft_value_iteration(mdp, reward, gamma=0.9, alpha=0.0)) == 1
+
+
+def test_stationary_discounted_optimum_scores_below_the_finite_horizon_one_when_gamma_is_low():
+    """The same layout: the gamma 0.9 stationary optimum takes the near unwanted object
+    (-0.1), the gamma 0.95 one the far wanted object, which the finite-horizon optimum gets."""
+    mdp, reward, start = far_wanted_near_unwanted()
+    best = finite_horizon_return(mdp, reward, horizon=50)[0, start].item()
+    for gamma, expected in ((0.95, best), (0.9, -0.1)):
+        policy = discounted_optimal_policy(mdp, reward, gamma)
+        torch.testing.assert_close(policy.sum(-1), torch.ones_like(policy[..., 0]))
+        got = finite_horizon_return(mdp, reward, 50, policy)[0, start].item()
+        assert got == pytest.approx(expected)
+    uniform = torch.full_like(policy, 1 / policy.shape[-1])
+    torch.testing.assert_close(
+        finite_horizon_return(mdp, reward, 50, uniform),
+        finite_horizon_return(mdp, reward, 50, "random"),
+    )

@@ -8,18 +8,20 @@ with a 95% confidence interval. Only the world's capabilities are asked for, nev
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
 from agents.skill_machine import SkillMachineAgent
-from agents.soft_q import MultiHeadSoftQ
+from agents.soft_q import HeadsAgent
 from agents.training import build, build_world
 from composable_rl import expressions
 from composable_rl.boolean_tasks import boolean_tasks
 from composable_rl.checkpoint import latest_checkpoint, load_checkpoint, load_meta
 from composable_rl.config import Config, from_dict
-from composable_rl.evaluation import episode_returns, evaluate, mean_ci
+from composable_rl.evaluation import episode_returns, evaluate, mean_ci, multi_objective_row
+from composable_rl.mo_metrics import simplex_lattice
 from composable_rl.registry import world_entry
 from composable_rl.reward_machine import RewardMachine
 from composable_rl.world import BOUND_HEADS, GoalWorld, LabelledWorld, TabularWorld, World
@@ -36,7 +38,7 @@ def resolve(checkpoint: str | Path) -> Path:
     return found
 
 
-def load(checkpoint: str | Path) -> tuple[Config, World, MultiHeadSoftQ]:
+def load(checkpoint: str | Path) -> tuple[Config, World, HeadsAgent]:
     """Config, world and agent restored from a checkpoint (or from a run's latest one)."""
     checkpoint = resolve(checkpoint)
     cfg = from_dict(Config, load_meta(checkpoint)["config"])
@@ -47,11 +49,23 @@ def load(checkpoint: str | Path) -> tuple[Config, World, MultiHeadSoftQ]:
     return cfg, world, agent
 
 
-def composed_policy(agent: MultiHeadSoftQ, expr: expressions.Expr):
-    """Greedy policy on the composed values: argmax_a (max_g for world-value heads)."""
+def linear_weights(expr: expressions.Expr, head_names: list[str]) -> torch.Tensor:
+    """The weights [K] of a linear expression over the heads (e.g. 0.5*blue - square)."""
+    basis = torch.eye(len(head_names))
+    return expressions.evaluate(expr, dict(zip(head_names, basis, strict=True)))
+
+
+def composed_policy(agent: HeadsAgent, expr: expressions.Expr):
+    """Greedy policy on the composed values: argmax_a (max_g for world-value heads). A linear
+    task acts on the agent's linear composition (GPI over successor features where it has
+    them); any other expression composes the heads' own values."""
+    if expressions.is_linear(expr):
+        weights = linear_weights(expr, agent.head_names)
+        device = next(agent.parameters()).device
+        return lambda obs, _weights: agent.greedy(obs, weights.to(device))
 
     def policy(obs: torch.Tensor, _weights: torch.Tensor) -> torch.Tensor:
-        q = agent.online(obs)
+        q = agent.head_values(obs)
         heads = {name: q[:, k] for k, name in enumerate(agent.head_names)}
         bounds = (heads["MAX"], heads["MIN"]) if "MAX" in heads else None
         values = expressions.evaluate(expr, heads, alpha=agent.cfg.alpha, bounds=bounds)
@@ -64,8 +78,7 @@ def task_reward(expr: expressions.Expr, world: World) -> dict[str, torch.Tensor]
     """The task's reward for the evaluator: linear weights, or per-goal rewards if Boolean."""
     names = world.head_names
     if expressions.is_linear(expr):
-        basis = torch.eye(len(names))
-        return {"weights": expressions.evaluate(expr, dict(zip(names, basis, strict=True)))}
+        return {"weights": linear_weights(expr, names)}
     if not (isinstance(world, GoalWorld) and world.goal_names):
         raise ValueError("Boolean tasks need a world that declares goals; use a weighted sum")
     truth = world.goal_membership.float().T.cpu()
@@ -76,7 +89,7 @@ def task_reward(expr: expressions.Expr, world: World) -> dict[str, torch.Tensor]
 
 
 def evaluate_task(
-    cfg: Config, world: World, agent: MultiHeadSoftQ, text: str, episodes: int, seed: int
+    cfg: Config, world: World, agent: HeadsAgent, text: str, episodes: int, seed: int
 ) -> dict:
     """One result row: the composed policy's return, beside the exact oracle's where the world
     has a tabular model, else with a 95% confidence interval."""
@@ -93,6 +106,40 @@ def evaluate_task(
     return {"task": text, "return": mean, "ci95": half, "episodes": episodes}
 
 
+def weights_task(weights: list[float], head_names: list[str]) -> str:
+    """The linear task of one weight per head (or per base head, leaving out MAX and MIN) as an
+    expression, e.g. [0.5, 0, -1] over heads a, b, c -> 0.5*a - 1*c."""
+    base = [name for name in head_names if name not in BOUND_HEADS]
+    names = base if len(weights) == len(base) else head_names
+    if len(weights) != len(names):
+        raise ValueError(f"--weights: {len(weights)} values for the {len(base)} heads {base}")
+    text = ""
+    for w, name in zip(weights, names, strict=True):
+        if w:
+            sign = "-" if w < 0 else "+"
+            text += f" {sign} {abs(w):g}*{name}" if text else f"{w:g}*{name}"
+    return text or f"0*{names[0]}"
+
+
+def evaluate_multi_objective(
+    cfg: Config, agent: HeadsAgent, divisions: int, episodes: int, seed: int
+) -> dict:
+    """The multi-objective row (expected utility over the simplex lattice of `divisions`, and
+    hypervolume / IGD where the world's section configures them) of the composed policies."""
+    entry = world_entry(cfg.env.name)
+    if hasattr(cfg.env, "mo_divisions") and entry.evaluate is not None:
+        section = dataclasses.replace(cfg.env, mo_divisions=divisions)
+        return entry.evaluate(section, agent.greedy, episodes, cfg.device)[-1]
+    world = build_world(cfg, episodes)
+    base = [k for k, name in enumerate(world.head_names) if name not in BOUND_HEADS]
+    if len(base) < 2:
+        raise ValueError(f"multi-objective evaluation needs several heads, got {world.head_names}")
+    lattice = simplex_lattice(len(base), divisions)
+    weights = lattice.new_zeros(len(lattice), len(world.head_names))
+    weights[:, base] = lattice  # the bound heads MAX and MIN are not objectives
+    return multi_objective_row(world, agent.greedy, weights, cfg.agent.gamma, seed=seed)
+
+
 def all_boolean_tasks(world: World) -> list[str]:
     """Every distinct Boolean task over the base heads (not MAX and MIN), as expressions."""
     if not (isinstance(world, GoalWorld) and world.goal_names):
@@ -103,7 +150,7 @@ def all_boolean_tasks(world: World) -> list[str]:
 
 
 def skill_machine(
-    world: World, agent: MultiHeadSoftQ, machine: RewardMachine, plan: bool
+    world: World, agent: HeadsAgent, machine: RewardMachine, plan: bool
 ) -> SkillMachineAgent:
     """The skill machine of a reward machine over a labelled world's proposition heads."""
     if not isinstance(world, LabelledWorld) or not agent.num_goals:
@@ -128,7 +175,7 @@ def skill_machine(
 def evaluate_temporal_task(
     cfg: Config,
     world: World,
-    agent: MultiHeadSoftQ,
+    agent: HeadsAgent,
     task: str,
     episodes: int,
     seed: int,

@@ -15,18 +15,20 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from agents.soft_q import MultiHeadSoftQ
+from agents.soft_q import HeadsAgent
 from composable_rl import functional as fn
 from composable_rl.homeostasis import HomeostaticController, ValueProgram
 
 
 class _ComposedHeads:
     """Boltzmann actions on the value program's composition of (optionally scaled) heads, with
-    the head weights of `head_weights` (defined by each subclass)."""
+    the head weights of `head_weights` (defined by each subclass). Successor-feature heads act
+    on their linear composition (GPI) of the scaled weights instead: the program's `combine`
+    rule is for soft-Q heads, whose weighted sum is not the value of any policy."""
 
     def __init__(
         self,
-        agent: MultiHeadSoftQ,
+        agent: HeadsAgent,
         program: ValueProgram,
         head_scale: Sequence[float] | None = None,
         alpha: float | None = None,
@@ -54,8 +56,11 @@ class _ComposedHeads:
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Actions [N] for observations and levels [N, V]; reset_mask [N] marks new episodes."""
-        q = self.agent.online(obs) * self.head_scale[:, None]
         weights = self.head_weights(levels, reset_mask)
+        if self.agent.successor_features:
+            scaled = weights * self.head_scale
+            return self.agent.act(obs, scaled, alpha=self.alpha, generator=generator)
+        q = self.agent.online(obs) * self.head_scale[:, None]
         return fn.boltzmann_sample(self.program.compose(q, weights), self.alpha, generator)
 
 
@@ -68,7 +73,7 @@ class HomeostaticAgent(_ComposedHeads):
 
     def __init__(
         self,
-        agent: MultiHeadSoftQ,
+        agent: HeadsAgent,
         program: ValueProgram,
         num_envs: int,
         head_scale: Sequence[float] | None = None,
@@ -88,7 +93,7 @@ class FixedWeightAgent(_ComposedHeads):
 
     def __init__(
         self,
-        agent: MultiHeadSoftQ,
+        agent: HeadsAgent,
         program: ValueProgram,
         weights: Sequence[float] | None = None,
         head_scale: Sequence[float] | None = None,
@@ -106,7 +111,7 @@ class FixedWeightAgent(_ComposedHeads):
 class DriveReductionAgent:
     """The homeostatic-RL baseline: a one-head soft-Q agent whose observation holds its levels."""
 
-    def __init__(self, agent: MultiHeadSoftQ, alpha: float | None = None) -> None:
+    def __init__(self, agent: HeadsAgent, alpha: float | None = None) -> None:
         if len(agent.head_names) != 1:
             raise ValueError(f"expected one drive-reduction head, got {agent.head_names}")
         self.agent = agent

@@ -1,4 +1,5 @@
-"""Multi-head soft-Q agent: K entropy-regularised heads learned together from one replay."""
+"""Multi-head soft-Q agent: K entropy-regularised heads learned together from one replay; the
+acting and target-network code shared by every multi-head learner."""
 
 from __future__ import annotations
 
@@ -22,7 +23,85 @@ def make_adam(params, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr)
 
 
-class MultiHeadSoftQ(nn.Module):
+class HeadsAgent(nn.Module):
+    """What every multi-head learner shares: Boltzmann or greedy actions on its linear
+    composition for weights [N, K], and target-network updates. A subclass defines
+    `linear_values` (composed Q [N, A]), `head_values` (each head's own Q [N, K, A]), `update`,
+    and the `online` and `target` networks."""
+
+    successor_features = False  # whether linear composition runs through successor features
+    num_goals = 0
+
+    def linear_values(self, obs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Q [N, A] of the reward sum_k w_k r_k (weights [N, K] or [K])."""
+        raise NotImplementedError
+
+    def behaviour_values(self, obs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Q [N, A] that training behaviour acts on; the linear composition unless overridden."""
+        return self.linear_values(obs, weights)
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs: torch.Tensor,
+        weights: torch.Tensor,
+        epsilon: float = 0.0,
+        alpha: float | None = None,
+        generator: torch.Generator | None = None,
+        behaviour: bool = False,
+    ) -> torch.Tensor:
+        """Boltzmann actions on the linearly composed Q (weights [N, K]), with epsilon-uniform mix.
+
+        `alpha=None` uses the heads' temperature; `alpha=0` is greedy. `behaviour` acts as
+        training behaviour does (`behaviour_values`).
+        """
+        values = self.behaviour_values if behaviour else self.linear_values
+        q = values(obs, weights)
+        actions = fn.boltzmann_sample(q, self.cfg.alpha if alpha is None else alpha, generator)
+        if epsilon > 0:
+            n, num_actions = q.shape
+            explore = torch.rand(n, generator=generator, device=q.device) < epsilon
+            uniform = torch.randint(num_actions, (n,), generator=generator, device=q.device)
+            actions = torch.where(explore, uniform, actions)
+        return actions
+
+    def greedy(self, obs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Greedy actions on the linearly composed Q (what evaluation runs)."""
+        return self.act(obs, weights, alpha=0.0)
+
+    def build_networks(self, network: type[nn.Module], kwargs: dict) -> None:
+        """Online and target copies of `network(**kwargs)` (the target frozen, starting equal),
+        Adam on the online one, and the update counter."""
+        self.online = network(**kwargs)
+        self.target = network(**kwargs)
+        self.target.load_state_dict(self.online.state_dict())
+        self.target.requires_grad_(False)
+        self.optimizer = make_adam(self.online.parameters(), self.cfg.lr)
+        self.updates = 0
+
+    def optimise(self, loss: torch.Tensor) -> None:
+        """One clipped gradient step on `loss`, then the target update when one is due."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.online.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        if self.updates % self.cfg.target_period == 0:
+            self.update_target()
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """Polyak step (tau < 1) or hard copy (tau = 1) of the online weights into the target."""
+        online = list(self.online.parameters())
+        target = list(self.target.parameters())
+        if self.cfg.tau >= 1.0:
+            torch._foreach_copy_(target, online)
+        else:
+            torch._foreach_lerp_(target, online, self.cfg.tau)
+
+
+class MultiHeadSoftQ(HeadsAgent):
     """Online and target networks of K soft-Q heads; one forward and one backward for all heads.
 
     `sparse_features > 0` means observations are index tensors of a multi-hot input that wide.
@@ -60,40 +139,16 @@ class MultiHeadSoftQ(nn.Module):
             "num_goals": num_goals,
             "goal_slots": goal_slots,
         }
-        self.online = MultiHeadQNetwork(**net_kw)
-        self.target = MultiHeadQNetwork(**net_kw)
-        self.target.load_state_dict(self.online.state_dict())
-        self.target.requires_grad_(False)
-        self.optimizer = make_adam(self.online.parameters(), cfg.lr)
-        self.updates = 0
+        self.build_networks(MultiHeadQNetwork, net_kw)
 
-    @torch.no_grad()
-    def act(
-        self,
-        obs: torch.Tensor,
-        weights: torch.Tensor,
-        epsilon: float = 0.0,
-        alpha: float | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Boltzmann actions on the linearly composed Q (weights [N, K]), with epsilon-uniform mix.
-
-        `alpha=None` uses the heads' temperature; `alpha=0` is greedy.
-        """
+    def linear_values(self, obs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """sum_k w_k Q_k [N, A]; world-value heads take the best goal (max_g)."""
         q = fn.compose_linear(self.online(obs), weights)
-        if self.num_goals:
-            q = q.amax(1)
-        actions = fn.boltzmann_sample(q, self.cfg.alpha if alpha is None else alpha, generator)
-        if epsilon > 0:
-            n, num_actions = q.shape
-            explore = torch.rand(n, generator=generator, device=q.device) < epsilon
-            uniform = torch.randint(num_actions, (n,), generator=generator, device=q.device)
-            actions = torch.where(explore, uniform, actions)
-        return actions
+        return q.amax(1) if self.num_goals else q
 
-    def greedy(self, obs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Greedy actions on the linearly composed Q (what evaluation runs)."""
-        return self.act(obs, weights, alpha=0.0)
+    def head_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """Every head's values [N, K, A] (or [N, K, G, A] with world-value heads)."""
+        return self.online(obs)
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step on every head; returns detached diagnostics (no host sync)."""
@@ -108,14 +163,7 @@ class MultiHeadSoftQ(nn.Module):
             r_t = fn.extended_reward(r_t, batch.goal, self.num_goals, self.penalty)
         td = fn.soft_q_learning(q_tm1, batch.action, r_t, discount_t, q_t, self.cfg.alpha, q_select)
         loss = fn.td_loss(td, self.cfg.loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(self.online.parameters(), self.cfg.max_grad_norm)
-        self.optimizer.step()
-        self.updates += 1
-        if self.updates % self.cfg.target_period == 0:
-            self.update_target()
+        self.optimise(loss)
         with torch.no_grad():
             k = len(self.head_names)
             return {
@@ -124,13 +172,3 @@ class MultiHeadSoftQ(nn.Module):
                 "q_mean": fn.select_action(q_tm1, batch.action).reshape(n, k, -1).mean((0, 2)),
                 "entropy": fn.policy_entropy(q_tm1, self.cfg.alpha).mean(),
             }
-
-    @torch.no_grad()
-    def update_target(self) -> None:
-        """Polyak step (tau < 1) or hard copy (tau = 1) of the online weights into the target."""
-        online = list(self.online.parameters())
-        target = list(self.target.parameters())
-        if self.cfg.tau >= 1.0:
-            torch._foreach_copy_(target, online)
-        else:
-            torch._foreach_lerp_(target, online, self.cfg.tau)

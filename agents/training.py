@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from agents.soft_q import MultiHeadSoftQ
+from agents.soft_q import HeadsAgent, MultiHeadSoftQ
+from agents.successor import SuccessorFeatures
 from composable_rl.checkpoint import (
     CheckpointFormatError,
     checkpoint_dir,
@@ -65,8 +66,9 @@ def goal_penalty(cfg: Config, world: GoalWorld) -> float:
     return wrong_goal_penalty(world.r_min, world.r_max, world.step_reward, horizon)
 
 
-def build(cfg: Config) -> tuple[World, MultiHeadSoftQ]:
-    """The batched training world and a fresh agent whose heads match the world's rewards."""
+def build(cfg: Config) -> tuple[World, HeadsAgent]:
+    """The batched training world and a fresh agent whose heads match the world's rewards:
+    soft-Q heads or successor-feature heads, as `agent.heads` says."""
     world = build_world(cfg)
     spec = world.observation_spec
     fixed = cfg.tasks.fixed_weights
@@ -90,12 +92,24 @@ def build(cfg: Config) -> tuple[World, MultiHeadSoftQ]:
         raise ConfigError(
             f"agent.encoder: cnn needs image observations, the world gives {spec.kind} {spec.shape}"
         )
+    sparse = spec.num_features if spec.kind == "indices" else 0
+    if cfg.agent.heads == "successor_features":
+        k = len(world.head_names)
+        if any(len(w) != k for w in cfg.agent.successor.support):
+            raise ConfigError(
+                f"agent.successor.support: need one weight per head {world.head_names}, "
+                f"got {cfg.agent.successor.support}"
+            )
+        agent = SuccessorFeatures(
+            spec.shape, world.num_actions, world.head_names, cfg.agent, sparse, encoder
+        )
+        return world, agent.to(cfg.device)
     agent = MultiHeadSoftQ(
         spec.shape,
         world.num_actions,
         world.head_names,
         cfg.agent,
-        spec.num_features if spec.kind == "indices" else 0,
+        sparse,
         len(world.goal_names) if cfg.agent.world_values else 0,
         goal_penalty(cfg, world) if cfg.agent.world_values else 0.0,
         slots,
@@ -111,7 +125,7 @@ def epsilon_at(cfg: Config, step: int) -> float:
     return cfg.tasks.epsilon_start + frac * (cfg.tasks.epsilon_end - cfg.tasks.epsilon_start)
 
 
-def evaluate_run(agent: MultiHeadSoftQ, cfg: Config, episodes: int) -> list[dict]:
+def evaluate_run(agent: HeadsAgent, cfg: Config, episodes: int) -> list[dict]:
     """Final evaluation of the greedy policy: the world's own evaluation where it registered
     one; else every head against the exact oracle where the world has a tabular model; else
     every head's return with a 95% confidence interval."""
@@ -246,7 +260,7 @@ def restore_run_state(
 
 
 def resume_checkpoint(
-    run_dir: Path, agent: MultiHeadSoftQ, goal_names: list[str]
+    run_dir: Path, agent: HeadsAgent, goal_names: list[str]
 ) -> tuple[Path, dict, dict[str, torch.Tensor] | None]:
     """Load the newest usable checkpoint of `run_dir`, skipping damaged ones with a warning;
     returns its path, meta and saved run state (None if saved without one)."""
@@ -414,7 +428,7 @@ def _train(
     with share:
         follow_share(share)
         while step < cfg.total_steps and stop.signal is None:
-            actions = agent.act(obs, task_w, epsilon_at(cfg, step), generator=gen)
+            actions = agent.act(obs, task_w, epsilon_at(cfg, step), generator=gen, behaviour=True)
             next_obs, reward, terminated, truncated, info = world.step(actions)
             replay.add(obs, actions, reward, terminated, info["final_obs"], info.get("goal"))
             ep_return += (reward * task_w).sum(1)

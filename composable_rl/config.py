@@ -89,8 +89,70 @@ class WorldConfig:
 
 
 @dataclasses.dataclass
+class SuccessorConfig:
+    """Successor-feature heads (agent.heads: successor_features): what they are trained for
+    and how composed policies act."""
+
+    one_hot_prob: float = doc(
+        0.25,
+        "Chance that an update trains the features of a base head's own policy (a one-hot "
+        "weight vector); otherwise a support vector or a direction uniform on the unit sphere.",
+        ge=0,
+        le=1,
+    )
+    support: list[list[float]] = doc(
+        [],
+        "Extra weight vectors (one weight per head each) added to the GPI candidates, and "
+        "trained for with support_prob, e.g. tasks you care about most.",
+    )
+    support_prob: float = doc(
+        0.0, "Chance that an update trains a support vector (needs a support set).", ge=0, le=1
+    )
+    gpi: bool = doc(
+        True,
+        "Act on max over candidates c of w . psi(s, a; c) (generalised policy improvement), "
+        "the candidates being w itself, the base one-hots and the support set; false = w alone.",
+    )
+    gpi_own: bool = doc(
+        True,
+        "Whether w's own policy is a GPI candidate; false = only the base one-hots and the "
+        "support set, for when the weight-conditioned policies generalise worse than a "
+        "good support set (measured on the quickstart layout, see the README).",
+    )
+    gpi_target: bool = doc(
+        True,
+        "Bootstrap each weight's features from the GPI policy over that weight and the base "
+        "one-hots, so a weight's own policy learns to follow a base policy where it does "
+        "better; false = from its own policy.",
+    )
+    behaviour_gpi: bool = doc(
+        False,
+        "Training behaviour acts with GPI too; false = each slot acts on its own weights' "
+        "policy, so that policy's mistakes reach replay and get corrected.",
+    )
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """Yield (field, problem) for rules that involve several fields."""
+        if self.one_hot_prob + self.support_prob > 1:
+            yield "support_prob", "one_hot_prob + support_prob must not exceed 1"
+        if self.support_prob > 0 and not self.support:
+            yield "support_prob", "needs a support set"
+        widths = {len(w) for w in self.support}
+        if len(widths) > 1:
+            yield "support", f"vectors of different lengths {sorted(widths)}"
+
+
+@dataclasses.dataclass
 class AgentConfig:
-    """Multi-head soft-Q learner."""
+    """Multi-head learner: soft-Q heads or successor-feature heads."""
+
+    heads: Literal["soft_q", "successor_features"] = doc(
+        "soft_q",
+        "soft_q: one entropy-regularised Q per base reward (linear composition sums them); "
+        "successor_features: psi(s, a; z) per base reward for policies conditioned on weights "
+        "z, so that w . psi is the value of the policy that acts (see `successor`).",
+    )
+    successor: SuccessorConfig = doc(SuccessorConfig, "Successor-feature heads.")
 
     gamma: float = doc(0.95, "Discount factor.", ge=0, lt=1)
     alpha: float = doc(0.02, "Entropy temperature of the soft-Q heads.", ge=0)
@@ -127,6 +189,8 @@ class AgentConfig:
         """Yield (field, problem) for rules that involve several fields."""
         if self.goal_conditioned and not self.world_values:
             yield "goal_conditioned", "needs world_values: true"
+        if self.heads == "successor_features" and self.world_values:
+            yield "world_values", "successor-feature heads have no goal axis; set it to false"
 
 
 @dataclasses.dataclass
@@ -159,8 +223,10 @@ class TaskConfig:
         ge=0,
         le=1,
     )
-    weight_dist: Literal["dirichlet", "uniform"] = doc(
-        "dirichlet", "Distribution of the random task weight vectors."
+    weight_dist: Literal["dirichlet", "uniform", "sphere"] = doc(
+        "dirichlet",
+        "Distribution of the random task weight vectors: dirichlet (positive, summing to 1), "
+        "uniform (each in [-1, 1]) or sphere (unit vectors in every direction).",
     )
     fixed_weights: list[float] | None = doc(
         None,

@@ -146,3 +146,45 @@ def wrong_goal_penalty(r_min: float, r_max: float, step_reward: float, horizon: 
     the general bound r_min - (r_max - r_min) * D lies tens of units lower and slows learning.
     """
     return r_min + min(step_reward, 0.0) * horizon - (r_max - r_min)
+
+
+def successor_q(psi: torch.Tensor, weights: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Soft Q of the weighted reward from successor features: w . psi[:K] + alpha * psi[K].
+
+    psi [..., K + 1, A] holds the K base-reward features and, last, the discounted future
+    entropy of the policy they belong to; weights [..., K] broadcast -> [..., A].
+    """
+    return (psi[..., :-1, :] * weights[..., :, None]).sum(-2) + alpha * psi[..., -1, :]
+
+
+def successor_td(
+    psi_tm1: torch.Tensor,
+    a_tm1: torch.Tensor,
+    r_t: torch.Tensor,
+    discount_t: torch.Tensor,
+    psi_t: torch.Tensor,
+    q_t_selector: torch.Tensor,
+    alpha: float,
+) -> torch.Tensor:
+    """TD errors [B, K + 1] of successor features under the policy softmax(q_t_selector / alpha).
+
+    psi [B, K + 1, A], r_t [B, K]. The base features bootstrap as psi <- r + discount * E_pi[psi'];
+    the entropy feature as eta <- discount * (H(pi(s_t)) + E_pi[eta']), so that
+    w . psi + alpha * eta is the soft Q of reward w . r under pi (alpha = 0: greedy pi, no entropy).
+    """
+    with torch.no_grad():
+        probs = boltzmann_probs(q_t_selector, alpha)
+        expected = (psi_t * probs[:, None, :]).sum(-1)  # [B, K + 1]
+        if alpha > 0:
+            expected[:, -1] += policy_entropy(q_t_selector, alpha)
+        reward = torch.cat([r_t, torch.zeros_like(r_t[:, :1])], 1)
+        target = reward + discount_t[:, None] * expected
+    return target - select_action(psi_tm1, a_tm1)
+
+
+def gpi_features(psi: torch.Tensor, q_select: torch.Tensor) -> torch.Tensor:
+    """Generalised policy improvement over M candidates: for every action, the features of the
+    candidate whose value `q_select` [B, M, A] is highest there; psi [B, M, F, A] -> [B, F, A]."""
+    best = q_select.argmax(1)  # [B, A]
+    index = best[:, None, None, :].expand(-1, 1, psi.shape[2], -1)
+    return psi.gather(1, index).squeeze(1)

@@ -97,6 +97,26 @@ class GoalConditionedEncoder(nn.Module):
         return self.rest(first.flatten(0, 1)).view(*first.shape[:2], -1)
 
 
+def build_encoder(
+    obs_shape: Sequence[int], encoder: str, hidden: Sequence[int], sparse_features: int = 0
+) -> nn.Module:
+    """The observation encoder [B, ...] -> [B, hidden[-1]]: a sparse MLP for index observations
+    (`sparse_features` wide), else an MLP or a CNN."""
+    if not hidden:
+        raise ValueError("hidden must name at least one layer width")
+    if sparse_features > 0:
+        if encoder != "mlp":
+            raise ValueError(f"index observations need the 'mlp' encoder, got {encoder!r}")
+        return sparse_mlp_encoder(sparse_features, hidden)
+    if encoder == "mlp":
+        return mlp_encoder(int(torch.tensor(obs_shape).prod()), hidden)
+    if encoder == "cnn":
+        if len(obs_shape) != 3:
+            raise ValueError(f"cnn encoder needs (C, H, W) observations, got {tuple(obs_shape)}")
+        return cnn_encoder(obs_shape, hidden)
+    raise ValueError(f"unknown encoder {encoder!r}; expected 'mlp' or 'cnn'")
+
+
 class MultiHeadQNetwork(nn.Module):
     """Q(s) for K heads in one forward pass: [B, K, A], or [B, K, G, A] with world-value heads.
 
@@ -120,28 +140,14 @@ class MultiHeadQNetwork(nn.Module):
         goal_slots: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
-        if not hidden:
-            raise ValueError("hidden must name at least one layer width")
         self.sparse = sparse_features > 0
-        if self.sparse and encoder != "mlp":
-            raise ValueError(f"index observations need the 'mlp' encoder, got {encoder!r}")
         self.goal_conditioned = goal_slots is not None
         if self.goal_conditioned and (not self.sparse or goal_slots.shape[0] != num_goals):
             raise ValueError("goal_slots needs index observations and one row per goal")
         if self.goal_conditioned:
             self.encoder = GoalConditionedEncoder(sparse_features, goal_slots, hidden)
-        elif self.sparse:
-            self.encoder = sparse_mlp_encoder(sparse_features, hidden)
-        elif encoder == "mlp":
-            self.encoder = mlp_encoder(int(torch.tensor(obs_shape).prod()), hidden)
-        elif encoder == "cnn":
-            if len(obs_shape) != 3:
-                raise ValueError(
-                    f"cnn encoder needs (C, H, W) observations, got {tuple(obs_shape)}"
-                )
-            self.encoder = cnn_encoder(obs_shape, hidden)
         else:
-            raise ValueError(f"unknown encoder {encoder!r}; expected 'mlp' or 'cnn'")
+            self.encoder = build_encoder(obs_shape, encoder, hidden, sparse_features)
         self.out_shape = (
             (num_heads, num_goals, num_actions) if num_goals else (num_heads, num_actions)
         )
@@ -156,3 +162,49 @@ class MultiHeadQNetwork(nn.Module):
             k, g, a = self.out_shape
             return self.head(features).view(obs.shape[0], g, k, a).transpose(1, 2)
         return self.head(features).view(obs.shape[0], *self.out_shape)
+
+
+class ConditionedHeadsNetwork(nn.Module):
+    """Successor features psi(s, a; z) of F outputs per action for any weight vectors z over the
+    K base rewards: [B, M, K] weights -> [B, M, F, A] (M candidate weights per observation).
+
+    The observation is encoded once; each z enters through a layer that mixes it with the
+    encoding, then one more hidden layer (a universal successor-feature approximator, Borsa et
+    al. 2019), so M candidates cost M passes of two small layers, not M encoders. z is fed by
+    its direction only: the policy for z is that for c * z with c > 0 up to the entropy
+    temperature, and a unit input keeps the layer's scale fixed.
+    """
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        num_weights: int,
+        num_features: int,
+        num_actions: int,
+        encoder: str = "mlp",
+        hidden: Sequence[int] = (256, 256),
+        sparse_features: int = 0,
+    ) -> None:
+        super().__init__()
+        self.sparse = sparse_features > 0
+        self.encoder = build_encoder(obs_shape, encoder, hidden, sparse_features)
+        width = hidden[-1]
+        self.mix_obs = nn.Linear(width, width)
+        self.mix_weights = nn.Linear(num_weights, width, bias=False)
+        self.trunk = mlp_encoder(width, [width])
+        self.out_shape = (num_features, num_actions)
+        self.head = nn.Linear(width, num_features * num_actions)
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The shared encoding [B, hidden[-1]] of a batch of observations."""
+        return self.encoder(obs if self.sparse else obs.float())
+
+    def heads(self, encoding: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Outputs [B, M, F, A] for encodings [B, H] and weights [B, M, K]."""
+        direction = weights / weights.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        mixed = torch.relu(self.mix_obs(encoding)[:, None] + self.mix_weights(direction))
+        return self.head(self.trunk(mixed.flatten(0, 1))).view(*weights.shape[:2], *self.out_shape)
+
+    def forward(self, obs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Outputs [B, F, A] for one weight vector per observation (weights [B, K])."""
+        return self.heads(self.encode(obs), weights[:, None])[:, 0]

@@ -7,6 +7,14 @@ from collections.abc import Sequence
 import torch
 
 
+def sphere_weights(
+    n: int, k: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """n weight vectors [n, K] uniform on the unit sphere: every sign pattern, all directions."""
+    w = torch.randn((n, k), generator=generator, device=device)
+    return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
 def sample_task_weights(
     n: int,
     num_heads: int,
@@ -21,8 +29,9 @@ def sample_task_weights(
     A task is one base head with probability `single_head_prob`, otherwise a weight vector.
 
     `dirichlet` gives positive weights summing to one (mixtures of wanted things); `uniform`
-    gives weights in [-1, 1] so that some heads are actively avoided. `fixed` pins every task to
-    one weight vector (reported as a mixture, -1).
+    gives weights in [-1, 1] so that some heads are actively avoided; `sphere` gives unit
+    vectors in every direction, the training distribution of successor features. `fixed` pins
+    every task to one weight vector (reported as a mixture, -1).
     """
     if fixed is not None:
         if len(fixed) != num_heads:
@@ -35,8 +44,12 @@ def sample_task_weights(
         mixed = mixed / mixed.sum(1, keepdim=True)
     elif weight_dist == "uniform":
         mixed = 2 * u - 1
+    elif weight_dist == "sphere":
+        mixed = sphere_weights(n, num_heads, generator, device)
     else:
-        raise ValueError(f"unknown weight_dist {weight_dist!r}; expected 'dirichlet' or 'uniform'")
+        raise ValueError(
+            f"unknown weight_dist {weight_dist!r}; expected 'dirichlet', 'uniform' or 'sphere'"
+        )
     head = torch.randint(num_heads, (n,), generator=generator, device=device)
     one_hot = torch.nn.functional.one_hot(head, num_heads).to(mixed.dtype)
     single = torch.rand(n, generator=generator, device=device) < single_head_prob

@@ -57,6 +57,7 @@ def exact_agent(world: ForagingWorld) -> SimpleNamespace:
     return SimpleNamespace(
         head_names=list(world.head_names),
         num_goals=0,
+        successor_features=False,
         cfg=AgentConfig(gamma=GAMMA, alpha=ALPHA),
         parameters=lambda: iter([q]),
         online=lambda obs: q[obs[:, 0]],

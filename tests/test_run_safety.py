@@ -34,6 +34,7 @@ TINY = {
 }
 FORAGING = {**TINY, "env": {"name": "foraging", "num_envs": 32, "max_steps": 40}}
 OFFICE_TASK = {**TINY, "env": {"name": "office", "num_envs": 32, "task": "F(e & F g)"}}
+SUCCESSOR = {**TINY, "agent": {**TINY["agent"], "heads": "successor_features"}}
 # The quickstart layout, small enough that a run lasts a few seconds and resumes in one.
 QUICK = [
     "--config",
@@ -71,7 +72,9 @@ def _resumed_copy(run: Path, step: int, target: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "settings", [TINY, FORAGING, OFFICE_TASK], ids=["object_rooms", "foraging", "office_task"]
+    "settings",
+    [TINY, FORAGING, OFFICE_TASK, SUCCESSOR],
+    ids=["object_rooms", "foraging", "office_task", "successor_features"],
 )
 def test_resume_with_replay_gives_bit_identical_weights(tmp_path, settings):
     cfg = from_dict(Config, {**settings, "checkpoint": {**TINY["checkpoint"], "replay": True}})

@@ -2,6 +2,8 @@
 
     python zero_shot.py --checkpoint DIR --task "0.5*blue + red" [--episodes N]
     python zero_shot.py --checkpoint DIR --task "blue & ~square" --task -blue
+    python zero_shot.py --checkpoint DIR --weights 0.5,0,0,0,-1 [--episodes N]
+    python zero_shot.py --checkpoint DIR --multi-objective 10 [--episodes N]
     python zero_shot.py --checkpoint DIR --all-boolean [--plot PATH] [--json PATH]
     python zero_shot.py --checkpoint DIR --ltl "F(f & F g) & G !n" [--json PATH]
     python zero_shot.py --checkpoint DIR --rm configs/tasks/abcd.yaml
@@ -41,10 +43,12 @@ import torch
 import envs  # noqa: F401  (registers the built-in worlds where entry points are not installed)
 from agents.composition import (
     all_boolean_tasks,
+    evaluate_multi_objective,
     evaluate_task,
     evaluate_temporal_task,
     load,
     resolve,
+    weights_task,
 )
 from composable_rl.cli import Parser, fail, file_problem, folder_problem, positive_int
 from composable_rl.config import ConfigError
@@ -52,6 +56,7 @@ from composable_rl.expressions import ExpressionError
 from composable_rl.logging import Logger, format_table, plot_scores, score_summary, write_json
 
 NUMBERS = ("return", "success", "normalized_return", "ci95")
+MULTI_OBJECTIVE_NUMBERS = ("expected_utility", "hypervolume", "igd")
 TEMPORAL_NUMBERS = ("success", "steps", "oracle_steps")
 EXPRESSION_OPTIONS = ("--task", "--ltl")
 
@@ -68,6 +73,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     tasks = parser.add_mutually_exclusive_group(required=True)
     tasks.add_argument(
         "--task", action="append", help="task expression (repeatable; '--task -blue' works)"
+    )
+    tasks.add_argument(
+        "--weights",
+        action="append",
+        help="a linear task as one weight per head, comma-separated, e.g. 0.5,0,0,0,-1 "
+        "(repeatable)",
+    )
+    tasks.add_argument(
+        "--multi-objective",
+        type=positive_int,
+        metavar="DIVISIONS",
+        help="expected utility (and hypervolume / IGD where the world configures them) over "
+        "the simplex lattice of weights with this many divisions",
     )
     tasks.add_argument("--all-boolean", action="store_true", help="every Boolean task")
     tasks.add_argument("--ltl", action="append", help="temporal task as LTL (repeatable)")
@@ -89,6 +107,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def parse_weights(text: str) -> list[float]:
+    """Comma-separated numbers, e.g. '0.5,0,-1'; a ValueError names the text."""
+    try:
+        return [float(item) for item in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--weights {text!r}: expected comma-separated numbers") from None
+
+
 def evaluate_rows(args: argparse.Namespace) -> list[dict]:
     """The result rows of every requested task."""
     cfg, world, agent = load(args.checkpoint)
@@ -102,8 +128,13 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
                     cfg, world, agent, task, episodes, args.seed, not args.no_plan
                 )
             ]
-        texts = all_boolean_tasks(world) if args.all_boolean else args.task
         episodes = args.episodes or 200
+        if args.multi_objective:
+            return [evaluate_multi_objective(cfg, agent, args.multi_objective, episodes, args.seed)]
+        if args.weights:
+            texts = [weights_task(parse_weights(text), world.head_names) for text in args.weights]
+        else:
+            texts = all_boolean_tasks(world) if args.all_boolean else args.task
         return [evaluate_task(cfg, world, agent, text, episodes, args.seed) for text in texts]
 
 
@@ -138,7 +169,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with Logger(args.logdir or run_dir) as logger:
         for row in rows:
             tag = f"compose/{row['task']}" + (f"/{row['start']}" if temporal else "")
-            for key in TEMPORAL_NUMBERS if temporal else NUMBERS:
+            keys = MULTI_OBJECTIVE_NUMBERS if args.multi_objective else NUMBERS
+            for key in TEMPORAL_NUMBERS if temporal else keys:
                 if row.get(key) is not None:
                     logger.scalar(f"{tag}/{key}", row[key], 0)
     return rows

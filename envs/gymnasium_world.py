@@ -32,7 +32,8 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 from torch import Tensor
 
 from composable_rl.config import ConfigError, WorldConfig, doc
-from composable_rl.evaluation import Act, head_return_rows, normalized_return
+from composable_rl.evaluation import Act, head_return_rows, multi_objective_row, normalized_return
+from composable_rl.mo_metrics import simplex_lattice
 from composable_rl.registry import register_world
 from composable_rl.world import ObservationSpec, Step
 
@@ -78,6 +79,25 @@ class GymnasiumConfig(WorldConfig):
         "start state; evaluation then reports normalised returns.",
     )
 
+    mo_divisions: int = doc(
+        0,
+        "Multi-objective evaluation: expected utility over the simplex lattice of weights with "
+        "this many divisions (all w >= 0 in steps of 1/divisions summing to 1), of the policy "
+        "composed for each weight, by discounted vector returns; 0 = none.",
+        ge=0,
+    )
+    mo_gamma: float = doc(
+        0.99, "Discount of the multi-objective evaluation's vector returns.", ge=0, le=1
+    )
+    reference_point: list[float] = doc(
+        [], "Reference point of the hypervolume (one value per head); empty = no hypervolume."
+    )
+    pareto_front: str = doc(
+        "",
+        "Optional 'package.module:function' f(env, gamma) -> array [P, K]: the true Pareto "
+        "front of discounted vector returns, for the IGD of the evaluation's value vectors.",
+    )
+
     def problems(self) -> Iterator[tuple[str, str]]:
         """Yield (field, problem) for settings that are wrong before any environment is made."""
         if not self.id:
@@ -85,8 +105,12 @@ class GymnasiumConfig(WorldConfig):
         for i, path in enumerate(self.wrappers):
             if not _is_import_path(path):
                 yield f"wrappers[{i}]", f"expected 'package.module:Wrapper', got {path!r}"
-        if self.oracle and not _is_import_path(self.oracle):
-            yield "oracle", f"expected 'package.module:function', got {self.oracle!r}"
+        for key in ("oracle", "pareto_front"):
+            path = getattr(self, key)
+            if path and not _is_import_path(path):
+                yield key, f"expected 'package.module:function', got {path!r}"
+        if self.reference_point and self.heads and len(self.reference_point) != len(self.heads):
+            yield "reference_point", f"need one value per head {self.heads}"
         if len(set(self.heads)) != len(self.heads):
             yield "heads", f"names must be distinct, got {self.heads}"
 
@@ -207,23 +231,50 @@ def make(section: GymnasiumConfig, num_envs: int, device: str) -> GymnasiumWorld
 
 def evaluate(section: GymnasiumConfig, act: Act, episodes: int, device: str) -> list[dict]:
     """Greedy return of every head over `episodes` first episodes (mean, ci95, n), plus oracle,
-    random and normalised returns when the section names an oracle.
+    random and normalised returns when the section names an oracle, and a multi-objective row
+    (expected utility; hypervolume and IGD where configured) when `mo_divisions` > 0.
 
     The episodes run as one synchronous batch: one subprocess per episode would be too many.
     """
     world = make(dataclasses.replace(section, vectorization="sync"), episodes, device)
     try:
         rows = head_return_rows(world, act)
+        if section.oracle:
+            optimal, random = _oracle_returns(section, len(rows))
+            for row, best, chance in zip(rows, optimal, random, strict=True):
+                row["oracle_return"] = best
+                row["random_return"] = chance
+                row["normalized_return"] = normalized_return(row["return"], best, chance)
+        if section.mo_divisions:
+            front = _pareto_front(section) if section.pareto_front else None
+            rows.append(
+                multi_objective_row(
+                    world,
+                    act,
+                    simplex_lattice(len(world.head_names), section.mo_divisions),
+                    section.mo_gamma,
+                    section.reference_point,
+                    front,
+                )
+            )
     finally:
         world.close()
-    if not section.oracle:
-        return rows
-    optimal, random = _oracle_returns(section, len(rows))
-    for row, best, chance in zip(rows, optimal, random, strict=True):
-        row["oracle_return"] = best
-        row["random_return"] = chance
-        row["normalized_return"] = normalized_return(row["return"], best, chance)
     return rows
+
+
+def _pareto_front(section: GymnasiumConfig) -> torch.Tensor:
+    """The true Pareto front [P, K] from the section's pareto_front function."""
+    function = _import_path(section.pareto_front, "pareto_front")
+    env = make_env(section)
+    try:
+        front = function(env, section.mo_gamma)
+    except Exception as err:  # a user's function on this env: name it and what it raised
+        raise _error(
+            "pareto_front", f"{section.pareto_front}(env, gamma) raised {type(err).__name__}: {err}"
+        ) from err
+    finally:
+        env.close()
+    return torch.as_tensor(np.asarray(front), dtype=torch.float32)
 
 
 def make_env(section: GymnasiumConfig) -> gymnasium.Env:

@@ -2,10 +2,14 @@
 
     python -m experiments.linear_zero_shot --checkpoint RUN_DIR [--vectors 20] [--direct 20]
 
-For random weight vectors w over the base heads, the checkpoint's heads act greedily on
-sum_k w_k Q_k with no training; the oracle solves the weighted reward exactly. Beside each, a
-fresh agent with the same config is trained on that one weighted reward for as many environment
-steps as the checkpoint saw, and evaluated the same way.
+For random weight vectors w over the base heads, the checkpoint's heads act greedily on their
+linear composition with no training (sum_k w_k Q_k for soft-Q heads, GPI over w . psi for
+successor features); the oracle solves the weighted reward exactly over the episode's 50 steps.
+The ceiling column scores the best stationary policy of the gamma-discounted reward, the best
+any agent that learns discounted values without seeing the time left can do. Beside each, a
+`--plain` soft-Q checkpoint composes the same vector, and a fresh soft-Q agent with the same
+config is trained on that one weighted reward for as many environment steps as the checkpoint
+saw, and evaluated the same way.
 """
 
 from __future__ import annotations
@@ -36,31 +40,49 @@ def score(value: float | None) -> str:
     return "n/a".rjust(6) if value is None else f"{value:>6.3f}"
 
 
+COLUMNS = (  # (row key prefix, column title) of the agents a table may hold
+    ("composed", "composed"),
+    ("plain", "plain"),
+    ("direct", "direct"),
+)
+
+
 def table(rows: list[dict]) -> str:
-    """One line per weight vector (oracle, composed and direct returns), then the mean and
-    worst normalised return of the composed and the direct agents (over the vectors where it is
-    defined)."""
+    """One line per weight vector: the oracle's return, the normalised return of the best
+    stationary discounted policy (the ceiling of a discounted learner) and of each agent; then
+    the mean and worst of each column (over the vectors where it is defined)."""
+    present = [(key, title) for key, title in COLUMNS if any(f"{key}_return" in r for r in rows)]
     lines = [
-        f"{'weights':>44}  {'oracle':>7}  {'composed':>9}  {'norm':>6}  {'direct':>7}  {'norm':>6}"
+        f"{'weights':>44}  {'oracle':>7}  {'ceiling':>7}"
+        + "".join(f"  {title:>9}" for _, title in present)
     ]
     for row in rows:
-        direct = (
-            f"{row['direct_return']:>7.3f}  {score(row['direct_normalized'])}"
-            if "direct_return" in row
-            else ""
+        cells = "".join(
+            f"  {score(row.get(f'{key}_normalized')):>9}" if f"{key}_return" in row else " " * 11
+            for key, _ in present
         )
         lines.append(
             f"{str(row['weights']):>44}  {row['oracle_return']:>7.3f}  "
-            f"{row['composed_return']:>9.3f}  {score(row['composed_normalized'])}  {direct}"
+            f"{score(row['stationary_normalized']):>7}{cells}"
         )
-    for key in ("composed_normalized", "direct_normalized"):
-        values = [row[key] for row in rows if row.get(key) is not None]
+    for key in ("stationary", *(key for key, _ in present)):
+        values = [
+            row[f"{key}_normalized"] for row in rows if row.get(f"{key}_normalized") is not None
+        ]
         if values:
             lines.append(
-                f"{key}: mean {sum(values) / len(values):.3f}, worst {min(values):.3f} "
+                f"{key}_normalized: mean {sum(values) / len(values):.3f}, worst {min(values):.3f} "
                 f"over {len(values)} vectors"
             )
     return "\n".join(lines)
+
+
+def scored(prefix: str, result: dict) -> dict:
+    """An evaluation's return and normalised return under `prefix`."""
+    return {
+        f"{prefix}_return": result["return"],
+        f"{prefix}_normalized": result["normalized_return"],
+    }
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -69,6 +91,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--vectors", type=int, default=20, help="random weight vectors")
     parser.add_argument("--direct", type=int, default=20, help="vectors with a trained baseline")
     parser.add_argument("--direct-steps", type=int, help="baseline env steps (default: same)")
+    parser.add_argument(
+        "--plain",
+        help="a soft-Q checkpoint of the same world, composed beside the checkpoint "
+        "(e.g. a quickstart run beside a quickstart_sf run)",
+    )
     parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weight vectors")
     parser.add_argument(
@@ -82,22 +109,38 @@ def main(argv: list[str] | None = None) -> list[dict]:
     cfg, world, agent = load(args.checkpoint)
     if not isinstance(world, TabularWorld):
         raise SystemExit(f"{args.checkpoint}: the exact oracle needs a world with a tabular model")
+    plain = None
+    if args.plain:
+        plain_cfg, plain_world, plain = load(args.plain)
+        if plain_world.head_names[: len(world.head_names)] != world.head_names:
+            raise SystemExit(
+                f"--plain {args.plain}: heads {plain_world.head_names} do not start with "
+                f"{world.head_names}"
+            )
     steps = args.direct_steps or load_meta(resolve(args.checkpoint))["step"]
     rows = []
     for i, w in enumerate(tqdm(random_weights(world.head_names, args.vectors, args.seed))):
         with torch.no_grad():
-            composed = evaluate(build_world(cfg, args.episodes), agent.greedy, w)
+            composed = evaluate(
+                build_world(cfg, args.episodes), agent.greedy, w, gamma=cfg.agent.gamma
+            )
         row = {
             "weights": [round(x, 3) for x in w.tolist()],
             "oracle_return": composed["oracle_return"],
-            "composed_return": composed["return"],
-            "composed_normalized": composed["normalized_return"],
+            "stationary_normalized": composed["stationary_normalized"],
+            **scored("composed", composed),
         }
+        if plain is not None:
+            padded = torch.cat([w, w.new_zeros(len(plain_world.head_names) - len(w))])
+            with torch.no_grad():
+                result = evaluate(build_world(plain_cfg, args.episodes), plain.greedy, padded)
+            row.update(scored("plain", result))
         if i < args.direct:
             direct_cfg = dataclasses.replace(
                 cfg,
                 total_steps=steps,
                 eval_episodes=0,
+                agent=dataclasses.replace(cfg.agent, heads="soft_q"),
                 tasks=dataclasses.replace(cfg.tasks, fixed_weights=w.tolist()),
             )
             run_dir = args.out / f"direct_{i}"
@@ -105,9 +148,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             _, _, direct_agent = load(run_dir)
             with torch.no_grad():
                 direct = evaluate(build_world(cfg, args.episodes), direct_agent.greedy, w)
-            row.update(
-                direct_return=direct["return"], direct_normalized=direct["normalized_return"]
-            )
+            row.update(scored("direct", direct))
         rows.append(row)
     return report(rows, table(rows), args.json)
 

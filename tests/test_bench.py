@@ -37,3 +37,45 @@ def test_shared_cores_bench_reports_a_pair_against_solo(tmp_path):
     fractions = [r["value"] for r in rows if r["unit"] == "x"]
     assert len(pair) == len(fractions) == 2 and solo > 0
     assert fractions == [pytest.approx(p / solo) for p in pair]
+
+
+def test_multi_objective_bench_scores_ours_and_names_the_missing_peer(
+    tmp_path, capsys, monkeypatch
+):
+    """A tiny budget on four-room: our row has expected utility, wall-clock and steps; without
+    morl-baselines the peers are skipped with the install line, with it they get rows."""
+    from bench import multi_objective, peers
+
+    monkeypatch.setattr(peers, "peer_available", lambda: "install the extra")
+    monkeypatch.setattr(multi_objective, "peer_available", lambda: "install the extra")
+    path = tmp_path / "mo.json"
+    rows = multi_objective.main(
+        [
+            "--steps",
+            "400",
+            "--envs",
+            "four-room-v0",
+            "--divisions",
+            "1",
+            "--episodes",
+            "1",
+            "--json",
+            str(path),
+        ]
+    )
+    assert json.loads(path.read_text()) == rows
+    (row,) = rows
+    assert (row["env"], row["agent"], row["steps"]) == ("four-room-v0", "successor features", 400)
+    assert row["wall_s"] > 0 and 0 <= row["eu"] <= 1  # four-room pays at most 1 per head
+    assert "peers skipped: install the extra" in capsys.readouterr().out
+
+
+def test_peers_refuse_unknown_names_and_envs():
+    from bench.peers import peer_available, train_peer
+
+    message = peer_available()
+    assert message is None or 'pip install -e ".[peers]"' in message
+    with pytest.raises(ValueError, match="unknown peer"):
+        train_peer("DQN", "four-room-v0", 10, 0.95, 0)
+    with pytest.raises(ValueError, match="unsupported env"):
+        train_peer("Envelope", "CartPole-v1", 10, 0.95, 0)

@@ -18,9 +18,14 @@ def test_linear_experiment_reports_composed_and_direct(world_value_run, tmp_path
             "20",
             "--out",
             str(tmp_path),
+            "--plain",
+            str(world_value_run),
         ]
     )
     assert len(rows) == 2 and "direct_normalized" in rows[0] and "direct_normalized" not in rows[1]
     assert all(w == 0 for w in rows[0]["weights"][-2:])  # bound heads get no weight
     out = capsys.readouterr().out
     assert "composed_normalized: mean" in out and "direct_normalized: mean" in out
+    assert "stationary_normalized: mean" in out and "plain_normalized: mean" in out
+    # the plain column composes the same checkpoint here, so it equals the composed one
+    assert all(row["plain_normalized"] == row["composed_normalized"] for row in rows)

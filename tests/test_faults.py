@@ -169,6 +169,7 @@ def test_experiment_tables_show_undefined_scores():
     from experiments.linear_zero_shot import table
 
     row = {"weights": [0.0], "oracle_return": 0.0, "composed_return": 0.0}
+    row |= {"stationary_normalized": None}
     text = table([row | {"composed_normalized": None}, row | {"composed_normalized": 0.5}])
     assert "n/a" in text.splitlines()[1]
     assert text.splitlines()[-1] == "composed_normalized: mean 0.500, worst 0.500 over 1 vectors"

@@ -335,3 +335,38 @@ def test_worlds_keep_the_world_contract(package, section):
     w = world(4, **section)
     check_world(w, steps=100)
     w.close()
+
+
+def test_multi_objective_row_with_hypervolume_and_igd_to_minecarts_front():
+    section = from_dict(
+        GymnasiumConfig,
+        {
+            "id": "minecart-v0",
+            "heads": ["ore1", "ore2", "fuel"],
+            "mo_divisions": 2,
+            "mo_gamma": 0.98,
+            "reference_point": [0, 0, -200],
+            "pareto_front": "envs.mo_fronts:minecart_front",
+        },
+    )
+    torch.manual_seed(0)
+    rows = world_entry("gymnasium").evaluate(section, random_act, 2, "cpu")
+    assert [row["task"] for row in rows] == ["ore1", "ore2", "fuel", "multi-objective"]
+    row = rows[-1]
+    assert (row["weights"], row["episodes"]) == (6, 2)
+    # actions 0 and 1 never mine: fuel is burnt, no ore beats the reference point, and the
+    # values lie far from the front (whose points all carry ore)
+    assert row["expected_utility"] < 0 and row["igd"] > 1.0 and row["hypervolume"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"pareto_front": "minecart_front"}, "env.pareto_front"),
+        ({"heads": ["a", "b", "c"], "reference_point": [0, 0]}, "env.reference_point"),
+    ],
+)
+def test_multi_objective_keys_are_checked(section, key):
+    with pytest.raises(ConfigError) as caught:
+        from_dict(Config, {"env": {"name": "gymnasium", "id": "minecart-v0", **section}})
+    assert caught.value.key == key

@@ -118,3 +118,26 @@ def test_temporal_task_errors(office_run, world_value_run):
     assert re.search(r"(?s)unknown proposition 'x'.*\n\s+\^", message), message
     message = zero_shot_error("--checkpoint", str(office_run), "--rm", "missing.yaml")
     assert re.search("No such file|not found|does not exist", message), message
+
+
+def test_weights_option_is_the_linear_task_of_those_weights(world_value_run, tmp_path):
+    args = ["--checkpoint", str(world_value_run), "--episodes", "50"]
+    (by_weights,) = zero_shot_rows(tmp_path, *args, "--weights", "0.5,0,0,1")
+    (by_task,) = zero_shot_rows(tmp_path, *args, "--task", "0.5*blue + square")
+    assert by_weights["task"] == "0.5*blue + 1*square"
+    assert {k: v for k, v in by_weights.items() if k != "task"} == {
+        k: v for k, v in by_task.items() if k != "task"
+    }
+    assert "--weights: 2 values for the 4 heads" in zero_shot_error(*args, "--weights", "1,2")
+    assert "comma-separated numbers" in zero_shot_error(*args, "--weights", "1,x")
+
+
+def test_multi_objective_option_reports_expected_utility_over_the_lattice(
+    world_value_run, tmp_path
+):
+    args = ["--checkpoint", str(world_value_run), "--episodes", "20", "--multi-objective", "1"]
+    (row,) = zero_shot_rows(tmp_path, *args)
+    assert (row["task"], row["weights"], row["episodes"]) == ("multi-objective", 4, 20)
+    # one-hot weights over the 4 base heads (not MAX and MIN): each head's own task, which the
+    # trained heads reach, so every value is positive
+    assert row["expected_utility"] > 0.5

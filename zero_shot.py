@@ -58,7 +58,7 @@ from composable_rl.logging import Logger, format_table, plot_scores, score_summa
 NUMBERS = ("return", "success", "normalized_return", "ci95")
 MULTI_OBJECTIVE_NUMBERS = ("expected_utility", "hypervolume", "igd")
 TEMPORAL_NUMBERS = ("success", "steps", "oracle_steps")
-EXPRESSION_OPTIONS = ("--task", "--ltl")
+EXPRESSION_OPTIONS = ("--task", "--ltl", "--weights")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -50,9 +50,11 @@ def load(checkpoint: str | Path) -> tuple[Config, World, HeadsAgent]:
 
 
 def linear_weights(expr: expressions.Expr, head_names: list[str]) -> torch.Tensor:
-    """The weights [K] of a linear expression over the heads (e.g. 0.5*blue - square)."""
-    basis = torch.eye(len(head_names))
-    return expressions.evaluate(expr, dict(zip(head_names, basis, strict=True)))
+    """The weights [K] of a linear expression over the heads (e.g. 0.5*blue - square); a
+    constant term (`blue + 1`) shifts every value alike, so it carries no weight."""
+    basis = dict(zip(head_names, torch.eye(len(head_names)), strict=True))
+    zeros = {name: torch.zeros(len(head_names)) for name in head_names}
+    return expressions.evaluate(expr, basis) - expressions.evaluate(expr, zeros)
 
 
 def composed_policy(agent: HeadsAgent, expr: expressions.Expr):
@@ -112,12 +114,15 @@ def weights_task(weights: list[float], head_names: list[str]) -> str:
     base = [name for name in head_names if name not in BOUND_HEADS]
     names = base if len(weights) == len(base) else head_names
     if len(weights) != len(names):
-        raise ValueError(f"--weights: {len(weights)} values for the {len(base)} heads {base}")
+        heads = f"the {len(base)} heads {base}"
+        if len(base) < len(head_names):
+            heads += f" (or all {len(head_names)} heads {head_names})"
+        raise ValueError(f"--weights: {len(weights)} values for {heads}")
     text = ""
     for w, name in zip(weights, names, strict=True):
         if w:
             sign = "-" if w < 0 else "+"
-            text += f" {sign} {abs(w):g}*{name}" if text else f"{w:g}*{name}"
+            text += f" {sign} {abs(w):.12g}*{name}" if text else f"{w:.12g}*{name}"
     return text or f"0*{names[0]}"
 
 
@@ -129,7 +134,8 @@ def evaluate_multi_objective(
     entry = world_entry(cfg.env.name)
     if hasattr(cfg.env, "mo_divisions") and entry.evaluate is not None:
         section = dataclasses.replace(cfg.env, mo_divisions=divisions)
-        return entry.evaluate(section, agent.greedy, episodes, cfg.device)[-1]
+        rows = entry.evaluate(section, agent.greedy, episodes, cfg.device)
+        return next(row for row in rows if row["task"] == "multi-objective")
     world = build_world(cfg, episodes)
     base = [k for k, name in enumerate(world.head_names) if name not in BOUND_HEADS]
     if len(base) < 2:

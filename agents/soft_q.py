@@ -36,6 +36,11 @@ class HeadsAgent(nn.Module):
         """Q [N, A] of the reward sum_k w_k r_k (weights [N, K] or [K])."""
         raise NotImplementedError
 
+    def head_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """Each head's own values [N, K, A] (or [N, K, G, A]), for compositions that are not
+        linear (Boolean expressions, value programs)."""
+        raise NotImplementedError
+
     def behaviour_values(self, obs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Q [N, A] that training behaviour acts on; the linear composition unless overridden."""
         return self.linear_values(obs, weights)

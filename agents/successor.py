@@ -46,6 +46,9 @@ class SuccessorFeatures(HeadsAgent):
         self.cfg = cfg
         k = len(self.head_names)
         support = torch.tensor(cfg.successor.support, dtype=torch.float32).reshape(-1, k)
+        # trained and used as unit vectors, like the one-hots and the directions: the network
+        # sees a weight's direction only, so a longer vector would get a second target
+        support = support / support.norm(dim=1, keepdim=True).clamp_min(1e-8)
         self.register_buffer("basis", torch.eye(k), persistent=False)
         self.register_buffer("support", support, persistent=False)
         net_kw = {

@@ -16,7 +16,6 @@ settings (bench/peers.py) and are skipped with a message when morl-baselines is 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 import time
@@ -24,11 +23,10 @@ from pathlib import Path
 
 import torch
 
-from agents.composition import load
-from agents.training import build_world, train
+from agents.composition import evaluate_multi_objective, load
+from agents.training import train
 from bench.peers import PEERS, peer_available, peer_values, train_peer
 from composable_rl.config import load_config
-from composable_rl.evaluation import multi_objective_row
 from composable_rl.mo_metrics import expected_utility, simplex_lattice
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,22 +50,21 @@ def ours(
         train(cfg, Path(tmp) / "run", progress=False)
         wall = time.perf_counter() - start
         _, _, agent = load(Path(tmp) / "run")
-    world = build_world(
-        dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, vectorization="sync")), episodes
-    )
-    with torch.no_grad():
-        weights = simplex_lattice(len(world.head_names), divisions)
-        row = multi_objective_row(world, agent.greedy, weights, cfg.env.mo_gamma, seed=seed)
-    world.close()
-    return {"eu": row["expected_utility"], "wall_s": wall, "gamma": cfg.env.mo_gamma}
+        row = evaluate_multi_objective(cfg, agent, divisions, episodes, seed)
+    return {
+        "eu": row["expected_utility"],
+        "wall_s": wall,
+        "gamma": cfg.env.mo_gamma,
+        "objectives": len(cfg.env.heads),
+    }
 
 
-def peer(
-    name: str, env_id: str, steps: int, gamma: float, divisions: int, episodes: int, seed: int
-) -> dict:
-    """Train peer `name` for `steps` env steps; its expected utility on the same weights."""
+def peer(name: str, env_id: str, steps: int, mine: dict, args: argparse.Namespace) -> dict:
+    """Train peer `name` for `steps` env steps; its expected utility on the weights ours met
+    (the simplex lattice over `mine`'s objectives, discounted by `mine`'s gamma)."""
+    gamma, episodes, seed = mine["gamma"], args.episodes, args.seed
     agent, wall = train_peer(name, env_id, steps, gamma, seed)
-    weights = simplex_lattice(3, divisions)
+    weights = simplex_lattice(mine["objectives"], args.divisions)
     values = peer_values(agent, name, env_id, weights.double().numpy(), episodes, gamma, seed)
     return {"eu": expected_utility(torch.as_tensor(values).float(), weights), "wall_s": wall}
 
@@ -112,9 +109,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         mine = ours(env_id, args.steps, args.divisions, args.episodes, args.seed, args.set)
         rows.append({"env": env_id, "agent": "successor features", "steps": args.steps, **mine})
         for name in () if missing else PEERS:
-            theirs = peer(
-                name, env_id, args.steps, mine["gamma"], args.divisions, args.episodes, args.seed
-            )
+            theirs = peer(name, env_id, args.steps, mine, args)
             rows.append(
                 {
                     "env": env_id,

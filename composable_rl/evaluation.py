@@ -89,19 +89,21 @@ def multi_objective_row(
     them of w . V_w, V_w being the mean discounted vector return of the policy composed for w
     over the world's num_envs first episodes; plus the hypervolume of the V_w above
     `reference_point` and their IGD to the true Pareto `front`, where given."""
-    values = torch.stack(
-        [episode_returns(world, act, w, seed, gamma).mean(0) for w in weights]
-    ).float()
+    values = (
+        torch.stack([episode_returns(world, act, w, seed, gamma).mean(0) for w in weights])
+        .float()
+        .cpu()
+    )  # the metrics are small and computed on the CPU
     row: dict = {
         "task": "multi-objective",
-        "expected_utility": expected_utility(values, weights),
+        "expected_utility": expected_utility(values, weights.float().cpu()),
         "weights": len(weights),
         "episodes": world.num_envs,
     }
     if reference_point:
         row["hypervolume"] = hypervolume(values, torch.tensor(reference_point))
     if front is not None:
-        row["igd"] = igd(front.float(), values)
+        row["igd"] = igd(front.float().cpu(), values)
     return row
 
 
@@ -139,9 +141,9 @@ def evaluate(
     the oracle and random returns are exact expectations from each episode's own layout and start;
     it is undefined, None, when the two coincide (up to rounding): then every policy scores the
     same, e.g. all-zero weights, and no ratio measures it. With `gamma`, the rows also give the
-    exact return (and its normalised score) of the best stationary policy for the
-    gamma-discounted task: the ceiling of any agent that learns discounted values without
-    seeing the time left.
+    exact return (and its normalised score) of the optimal stationary policy of the
+    gamma-discounted task: what an agent that learns that task's values exactly, without
+    seeing the time left, would score.
     """
     episodes = world.num_envs
     if (weights is None) == (goal_rewards is None):

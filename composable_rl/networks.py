@@ -97,13 +97,18 @@ class GoalConditionedEncoder(nn.Module):
         return self.rest(first.flatten(0, 1)).view(*first.shape[:2], -1)
 
 
+def require_layers(hidden: Sequence[int]) -> None:
+    """Refuse an encoder without hidden layers (its width is what the heads read)."""
+    if not hidden:
+        raise ValueError("hidden must name at least one layer width")
+
+
 def build_encoder(
     obs_shape: Sequence[int], encoder: str, hidden: Sequence[int], sparse_features: int = 0
 ) -> nn.Module:
     """The observation encoder [B, ...] -> [B, hidden[-1]]: a sparse MLP for index observations
     (`sparse_features` wide), else an MLP or a CNN."""
-    if not hidden:
-        raise ValueError("hidden must name at least one layer width")
+    require_layers(hidden)
     if sparse_features > 0:
         if encoder != "mlp":
             raise ValueError(f"index observations need the 'mlp' encoder, got {encoder!r}")
@@ -145,6 +150,7 @@ class MultiHeadQNetwork(nn.Module):
         if self.goal_conditioned and (not self.sparse or goal_slots.shape[0] != num_goals):
             raise ValueError("goal_slots needs index observations and one row per goal")
         if self.goal_conditioned:
+            require_layers(hidden)
             self.encoder = GoalConditionedEncoder(sparse_features, goal_slots, hidden)
         else:
             self.encoder = build_encoder(obs_shape, encoder, hidden, sparse_features)

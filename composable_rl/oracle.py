@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from composable_rl.functional import boltzmann_probs, extended_reward, soft_value
+from composable_rl.functional import extended_reward, soft_value
 
 
 @dataclass
@@ -84,11 +84,17 @@ def finite_horizon_return(
     return value
 
 
-def discounted_optimal_policy(mdp: TabularMDP, reward: Tensor, gamma: float) -> Tensor:
-    """Action probabilities [L, S, A] of the best stationary policy for the gamma-discounted
-    reward (uniform over tied best actions): the best any Markov agent that maximises a
-    discounted return can do, below the finite-horizon optimum when timing matters."""
-    return boltzmann_probs(soft_value_iteration(mdp, reward, gamma, 0.0), 0.0)
+def discounted_optimal_policy(
+    mdp: TabularMDP, reward: Tensor, gamma: float, tie: float = 1e-9
+) -> Tensor:
+    """Action probabilities [L, S, A] of the optimal stationary policy of the gamma-discounted
+    reward, uniform over the actions within `tie` of the best (value iteration converges to
+    1e-10, so exact ties arrive as near ties). Its finite-horizon return is what an agent that
+    learns the discounted values exactly would score, below the finite-horizon optimum when
+    timing matters."""
+    q = soft_value_iteration(mdp, reward, gamma, 0.0)
+    best = (q >= q.amax(-1, keepdim=True) - tie).to(q.dtype)
+    return best / best.sum(-1, keepdim=True)
 
 
 def task_reward(mdp: TabularMDP, goal_rewards: Tensor, step_reward: float) -> Tensor:

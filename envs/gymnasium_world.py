@@ -211,6 +211,13 @@ def make(section: GymnasiumConfig, num_envs: int, device: str) -> GymnasiumWorld
         heads = _head_names(width, section.heads)
         if section.oracle:  # fail now, not at the evaluation after training
             _oracle_returns(section, len(heads))
+        if section.reference_point and len(section.reference_point) != len(heads):
+            raise _error(
+                "reference_point",
+                f"{len(section.reference_point)} values for the {len(heads)} heads {heads}",
+            )
+        if section.pareto_front:
+            _import_path(section.pareto_front, "pareto_front")
     except ConfigError:
         probe.close()
         raise
@@ -246,7 +253,8 @@ def evaluate(section: GymnasiumConfig, act: Act, episodes: int, device: str) -> 
                 row["random_return"] = chance
                 row["normalized_return"] = normalized_return(row["return"], best, chance)
         if section.mo_divisions:
-            front = _pareto_front(section) if section.pareto_front else None
+            width = len(world.head_names)
+            front = _pareto_front(section, width) if section.pareto_front else None
             rows.append(
                 multi_objective_row(
                     world,
@@ -262,19 +270,24 @@ def evaluate(section: GymnasiumConfig, act: Act, episodes: int, device: str) -> 
     return rows
 
 
-def _pareto_front(section: GymnasiumConfig) -> torch.Tensor:
-    """The true Pareto front [P, K] from the section's pareto_front function."""
+def _pareto_front(section: GymnasiumConfig, width: int) -> torch.Tensor:
+    """The Pareto front [P, K] from the section's pareto_front function (K = `width` heads)."""
     function = _import_path(section.pareto_front, "pareto_front")
     env = make_env(section)
     try:
-        front = function(env, section.mo_gamma)
+        front = torch.as_tensor(np.asarray(function(env, section.mo_gamma)), dtype=torch.float32)
     except Exception as err:  # a user's function on this env: name it and what it raised
         raise _error(
             "pareto_front", f"{section.pareto_front}(env, gamma) raised {type(err).__name__}: {err}"
         ) from err
     finally:
         env.close()
-    return torch.as_tensor(np.asarray(front), dtype=torch.float32)
+    if front.dim() != 2 or front.shape[1] != width or not len(front):
+        raise _error(
+            "pareto_front",
+            f"{section.pareto_front} returned shape {tuple(front.shape)}, expected [P, {width}]",
+        )
+    return front
 
 
 def make_env(section: GymnasiumConfig) -> gymnasium.Env:

@@ -4,9 +4,10 @@
 
 For random weight vectors w over the base heads, the checkpoint's heads act greedily on their
 linear composition with no training (sum_k w_k Q_k for soft-Q heads, GPI over w . psi for
-successor features); the oracle solves the weighted reward exactly over the episode's 50 steps.
-The ceiling column scores the best stationary policy of the gamma-discounted reward, the best
-any agent that learns discounted values without seeing the time left can do. Beside each, a
+successor features); the oracle solves the weighted reward exactly over the episode's steps.
+The ceiling column scores the optimal stationary policy of the gamma-discounted reward: what an
+agent that learns those discounted values exactly, without seeing the time left, would score.
+Beside each, a
 `--plain` soft-Q checkpoint composes the same vector, and a fresh soft-Q agent with the same
 config is trained on that one weighted reward for as many environment steps as the checkpoint
 saw, and evaluated the same way.
@@ -48,8 +49,8 @@ COLUMNS = (  # (row key prefix, column title) of the agents a table may hold
 
 
 def table(rows: list[dict]) -> str:
-    """One line per weight vector: the oracle's return, the normalised return of the best
-    stationary discounted policy (the ceiling of a discounted learner) and of each agent; then
+    """One line per weight vector: the oracle's return, the normalised return of the optimal
+    stationary discounted policy (what a discounted learner aims at) and of each agent; then
     the mean and worst of each column (over the vectors where it is defined)."""
     present = [(key, title) for key, title in COLUMNS if any(f"{key}_return" in r for r in rows)]
     lines = [

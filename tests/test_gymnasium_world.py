@@ -370,3 +370,25 @@ def test_multi_objective_keys_are_checked(section, key):
     with pytest.raises(ConfigError) as caught:
         from_dict(Config, {"env": {"name": "gymnasium", "id": "minecart-v0", **section}})
     assert caught.value.key == key
+
+
+def wrong_width_front(env: gymnasium.Env, gamma: float) -> list[list[float]]:
+    """A front with two objectives, for an env with three."""
+    return [[1.0, 2.0]]
+
+
+def test_multi_objective_keys_that_need_the_heads_fail_when_the_world_is_made():
+    err = config_error(id="minecart-v0", reference_point=[0, 0])  # heads inferred: 3
+    assert err.key == "env.reference_point" and "2 values for the 3 heads" in str(err)
+    err = config_error(id="minecart-v0", pareto_front="no_such_package.fronts:front")
+    assert err.key == "env.pareto_front" and "no_such_package" in str(err)
+    section = from_dict(
+        GymnasiumConfig,
+        {
+            "id": "minecart-v0",
+            "mo_divisions": 1,
+            "pareto_front": "tests.test_gymnasium_world:wrong_width_front",
+        },
+    )
+    with pytest.raises(ConfigError, match=r"returned shape \(1, 2\), expected \[P, 3\]"):
+        world_entry("gymnasium").evaluate(section, random_act, 1, "cpu")

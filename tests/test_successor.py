@@ -78,8 +78,9 @@ def test_gpi_is_never_below_the_policy_of_the_weights_themselves():
     gpi = agent.linear_values(obs, w)
     assert agent.candidates(w).shape == (32, 4, 2)  # w, two one-hots, one support vector
     assert (gpi >= own - 1e-6).all() and (gpi > own + 1e-6).any()
-    agent.cfg.successor.gpi_own = False  # only the one-hots and the support set
-    torch.testing.assert_close(agent.candidates(w)[5], torch.tensor([[1, 0], [0, 1], [1, -1.0]]))
+    agent.cfg.successor.gpi_own = False  # only the one-hots and the support set, made unit
+    unit = torch.tensor([[1, 0], [0, 1], [2**-0.5, -(2**-0.5)]])
+    torch.testing.assert_close(agent.candidates(w)[5], unit)
     assert (agent.linear_values(obs, w) <= gpi + 1e-6).all()
     agent.cfg.successor.gpi = False
     torch.testing.assert_close(agent.linear_values(obs, w), own)
@@ -225,6 +226,9 @@ def test_gpi_features_take_per_action_the_candidate_that_values_it_most():
 
 def test_bootstrap_follows_gpi_over_candidates_only_when_asked():
     agent, next_obs, z = sf_agent(), torch.randn(16, 4), torch.randn(16, 2)
+    with torch.no_grad():  # a target that differs from the online network, as after updates
+        for p in agent.target.parameters():
+            p.add_(0.1 * torch.randn_like(p))
     own_psi = agent.target(next_obs, z)
     agent.cfg.successor.gpi_target = False
     psi_t, q_select = agent.bootstrap(next_obs, z)

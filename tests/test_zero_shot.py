@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+import torch
 
 from agents import training
 from composable_rl.config import Config, from_dict
@@ -141,3 +142,20 @@ def test_multi_objective_option_reports_expected_utility_over_the_lattice(
     # one-hot weights over the 4 base heads (not MAX and MIN): each head's own task, which the
     # trained heads reach, so every value is positive
     assert row["expected_utility"] > 0.5
+
+
+def test_linear_weights_leave_out_constant_terms():
+    from agents.composition import linear_weights
+    from composable_rl.expressions import parse
+
+    names = ["a", "b", "c"]
+    torch.testing.assert_close(linear_weights(parse("a + 1"), names), torch.tensor([1.0, 0, 0]))
+    torch.testing.assert_close(
+        linear_weights(parse("2*a - 0.5 - c"), names), torch.tensor([2.0, 0, -1])
+    )
+
+
+def test_weights_may_start_with_a_minus(world_value_run, tmp_path):
+    args = ["--checkpoint", str(world_value_run), "--episodes", "20"]
+    (row,) = zero_shot_rows(tmp_path, *args, "--weights", "-1,0,0,0.5")
+    assert row["task"] == "-1*blue + 0.5*square"

@@ -111,6 +111,9 @@ class GymnasiumConfig(WorldConfig):
                 yield key, f"expected 'package.module:function', got {path!r}"
         if self.reference_point and self.heads and len(self.reference_point) != len(self.heads):
             yield "reference_point", f"need one value per head {self.heads}"
+        for key in ("reference_point", "pareto_front"):
+            if getattr(self, key) and not self.mo_divisions:
+                yield key, "is used by the multi-objective evaluation: set mo_divisions > 0"
         if len(set(self.heads)) != len(self.heads):
             yield "heads", f"names must be distinct, got {self.heads}"
 

@@ -362,8 +362,10 @@ def test_multi_objective_row_with_hypervolume_and_igd_to_minecarts_front():
 @pytest.mark.parametrize(
     ("section", "key"),
     [
-        ({"pareto_front": "minecart_front"}, "env.pareto_front"),
+        ({"pareto_front": "minecart_front", "mo_divisions": 1}, "env.pareto_front"),
         ({"heads": ["a", "b", "c"], "reference_point": [0, 0]}, "env.reference_point"),
+        ({"reference_point": [0, 0, -200]}, "env.reference_point"),
+        ({"pareto_front": "envs.mo_fronts:minecart_front"}, "env.pareto_front"),
     ],
 )
 def test_multi_objective_keys_are_checked(section, key):
@@ -378,9 +380,11 @@ def wrong_width_front(env: gymnasium.Env, gamma: float) -> list[list[float]]:
 
 
 def test_multi_objective_keys_that_need_the_heads_fail_when_the_world_is_made():
-    err = config_error(id="minecart-v0", reference_point=[0, 0])  # heads inferred: 3
+    err = config_error(id="minecart-v0", reference_point=[0, 0], mo_divisions=1)  # 3 heads
     assert err.key == "env.reference_point" and "2 values for the 3 heads" in str(err)
-    err = config_error(id="minecart-v0", pareto_front="no_such_package.fronts:front")
+    err = config_error(
+        id="minecart-v0", pareto_front="no_such_package.fronts:front", mo_divisions=1
+    )
     assert err.key == "env.pareto_front" and "no_such_package" in str(err)
     section = from_dict(
         GymnasiumConfig,

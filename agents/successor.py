@@ -49,8 +49,10 @@ class SuccessorFeatures(HeadsAgent):
         # trained and used as unit vectors, like the one-hots and the directions: the network
         # sees a weight's direction only, so a longer vector would get a second target
         support = support / support.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        # CPU copies for drawing training weights: no device-to-host copy per update
+        self.cpu_basis, self.cpu_support = torch.eye(k), support
         self.register_buffer("basis", torch.eye(k), persistent=False)
-        self.register_buffer("support", support, persistent=False)
+        self.register_buffer("support", support.clone(), persistent=False)
         net_kw = {
             "obs_shape": obs_shape,
             "num_weights": k,
@@ -99,7 +101,7 @@ class SuccessorFeatures(HeadsAgent):
         drawn on the CPU from torch's global generator, whose state a run saves, so resume
         stays exact on any device, then moved to the agent's device."""
         scfg, k = self.cfg.successor, len(self.head_names)
-        basis, support = self.basis.cpu(), self.support.cpu()
+        basis, support = self.cpu_basis, self.cpu_support
         weights = sphere_weights(n, k)
         draw = torch.rand(n)
         one_hot = basis[torch.randint(k, (n,))]

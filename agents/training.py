@@ -186,7 +186,8 @@ def divergence_message(cfg: Config, first: int, stopped: int, last_checkpoint: P
 
 
 def follow_share(share: CoreShare | nullcontext) -> None:
-    """Set torch's threads to this run's share of the cores (a fixed `torch_threads` stays)."""
+    """Set torch's threads to this run's share of the cores, when it shares them (a fixed
+    `torch_threads` without a `share` given to `train` stays)."""
     if isinstance(share, CoreShare) and (threads := share.threads()) != torch.get_num_threads():
         torch.set_num_threads(threads)
 
@@ -284,6 +285,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     command: str | None = None,
+    share: CoreShare | None = None,
 ) -> dict:
     """Runs (or resumes) training in `run_dir`; returns the final evaluation and counters.
 
@@ -293,10 +295,12 @@ def train(
     SIGTERM arrives: the run then raises TrainingInterrupted (a KeyboardInterrupt, so a caller
     that does not handle it stops as on Ctrl-C). A non-finite loss or weight raises
     TrainingDiverged before any checkpoint holds it. The signals are caught from the start, so
-    one that arrives while the run is still being set up stops it at its first step.
+    one that arrives while the run is still being set up stops it at its first step. `share`
+    replaces the default way its threads follow the runs live on the machine (`CoreShare`
+    when `torch_threads` is 0), e.g. for a sweep trial that must keep the CPUs it was given.
     """
     with StopRequests() as stop:
-        return _train(cfg, run_dir, resume, progress, command, stop)
+        return _train(cfg, run_dir, resume, progress, command, stop, share)
 
 
 def _train(
@@ -306,6 +310,7 @@ def _train(
     progress: bool,
     command: str | None,
     stop: StopRequests,
+    share: CoreShare | None,
 ) -> dict:
     """The body of `train`, with SIGINT and SIGTERM already caught by `stop`."""
     validate(cfg)
@@ -424,9 +429,9 @@ def _train(
             next_save = time.monotonic() + minutes * 60
         return path
 
-    share = CoreShare() if cfg.torch_threads == 0 else nullcontext()
-    with share:
-        follow_share(share)
+    sharing = share or (CoreShare() if cfg.torch_threads == 0 else nullcontext())
+    with sharing:
+        follow_share(sharing)
         while step < cfg.total_steps and stop.signal is None:
             actions = agent.act(obs, task_w, epsilon_at(cfg, step), generator=gen, behaviour=True)
             next_obs, reward, terminated, truncated, info = world.step(actions)
@@ -455,7 +460,7 @@ def _train(
 
             if step - last_log >= cfg.log_every or step >= cfg.total_steps:
                 check_finite()
-                follow_share(share)
+                follow_share(sharing)
                 now = time.perf_counter()
                 sps = (step - steps_at_log) / max(now - t_log, 1e-9)
                 counts = stats.counts.tolist()

@@ -19,9 +19,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from bench.throughput import QUICKSTART, Row, Target, cpu_name, row, show, table
+from composable_rl.logging import read_scalars
 
 ROOT = QUICKSTART.parent.parent
 PAIR_TARGET = 0.70  # each run of a pair, as a fraction of a solo run's env-steps/s
@@ -38,9 +37,7 @@ def start_run(runs_dir: Path, name: str, steps: int) -> subprocess.Popen:
 
 def median_sps(run_dir: Path) -> float:
     """Median of a finished run's `charts/SPS` scalars."""
-    events = EventAccumulator(str(run_dir))
-    events.Reload()
-    return statistics.median(event.value for event in events.Scalars("charts/SPS"))
+    return statistics.median(read_scalars(run_dir, "charts/SPS").values())
 
 
 def finish(processes: dict[str, subprocess.Popen], runs_dir: Path) -> dict[str, float]:

@@ -4,9 +4,10 @@ output paths checked before any long work."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -62,6 +63,27 @@ def positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A number option value above 0."""
+    return _float_option(text, lambda value: value > 0, "a number above 0")
+
+
+def non_negative_float(text: str) -> float:
+    """A number option value of at least 0."""
+    return _float_option(text, lambda value: value >= 0, "a number of at least 0")
+
+
+def _float_option(text: str, valid: Callable[[float], bool], expected: str) -> float:
+    """`text` as a finite float that `valid` accepts, else an argparse error naming it."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and valid(value)):
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
     return value
 
 

@@ -186,10 +186,25 @@ def score_summary(rows: list[dict]) -> str:
     )
 
 
+def read_scalars(log_dir: Path, tag: str) -> dict[int, float]:
+    """A TensorBoard scalar of a run directory by step ({} if it never logged `tag`)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    if tag not in events.Tags().get("scalars", []):
+        return {}
+    return {event.step: event.value for event in events.Scalars(tag)}
+
+
 def write_json(value: object, path: Path) -> None:
-    """Writes strict JSON (NaN and infinities raise ValueError) through a temporary file in the
-    same folder, renamed over `path` once complete, so a failure leaves no partial file."""
-    text = json.dumps(value, indent=2, allow_nan=False)
+    """Writes strict JSON (NaN and infinities raise ValueError) with `write_text`."""
+    write_text(json.dumps(value, indent=2, allow_nan=False), path)
+
+
+def write_text(text: str, path: Path) -> None:
+    """Writes `text` through a temporary file in the same folder, renamed over `path` once
+    complete, so a failure leaves no partial file."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         temporary.write_text(text, encoding="utf-8")

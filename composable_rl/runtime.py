@@ -48,11 +48,15 @@ class CoreShare:
     process id; files of dead processes are ignored and removed). OpenMP threads that wait for
     work spin on their core, so two runs of two threads each on two cores starve each other
     (about 25% of solo speed each); one thread each keeps both near solo speed, and a run alone
-    keeps every core. `threads()` is cheap enough to recheck at every log interval.
+    keeps every core. `minimum` keeps at least that many threads (a sweep trial keeps the CPUs
+    Ray gave it). `threads()` is cheap enough to recheck at every log interval.
     """
 
-    def __init__(self, cores: int | None = None, directory: Path | None = None) -> None:
+    def __init__(
+        self, cores: int | None = None, directory: Path | None = None, minimum: int = 1
+    ) -> None:
         self.cores = cores or DEFAULT_THREADS
+        self.minimum = minimum
         self.directory = directory or Path(tempfile.gettempdir()) / f"composable_rl-{os.getuid()}"
         self.entry = self.directory / f"{os.getpid()}.{uuid.uuid4().hex[:8]}.run"
 
@@ -81,8 +85,17 @@ class CoreShare:
         return max(live, 1)
 
     def threads(self) -> int:
-        """This run's share of the cores, at least one thread."""
-        return max(1, self.cores // self.live_runs())
+        """This run's share of the cores, at least `minimum` threads (e.g. the CPUs a scheduler
+        gave it)."""
+        return max(self.minimum, self.cores // self.live_runs())
+
+
+def machine_cores() -> int:
+    """The logical CPUs this process may run on; unlike torch's default threads, not lowered
+    by OMP_NUM_THREADS, which Ray sets in its workers to the CPUs each was given."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _alive(pid: int) -> bool:

@@ -1,6 +1,7 @@
 """configure_cpu: denormals flushed and batch-sized buffers reused without page faults;
 CoreShare: runs on one machine split its cores."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -66,3 +67,15 @@ def test_core_share_splits_cores_between_live_runs(tmp_path):
     stale.touch()
     with CoreShare(cores=2, directory=tmp_path) as alone:
         assert alone.threads() == 2 and not stale.exists()
+    others = [CoreShare(cores=4, directory=tmp_path) for _ in range(2)]
+    with CoreShare(cores=4, directory=tmp_path, minimum=2) as given, others[0], others[1]:
+        assert given.threads() == 2  # never below the CPUs a scheduler gave it
+
+
+def test_machine_cores_ignores_omp_num_threads():
+    code = "import torch; from composable_rl.runtime import machine_cores; "
+    code += "print(torch.get_num_threads(), machine_cores())"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    torch_threads, cores = map(int, done.stdout.split())
+    assert torch_threads == 1 and cores == len(os.sched_getaffinity(0))

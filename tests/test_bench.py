@@ -79,3 +79,18 @@ def test_peers_refuse_unknown_names_and_envs():
         train_peer("DQN", "four-room-v0", 10, 0.95, 0)
     with pytest.raises(ValueError, match="unsupported env"):
         train_peer("Envelope", "CartPole-v1", 10, 0.95, 0)
+
+
+def test_sweep_bench_reports_wall_clock_and_speed_against_solo_runs(tmp_path):
+    pytest.importorskip("ray", reason="the sweep bench needs the optional extra .[sweep]")
+    from bench.sweep_speed import main as sweep_speed
+
+    path = tmp_path / "sweep.json"
+    rows = sweep_speed(["--seeds", "2", "--steps", "4096", "--json", str(path)])
+    assert json.loads(path.read_text()) == rows
+    sequential, sweep, ratio = (r["value"] for r in rows[:3])
+    assert ratio == pytest.approx(sweep / sequential) and sequential > 0
+    solo, one_thread, *pair = (r["value"] for r in rows if r["unit"] == "env-steps/s")
+    fractions = [r["value"] for r in rows if r["unit"] == "x speed"]
+    assert len(pair) == 2 and fractions == [pytest.approx(p / solo) for p in pair]
+    assert next(r["value"] for r in rows if r["unit"] == "x") == pytest.approx(one_thread / solo)

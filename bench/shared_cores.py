@@ -11,7 +11,6 @@ same invocation, then the target (each of the pair at least 70% of solo).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.throughput import QUICKSTART, Row, Target, cpu_name, row, show, table
+from bench.throughput import QUICKSTART, Row, Target, cpu_name, report, row
 from composable_rl.logging import read_scalars
 
 ROOT = QUICKSTART.parent.parent
@@ -81,13 +80,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     args = parser.parse_args(argv)
     print(f"CPU: {cpu_name()}")
     rows = bench_shared_cores(args.steps)
-    print(table(rows))
-    print("targets:")
-    for t in targets(rows):
-        print(f"  {'met' if t.met() else 'MISSED':<6}  {t.label}: {show(t.value)} (target >= 0.7)")
-    if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return rows
+    return report(rows, targets(rows), args.json)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.shared_cores import median_sps
-from bench.throughput import QUICKSTART, Row, Target, cpu_name, row, show, table
+from bench.throughput import QUICKSTART, Row, Target, cpu_name, report, row
 
 ROOT = QUICKSTART.parent.parent
 WALL_TARGET = 0.85  # sweep wall-clock / sequential solo runs
@@ -102,14 +102,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         raise SystemExit('bench.sweep_speed needs Ray: pip install -e ".[sweep]"') from None
     print(f"CPU: {cpu_name()}")
     rows = bench_sweep(args.seeds, args.steps)
-    print(table(rows))
-    print("targets:")
-    for t in targets(rows):
-        verdict = "met" if t.met() else "MISSED"
-        print(f"  {verdict:<6}  {t.label}: {show(t.value)} (target {t.op} {t.threshold})")
-    if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return rows
+    return report(rows, targets(rows), args.json)
 
 
 if __name__ == "__main__":

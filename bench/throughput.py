@@ -434,13 +434,19 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         *bench_sb3(scale),
     ]
     rows += sb3_ratio(rows)
+    return report(rows, targets(rows), args.json)
+
+
+def report(rows: list[Row], found: list[Target], json_path: Path | None) -> list[Row]:
+    """Print a bench's table and its targets, met or missed; write the rows as JSON to
+    `json_path` if given. Returns the rows."""
     print(table(rows))
     print("targets:")
-    for t in targets(rows):
+    for t in found:
         mark = "met" if t.met() else "MISSED"
         print(f"  {mark:<6}  {t.label}: {show(t.value)} (target {t.op} {show(t.threshold)})")
-    if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=2))
+    if json_path is not None:
+        json_path.write_text(json.dumps(rows, indent=2))
     return rows
 
 

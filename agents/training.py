@@ -101,12 +101,12 @@ def build(cfg: Config) -> tuple[World, HeadsAgent]:
                 f"got {cfg.agent.successor.support}"
             )
         agent = SuccessorFeatures(
-            spec.shape, world.num_actions, world.head_names, cfg.agent, sparse, encoder
+            spec.shape, world.action_spec.n, world.head_names, cfg.agent, sparse, encoder
         )
         return world, agent.to(cfg.device)
     agent = MultiHeadSoftQ(
         spec.shape,
-        world.num_actions,
+        world.action_spec.n,
         world.head_names,
         cfg.agent,
         sparse,
@@ -341,7 +341,15 @@ def _train(
     logger.hparams_table(to_dict(cfg))
 
     gen = torch.Generator(dev).manual_seed(cfg.seed + 7919 * step)
-    replay = TensorReplay(cfg.replay.capacity, spec.shape, k, spec.dtype, dev)
+    replay = TensorReplay(
+        cfg.replay.capacity,
+        spec.shape,
+        k,
+        spec.dtype,
+        dev,
+        world.action_spec.shape,
+        world.action_spec.dtype,
+    )
     updates_per_step = cfg.replay.replay_ratio * n / cfg.replay.batch_size
     learning_starts = min(cfg.replay.learning_starts, cfg.replay.capacity)
 

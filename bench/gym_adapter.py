@@ -47,8 +47,8 @@ def contenders() -> tuple[dict[str, Callable[[int], object]], Callable[[], None]
     )
     world.reset(0)
     bare.reset(seed=0)
-    tensor_actions = torch.randint(world.num_actions, (POOL, NUM_ENVS))
-    numpy_actions = np.random.default_rng(0).integers(world.num_actions, size=(POOL, NUM_ENVS))
+    tensor_actions = torch.randint(world.action_spec.n, (POOL, NUM_ENVS))
+    numpy_actions = np.random.default_rng(0).integers(world.action_spec.n, size=(POOL, NUM_ENVS))
 
     def close() -> None:
         """Close both vector envs."""

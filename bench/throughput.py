@@ -124,7 +124,7 @@ def bench_env(scale: Scale) -> list[Row]:
         env = dataclasses.replace(random_placement, observation=observation)
         for n in ENV_SIZES:
             world = make_world(env, n, "cpu")
-            actions = torch.randint(world.num_actions, (ACTION_POOL, n))
+            actions = torch.randint(world.action_spec.n, (ACTION_POOL, n))
             rate = calls_per_second(lambda i, w=world, a=actions: w.step(a[i % ACTION_POOL]), scale)
             setting = f"N={n}, obs={observation}, four_rooms, random placement"
             rows.append(row("env-only", setting, n * rate, "steps/s"))
@@ -179,10 +179,10 @@ def bench_update(scale: Scale) -> list[Row]:
     shape = world.observation_spec.shape
     cfg = AgentConfig(hidden=UPDATE_HIDDEN, target_period=250)
     agents = {
-        k: MultiHeadSoftQ(shape, world.num_actions, [f"h{i}" for i in range(k)], cfg)
+        k: MultiHeadSoftQ(shape, world.action_spec.n, [f"h{i}" for i in range(k)], cfg)
         for k in UPDATE_HEADS
     }
-    batches = {k: synthetic_batch(shape, k, world.num_actions) for k in UPDATE_HEADS}
+    batches = {k: synthetic_batch(shape, k, world.action_spec.n) for k in UPDATE_HEADS}
     steps = {k: lambda _, a=agents[k], b=batches[k]: a.update(b) for k in UPDATE_HEADS}
     rates = interleaved_rates(steps, scale)
     rows = []
@@ -190,7 +190,7 @@ def bench_update(scale: Scale) -> list[Row]:
         params = num_params(agent)
         setting = (
             f"K={k}, batch {UPDATE_BATCH}, {params:,} params "
-            f"(MLP {shape} -> {UPDATE_HIDDEN} -> K*{world.num_actions}), "
+            f"(MLP {shape} -> {UPDATE_HIDDEN} -> K*{world.action_spec.n}), "
             f"median of {UPDATE_ROUNDS} interleaved rounds"
         )
         rows.append(row("update", setting, rates[k], "updates/s"))
@@ -210,7 +210,7 @@ def bench_quickstart_update(scale: Scale) -> list[Row]:
     replay = TensorReplay(QUICKSTART_FILL * world.num_envs, spec.shape, k, spec.dtype)
     obs = world.reset(0)
     for _ in range(QUICKSTART_FILL):
-        actions = torch.randint(world.num_actions, (world.num_envs,))
+        actions = torch.randint(world.action_spec.n, (world.num_envs,))
         next_obs, reward, terminated, _, info = world.step(actions)
         replay.add(obs, actions, reward, terminated, info["final_obs"], info["goal"])
         obs = next_obs

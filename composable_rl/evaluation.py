@@ -13,9 +13,7 @@ from torch import Tensor
 
 from composable_rl.mo_metrics import expected_utility, hypervolume, igd
 from composable_rl.oracle import discounted_optimal_policy, finite_horizon_return
-from composable_rl.world import GoalWorld, TabularWorld, World
-
-Act = Callable[[Tensor, Tensor], Tensor]
+from composable_rl.world import Act, GoalWorld, TabularWorld, World
 
 
 def t_quantile(p: float, dof: int) -> float:
@@ -68,7 +66,7 @@ def episode_returns(
     discount = 1.0
     with torch.no_grad():
         while bool(running.any()):
-            actions = act(obs, weights).to(device=world.device, dtype=torch.long)
+            actions = act(obs, weights).to(world.device, world.action_spec.dtype)
             obs, reward, terminated, truncated, _ = world.step(actions)
             total += torch.where(running[:, None], discount * reward.double(), 0.0)
             running &= ~(terminated | truncated)
@@ -167,7 +165,7 @@ def evaluate(
     running = torch.ones(episodes, dtype=torch.bool, device=world.device)
     with torch.no_grad():
         for _ in range(world.max_steps):
-            actions = policy(obs, batch_w).to(device=world.device, dtype=torch.long)
+            actions = policy(obs, batch_w).to(world.device, world.action_spec.dtype)
             obs, reward, terminated, truncated, info = world.step(actions)
             scalar = task(reward, info.get("goal", no_goal)).float()
             total += torch.where(running, scalar, 0.0)

@@ -16,13 +16,10 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-import torch
-
-from composable_rl.world import World
+from composable_rl.world import Act, World
 
 ENTRY_POINT_GROUP = "composable_rl.worlds"
 
-Act = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Evaluate = Callable[[Any, Act, int, str], list[dict]]
 
 

@@ -23,7 +23,8 @@ class TensorReplay:
     """Ring buffer of transitions stored in preallocated tensors; add and sample are index ops.
 
     Only `terminated` is stored: a truncated transition bootstraps like any other, and its
-    `next_obs` is the real final observation, not the first one of the next episode.
+    `next_obs` is the real final observation, not the first one of the next episode. Actions
+    are long indices by default, or float32 points of `action_shape` for a box of actions.
     """
 
     FIELDS = ("obs", "next_obs", "action", "reward", "terminated", "goal")
@@ -35,6 +36,8 @@ class TensorReplay:
         num_heads: int,
         obs_dtype: torch.dtype = torch.uint8,
         device: str | torch.device = "cpu",
+        action_shape: Sequence[int] = (),
+        action_dtype: torch.dtype = torch.long,
     ) -> None:
         if capacity <= 0:
             raise ValueError(f"capacity must be positive, got {capacity}")
@@ -43,7 +46,7 @@ class TensorReplay:
         kw = {"device": self.device}
         self.obs = torch.zeros((capacity, *obs_shape), dtype=obs_dtype, **kw)
         self.next_obs = torch.zeros((capacity, *obs_shape), dtype=obs_dtype, **kw)
-        self.action = torch.zeros(capacity, dtype=torch.long, **kw)
+        self.action = torch.zeros((capacity, *action_shape), dtype=action_dtype, **kw)
         self.reward = torch.zeros((capacity, num_heads), dtype=torch.float32, **kw)
         self.terminated = torch.zeros(capacity, dtype=torch.bool, **kw)
         self.goal = torch.full((capacity,), -1, dtype=torch.long, **kw)

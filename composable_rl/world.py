@@ -7,6 +7,8 @@ GoalWorld)`), never for a concrete world class.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -14,6 +16,7 @@ import torch
 from torch import Tensor
 
 ObservationKind = Literal["vector", "image", "indices"]
+ActionKind = Literal["discrete", "box"]
 # Heads a goal world may add for Boolean NOT: every goal rewarded with r_max / r_min.
 BOUND_HEADS = ("MAX", "MIN")
 
@@ -39,14 +42,114 @@ class ObservationSpec:
             raise ValueError(f"image observations are [C, H, W], got shape {self.shape}")
 
 
+@dataclass(frozen=True)
+class ActionSpec:
+    """What one env slot accepts as an action: one of `n` choices (a long index), or a point of
+    a box of `shape` between the finite bounds `low` and `high` (float32; one bound per entry,
+    flattened). Make one with `ActionSpec.discrete(n)` or `ActionSpec.box(shape, low, high)`.
+
+    A batch of actions is long [N] for a discrete spec and float32 [N, *shape] for a box. A box
+    world clips what lies outside its box, as if it had been sent clipped.
+    """
+
+    kind: ActionKind
+    n: int = 0
+    shape: tuple[int, ...] = ()
+    low: tuple[float, ...] = ()
+    high: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind == "discrete":
+            if not (isinstance(self.n, int) and self.n >= 1) or self.shape or self.low:
+                raise ValueError(f"a discrete action spec needs n >= 1 alone, got n={self.n!r}")
+            return
+        if self.kind != "box":
+            raise ValueError(f"action spec kind must be 'discrete' or 'box', got {self.kind!r}")
+        if not self.shape or any(not isinstance(d, int) or d < 1 for d in self.shape):
+            raise ValueError(f"a box action spec needs a shape of sizes >= 1, got {self.shape}")
+        size = math.prod(self.shape)
+        if len(self.low) != size or len(self.high) != size:
+            raise ValueError(
+                f"a box of shape {self.shape} needs {size} low and high bounds, got "
+                f"{len(self.low)} and {len(self.high)}"
+            )
+        bounds = [*self.low, *self.high]
+        if not all(isinstance(b, float) and math.isfinite(b) for b in bounds):
+            raise ValueError(
+                f"box bounds must be finite floats, got low {self.low} high {self.high}"
+            )
+        if any(lo >= hi for lo, hi in zip(self.low, self.high, strict=True)):
+            raise ValueError(f"box bounds need low < high, got low {self.low} high {self.high}")
+
+    @classmethod
+    def discrete(cls, n: int) -> ActionSpec:
+        """`n` actions, indices 0 .. n - 1."""
+        return cls("discrete", n=n)
+
+    @classmethod
+    def box(
+        cls, shape: Sequence[int], low: float | Sequence[float], high: float | Sequence[float]
+    ) -> ActionSpec:
+        """A box of `shape`; a scalar bound applies to every entry."""
+        shape = tuple(int(d) for d in shape)
+        size = math.prod(shape) if shape else 0
+
+        def flat(bound: float | Sequence[float]) -> tuple[float, ...]:
+            values = [bound] * size if isinstance(bound, (int, float)) else list(bound)
+            return tuple(float(v) for v in values)
+
+        return cls("box", shape=shape, low=flat(low), high=flat(high))
+
+    @property
+    def continuous(self) -> bool:
+        """Whether actions are points of a box."""
+        return self.kind == "box"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """long for discrete actions, float32 for a box."""
+        return torch.float32 if self.continuous else torch.long
+
+    def bounds(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """The box's low and high as float32 tensors of `shape`."""
+        low = torch.tensor(self.low, dtype=torch.float32, device=device).reshape(self.shape)
+        high = torch.tensor(self.high, dtype=torch.float32, device=device).reshape(self.shape)
+        return low, high
+
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ) -> Tensor:
+        """n actions drawn uniformly: indices [n], or points of the box [n, *shape]."""
+        if not self.continuous:
+            return torch.randint(self.n, (n,), generator=generator, device=device)
+        low, high = self.bounds(device)
+        u = torch.rand((n, *self.shape), generator=generator, device=device)
+        return low + u * (high - low)
+
+    def clip(self, actions: Tensor) -> Tensor:
+        """Box actions [N, *shape] clipped into the box (discrete actions unchanged)."""
+        if not self.continuous:
+            return actions
+        low, high = self.bounds(actions.device)
+        return torch.maximum(torch.minimum(actions, high), low)
+
+
 Step = tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]
+# A policy: act(obs [N, ...], context [N, ...]) -> actions, long [N] or float32 [N, *shape] as
+# the world's ActionSpec says. The context is what the policy is conditioned on: task weights
+# [N, K] over the heads, skill-machine states [N], or internal levels [N, V].
+Act = Callable[[Tensor, Tensor], Tensor]
 
 
 @runtime_checkable
 class World(Protocol):
     """N environments stepped together on one device, with a reward vector of K heads.
 
-    `step(actions [N] long)` returns (obs [N, ...], reward [N, K] float32, terminated [N] bool,
+    `step(actions)` (long [N] or float32 [N, *shape], as `action_spec` says) returns
+    (obs [N, ...], reward [N, K] float32, terminated [N] bool,
     truncated [N] bool, info). Finished slots start their next episode inside the same step, so
     `obs` already belongs to the new episode and `info["final_obs"]` holds the last observation
     of the finished one (equal to `obs` elsewhere). `terminated` means no bootstrap,
@@ -56,7 +159,7 @@ class World(Protocol):
     num_envs: int
     device: torch.device
     observation_spec: ObservationSpec
-    num_actions: int
+    action_spec: ActionSpec
     head_names: list[str]
 
     def reset(self, seed: int = 0) -> Tensor:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from composable_rl.world import (
+    ActionSpec,
     GoalWorld,
     InternalLevels,
     LabelledWorld,
@@ -27,6 +28,8 @@ from composable_rl.world import (
 
 CAPABILITIES: tuple[type, ...] = (GoalWorld, TabularWorld, LabelledWorld, InternalLevels)
 MDP_FIELDS = ("next_state", "reward", "terminal", "goal", "valid")
+ACTION_SPEC = "an ActionSpec (ActionSpec.discrete(n) or ActionSpec.box(shape, low, high))"
+RENAMED = {"action_spec": "; num_actions is replaced by action_spec = ActionSpec.discrete(n)"}
 _MISSING = object()
 
 Dim = int | None  # None: any size
@@ -55,8 +58,9 @@ def check_world(world: Any, steps: int = 200, seed: int = 0) -> None:
             problems += _goal_problems(world)
         if LabelledWorld in claims:
             problems += _labelled_problems(world)
+        spec: ActionSpec = world.action_spec
         generator = torch.Generator().manual_seed(seed)
-        actions = torch.randint(world.num_actions, (steps, world.num_envs), generator=generator)
+        actions = torch.stack([spec.sample(world.num_envs, generator) for _ in range(steps)])
         trace, rollout_problems, completed = _rollout(world, seed, actions, claims)
         problems += rollout_problems
         if completed:
@@ -66,6 +70,8 @@ def check_world(world: Any, steps: int = 200, seed: int = 0) -> None:
                 if repeated
                 else [f"seeded determinism: the repeat run failed: {repeat_problems[-1]}"]
             )
+        if completed and spec.continuous:
+            problems += _clipping_problems(world, seed, actions, claims)
     if problems:
         raise WorldContractError(problems)
 
@@ -173,7 +179,7 @@ def _core_problems(world: Any) -> list[str]:
         ("num_envs", _is_int, "an int >= 1"),
         ("device", lambda v: isinstance(v, torch.device), "a torch.device"),
         ("observation_spec", lambda v: isinstance(v, ObservationSpec), "an ObservationSpec"),
-        ("num_actions", _is_int, "an int >= 1"),
+        ("action_spec", lambda v: isinstance(v, ActionSpec), ACTION_SPEC),
         ("head_names", _is_str_list, "a non-empty list of distinct str"),
         ("reset", callable, "a method reset(seed)"),
         ("step", callable, "a method step(actions)"),
@@ -182,7 +188,8 @@ def _core_problems(world: Any) -> list[str]:
     for name, valid, expected in rules:
         value = getattr(world, name, _MISSING)
         if value is _MISSING:
-            problems.append(f"{name}: missing, expected {expected}")
+            hint = RENAMED.get(name, "") if hasattr(world, "num_actions") else ""
+            problems.append(f"{name}: missing, expected {expected}{hint}")
         elif not valid(value):
             problems.append(f"{name}: expected {expected}, got {value!r}")
         elif name == "device":  # the actions check_world sends must be able to live there
@@ -355,6 +362,8 @@ def _tabular_problems(world: Any) -> list[str]:
             "TabularWorld tabular_episodes(): expected a tuple (mdp, which, start), "
             f"got {type(episodes).__name__}"
         ]
+    if world.action_spec.continuous:
+        return problems + ["TabularWorld: a tabular model needs discrete actions (action_spec)"]
     mdp, which, start = episodes
     missing = [name for name in MDP_FIELDS if not hasattr(mdp, name)]
     if missing:
@@ -372,7 +381,7 @@ def _mdp_problems(mdp: Any, which: Any, start: Any, world: Any) -> list[str]:
     next_state = mdp.next_state
     three_d = isinstance(next_state, Tensor) and next_state.dim() == 3
     layouts, states = next_state.shape[:2] if three_d else (None, None)
-    cube = (layouts, states, world.num_actions)
+    cube = (layouts, states, world.action_spec.n)
     heads = len(world.head_names)
     problems = [
         *_expect_tensor(
@@ -502,6 +511,27 @@ def _rollout(
         if not completed:
             return trace, problems + list(first_seen.values()), False
     return trace, problems + list(first_seen.values()), True
+
+
+def _clipping_problems(world: Any, seed: int, actions: Tensor, claims: list[type]) -> list[str]:
+    """A box world clips actions outside its box: the same run with every action stretched to
+    three times the box's width and with those actions clipped back must agree."""
+    spec: ActionSpec = world.action_spec
+    low, high = spec.bounds()
+    wide = (low + high) / 2 + 3 * (actions - (low + high) / 2)
+    outside, problems, ran = _rollout(world, seed, wide, claims)
+    if not ran:
+        return [f"actions outside the box: the run with them failed: {problems[-1]}"]
+    clipped, problems, ran = _rollout(world, seed, spec.clip(wide), claims)
+    if not ran:
+        return [f"actions outside the box: the run with them clipped failed: {problems[-1]}"]
+    for (name, first), (_, second) in zip(outside, clipped, strict=True):
+        if not _identical(first, second):
+            return [
+                f"actions outside the box: a run with them differs from the same run with them "
+                f"clipped into [low, high] first in {name}; expected the world to clip them"
+            ]
+    return []
 
 
 def _copy(value: Any) -> Any:

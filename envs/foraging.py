@@ -36,8 +36,10 @@ from composable_rl.config import WorldConfig, doc
 from composable_rl.evaluation import evaluate_levels, exact_head_rows, head_return_rows
 from composable_rl.homeostasis import drive_reduction_reward, load_value_program
 from composable_rl.oracle import TabularMDP
-from composable_rl.registry import Act, register_world
+from composable_rl.registry import register_world
+from composable_rl.world import Act
 from envs.gridworld import (
+    GRID_ACTIONS,
     NUM_ACTIONS,
     PlanesOrIndices,
     SavedEpisodes,
@@ -113,7 +115,7 @@ class ForagingWorld(PlanesOrIndices, SavedEpisodes):
 
     episode_state = ("seeds", "episode", "agent", "internal", "wait", "t", "consumed")
 
-    num_actions = NUM_ACTIONS
+    action_spec = GRID_ACTIONS
 
     def __init__(
         self,

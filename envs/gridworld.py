@@ -10,7 +10,7 @@ from torch import Tensor
 
 from composable_rl.config import WorldConfig, doc
 from composable_rl.oracle import TabularMDP
-from composable_rl.world import ObservationSpec
+from composable_rl.world import ActionSpec, ObservationSpec
 
 LAYOUTS: dict[str, tuple[str, ...]] = {
     "four_rooms": (
@@ -42,6 +42,7 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
 Seed = int | Sequence[int] | Tensor
 NUM_ACTIONS = 4
 ACTION_NAMES = ("up", "right", "down", "left")
+GRID_ACTIONS = ActionSpec.discrete(NUM_ACTIONS)  # what every gridworld accepts
 
 _MASK32 = 0xFFFFFFFF
 _GOLDEN32 = 0x9E3779B9

@@ -1,5 +1,5 @@
-"""The Gymnasium / MO-Gymnasium adapter: any environment with discrete actions, made N times
-through Gymnasium's vector API, as a batched world of the core protocol (DESIGN.md §2).
+"""The Gymnasium / MO-Gymnasium adapter: any environment with discrete or box actions, made N
+times through Gymnasium's vector API, as a batched world of the core protocol.
 
     env:
       name: gymnasium
@@ -13,6 +13,8 @@ A vector reward follows MO-Gymnasium's convention (an `np.ndarray` step reward a
 `reward_space` Box of shape [K]); any other environment has one head named "reward".
 Observations become one of the `ObservationSpec` kinds: a 3-axis Box is an image [C, H, W], any
 other Box or MultiBinary a flat float vector, Discrete and MultiDiscrete index observations.
+Actions are a Discrete space's indices, or a Box with finite bounds seen by learners as the box
+[-1, 1] of the same shape and rescaled to the env's bounds on every step.
 """
 
 from __future__ import annotations
@@ -32,23 +34,25 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 from torch import Tensor
 
 from composable_rl.config import ConfigError, WorldConfig, doc
-from composable_rl.evaluation import Act, head_return_rows, multi_objective_row, normalized_return
+from composable_rl.evaluation import head_return_rows, multi_objective_row, normalized_return
 from composable_rl.mo_metrics import simplex_lattice
 from composable_rl.registry import register_world
-from composable_rl.world import ObservationSpec, Step
+from composable_rl.world import Act, ActionSpec, ObservationSpec, Step
 
 SECTION = "env"  # the config section these settings live in, for the keys errors name
 # Packages whose environment ids exist only once they are imported (optional extras).
 ID_PACKAGES = ("mo_gymnasium", "minigrid")
 FLATTEN_WRAPPER = "gymnasium.wrappers:FlattenObservation"
 
-# A numpy batch of slot observations -> a new numpy batch of the spec's dtype and layout.
+# A numpy batch of slot observations -> a new numpy batch of the spec's dtype and layout; and a
+# numpy batch of the world's actions -> the vector env's actions.
 Convert = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclasses.dataclass
 class GymnasiumConfig(WorldConfig):
-    """Any Gymnasium or MO-Gymnasium environment with discrete actions, through the vector API."""
+    """Any Gymnasium or MO-Gymnasium environment (discrete or box actions), through the vector
+    API."""
 
     name: str = doc("gymnasium", "Registered world: the Gymnasium adapter.")
     id: str = doc(
@@ -144,19 +148,22 @@ class GymnasiumWorld:
         env: VectorEnv,
         observation_spec: ObservationSpec,
         convert: Convert,
+        action_spec: ActionSpec,
+        to_env: Convert,
         head_names: list[str],
         device: torch.device,
     ) -> None:
         """Wrap a same-step-autoreset vector env whose observation batches `convert` maps to
-        `observation_spec` and whose reward has len(head_names) components."""
+        `observation_spec`, whose actions `to_env` makes from those of `action_spec`, and whose
+        reward has len(head_names) components."""
         self.env = env
         self.num_envs = env.num_envs
         self.device = device
         self.observation_spec = observation_spec
-        self.num_actions = int(env.single_action_space.n)
+        self.action_spec = action_spec
         self.head_names = head_names
         self._convert = convert
-        self._action_start = int(env.single_action_space.start)
+        self._to_env = to_env
         self._on_cpu = device.type == "cpu"
 
     def reset(self, seed: int = 0) -> Tensor:
@@ -172,10 +179,9 @@ class GymnasiumWorld:
 
     def step(self, actions: Tensor) -> Step:
         """Step every slot; `info["final_obs"]` holds the last observation of finished slots."""
-        chosen = actions.numpy(force=True)
-        if self._action_start:
-            chosen = chosen + self._action_start
-        raw, reward, terminated, truncated, info = self.env.step(chosen)
+        raw, reward, terminated, truncated, info = self.env.step(
+            self._to_env(actions.numpy(force=True))
+        )
         obs = self._convert(raw)
         ended = info.get("_final_obs")  # present only on steps where some episode ended
         if ended is None:
@@ -208,7 +214,7 @@ def make(section: GymnasiumConfig, num_envs: int, device: str) -> GymnasiumWorld
     naming the key (checked on one probe copy made in this process)."""
     probe = make_env(section)
     try:
-        _check_actions(probe.action_space, section.id)
+        action_spec, to_env = action_codec(probe.action_space, section.id)
         spec, convert = observation_codec(probe.observation_space, section.id)
         width = _reward_width(probe)
         heads = _head_names(width, section.heads)
@@ -236,7 +242,7 @@ def make(section: GymnasiumConfig, num_envs: int, device: str) -> GymnasiumWorld
             env = SyncVectorEnv(env_fns, **options)
         else:
             env = _VectorRewardSyncEnv(env_fns, width, **options)
-    return GymnasiumWorld(env, spec, convert, heads, torch.device(device))
+    return GymnasiumWorld(env, spec, convert, action_spec, to_env, heads, torch.device(device))
 
 
 def evaluate(section: GymnasiumConfig, act: Act, episodes: int, device: str) -> list[dict]:
@@ -377,14 +383,34 @@ def observation_codec(space: spaces.Space, env_id: str) -> tuple[ObservationSpec
     )
 
 
-def _check_actions(space: spaces.Space, env_id: str) -> None:
-    """Reject every action space but Discrete: the soft-Q heads score a finite action set."""
-    if not isinstance(space, spaces.Discrete):
-        raise _error(
-            "id",
-            f"{env_id!r} has action space {space} ({type(space).__name__}); discrete actions "
-            "only (gymnasium.spaces.Discrete)",
-        )
+def action_codec(space: spaces.Space, env_id: str) -> tuple[ActionSpec, Convert]:
+    """The spec of the actions learners send for `space` and a map from a numpy batch of them to
+    the vector env's actions: a Discrete space's indices (shifted by its start), or for a Box
+    with finite bounds the box [-1, 1] of its shape, rescaled to its bounds (after clipping)."""
+    if isinstance(space, spaces.Discrete):
+        start = int(space.start)
+        shift = (lambda chosen: chosen + start) if start else (lambda chosen: chosen)
+        return ActionSpec.discrete(int(space.n)), shift
+    if isinstance(space, spaces.Box):
+        low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise _error(
+                "id",
+                f"{env_id!r} has action space {space} with infinite bounds; box actions need "
+                "finite low and high (wrap it, e.g. gymnasium.wrappers:RescaleAction)",
+            )
+        half, middle, dtype = (high - low) / 2, (high + low) / 2, space.dtype
+
+        def rescale(chosen: np.ndarray) -> np.ndarray:
+            """[B, *shape] points of [-1, 1] -> the env's box, in its dtype."""
+            return (middle + half * np.clip(chosen, -1.0, 1.0)).astype(dtype)
+
+        return ActionSpec.box(space.shape, -1.0, 1.0), rescale
+    raise _error(
+        "id",
+        f"{env_id!r} has action space {space} ({type(space).__name__}); supported: "
+        "gymnasium.spaces.Discrete and Box",
+    )
 
 
 def _reward_width(env: gymnasium.Env) -> int | None:

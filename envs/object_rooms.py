@@ -11,7 +11,7 @@ from composable_rl.config import doc
 from composable_rl.registry import register_world
 from composable_rl.world import BOUND_HEADS
 from envs.gridworld import (
-    NUM_ACTIONS,
+    GRID_ACTIONS,
     GoalEpisodes,
     GoalGridConfig,
     check_names,
@@ -33,7 +33,7 @@ class ObjectRooms(GoalEpisodes):
     instance is already reset with seed 0.
     """
 
-    num_actions = NUM_ACTIONS
+    action_spec = GRID_ACTIONS
 
     def __init__(
         self,

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from composable_rl.reward_machine import exclusive_labels
 from composable_rl.world import BOUND_HEADS
-from envs.gridworld import NUM_ACTIONS, GoalEpisodes, hash_bits
+from envs.gridworld import GRID_ACTIONS, NUM_ACTIONS, GoalEpisodes, hash_bits
 from envs.render import AGENT_FILL, AGENT_OUTLINE, AGENT_RGB, CELL_PX, FLOOR_RGB, OUTLINE_RGB
 
 WIDTH, HEIGHT = 12, 9
@@ -104,7 +104,7 @@ class OfficeWorld(GoalEpisodes):
     evaluation harness and the oracles serve both worlds.
     """
 
-    num_actions = NUM_ACTIONS
+    action_spec = GRID_ACTIONS
 
     def __init__(
         self,

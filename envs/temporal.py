@@ -19,14 +19,14 @@ from composable_rl.evaluation import exact_head_rows
 from composable_rl.functional import wrong_goal_penalty
 from composable_rl.ltl import from_ltl
 from composable_rl.oracle import product_steps
-from composable_rl.registry import Act, register_world
+from composable_rl.registry import register_world
 from composable_rl.reward_machine import RewardMachine
 from composable_rl.reward_machine_yaml import load_reward_machine
+from composable_rl.world import Act
 from envs.gridworld import GoalGridConfig
 from envs.office import ALPHABET, PROPOSITIONS, OfficeWorld
 
 TEMPORAL_KEYS = ("task", "start", "success", "steps", "oracle_steps", "achievable", "violations")
-Policy = Callable[[Tensor, Tensor], Tensor]
 
 
 def office_machine(task: str) -> RewardMachine:
@@ -113,7 +113,7 @@ class OfficeTask(OfficeWorld):
 
 def evaluate_temporal(
     task: str,
-    policy: Policy,
+    policy: Act,
     starts: str = "standard",
     episodes: int = 100,
     max_steps: int = 200,
@@ -235,7 +235,7 @@ def evaluate_office(section: OfficeConfig, act: Act, episodes: int, device: str)
 def evaluate_office_temporal(
     section: OfficeConfig,
     task: str,
-    make_policy: Callable[[RewardMachine], Policy],
+    make_policy: Callable[[RewardMachine], Act],
     episodes: int,
     seed: int,
     device: str,

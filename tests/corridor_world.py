@@ -16,7 +16,7 @@ from torch import Tensor
 from composable_rl.config import WorldConfig, doc
 from composable_rl.oracle import TabularMDP
 from composable_rl.registry import register_world
-from composable_rl.world import ObservationSpec
+from composable_rl.world import ActionSpec, ObservationSpec
 
 
 class Corridor:
@@ -30,7 +30,7 @@ class Corridor:
         self.num_envs, self.length = num_envs, length
         self.device = torch.device(device)
         self.observation_spec = ObservationSpec((1,), torch.long, "indices", length)
-        self.num_actions = 2
+        self.action_spec = ActionSpec.discrete(2)
         self.head_names = ["left", "right"]
         self.goal_names = ["left", "right"]
         self.goal_membership = torch.eye(2, dtype=torch.bool, device=self.device)

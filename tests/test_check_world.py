@@ -10,7 +10,7 @@ from torch import Tensor
 from composable_rl.config import ConfigError, from_dict
 from composable_rl.registry import make_world, registered_worlds, world_entry
 from composable_rl.world import GoalWorld, LabelledWorld, TabularWorld
-from envs.check import WorldContractError, check_world
+from envs.check import ACTION_SPEC, WorldContractError, check_world
 from tests.corridor_world import Corridor
 
 
@@ -42,11 +42,21 @@ def test_correct_corridor_passes_and_claims_its_capabilities():
 def test_error_is_a_value_error_listing_problems():
     """WorldContractError is a ValueError whose problems are its message lines."""
     world = Corridor()
-    world.num_actions = 0
-    with pytest.raises(ValueError, match="num_actions: expected an int >= 1, got 0") as caught:
+    world.action_spec = 2
+    with pytest.raises(ValueError, match="action_spec: expected an ActionSpec") as caught:
         check_world(world)
     assert isinstance(caught.value, WorldContractError)
-    assert caught.value.problems == ["num_actions: expected an int >= 1, got 0"]
+    assert caught.value.problems == [f"action_spec: expected {ACTION_SPEC}, got 2"]
+
+
+def test_a_world_with_num_actions_is_told_what_replaced_it():
+    world = Corridor()
+    del world.action_spec
+    world.num_actions = 2
+    assert problems_of(world) == [
+        f"action_spec: missing, expected {ACTION_SPEC}; num_actions is replaced by "
+        "action_spec = ActionSpec.discrete(n)"
+    ]
 
 
 def test_missing_and_mistyped_core_attributes():
@@ -201,7 +211,7 @@ class GoalNamesOnly:
     def __init__(self) -> None:
         """Copy the corridor's core attributes and its goal names only."""
         self.inner = Corridor()
-        for name in ("num_envs", "device", "observation_spec", "num_actions", "head_names"):
+        for name in ("num_envs", "device", "observation_spec", "action_spec", "head_names"):
             setattr(self, name, getattr(self.inner, name))
         self.goal_names = self.inner.goal_names
 

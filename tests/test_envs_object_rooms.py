@@ -24,7 +24,7 @@ def test_names_and_attributes():
         "purple_square",
     ]
     assert world.head_names == ["beige", "blue", "purple", "circle", "square"]
-    assert (world.num_goals, world.num_heads, world.num_actions) == (6, 5, 4)
+    assert (world.num_goals, world.num_heads, world.action_spec.n) == (6, 5, 4)
     assert world.obs_shape == (7, 13, 13)
     assert world.goal_membership.sum(1).tolist() == [2] * 6
     assert world.goal_membership[3].tolist() == [False, True, False, False, True]

@@ -14,7 +14,7 @@ from minigrid.wrappers import ImgObsWrapper
 
 from composable_rl.config import Config, ConfigError, from_dict
 from composable_rl.registry import make_world, world_entry
-from composable_rl.world import World
+from composable_rl.world import ActionSpec, World
 from envs import OBJECT_ROOMS_ID, gymnasium_world
 from envs.gymnasium_world import GymnasiumConfig, GymnasiumWorld
 
@@ -71,7 +71,7 @@ def run(w: GymnasiumWorld, actions: list[int], seed: int = 0) -> list[tuple]:
 def test_cartpole_shapes_dtypes_and_spec():
     w = world(4, id="CartPole-v1")
     assert isinstance(w, World)
-    assert (w.num_envs, w.num_actions, w.head_names) == (4, 2, ["reward"])
+    assert (w.num_envs, w.action_spec.n, w.head_names) == (4, 2, ["reward"])
     assert w.device == torch.device("cpu")
     spec = w.observation_spec
     assert (spec.shape, spec.dtype, spec.kind) == ((4,), torch.float32, "vector")
@@ -221,7 +221,7 @@ def test_missing_id_package_breaks_nothing_and_is_named(monkeypatch):
     monkeypatch.setattr(gymnasium_world, "ID_PACKAGES", ("no_such_id_package",))
     gymnasium_world._import_id_packages.cache_clear()
     try:
-        assert world(2, id="CartPole-v1").num_actions == 2
+        assert world(2, id="CartPole-v1").action_spec == ActionSpec.discrete(2)
         assert "no_such_id_package" in str(config_error(id="NoSuchEnv-v0"))
     finally:
         gymnasium_world._import_id_packages.cache_clear()
@@ -233,10 +233,25 @@ def test_id_module_that_fails_to_import():
     assert "no_such_module" in str(err) and "cannot import" in str(err)
 
 
-def test_continuous_actions_rejected():
-    err = config_error(id="Pendulum-v1")
-    assert err.key == "env.id"
-    assert "discrete actions only" in str(err) and "Box" in str(err)
+def test_box_actions_are_the_unit_box_rescaled_to_the_envs_bounds():
+    pendulum = world(3, id="Pendulum-v1")
+    assert pendulum.action_spec == ActionSpec.box((1,), -1.0, 1.0)
+    spec, to_env = gymnasium_world.action_codec(spaces.Box(-2.0, 4.0, (2,)), "x")
+    assert spec == ActionSpec.box((2,), -1.0, 1.0)
+    sent = to_env(np.array([[-1.0, 1.0], [0.0, 0.5], [-3.0, 7.0]], dtype=np.float32))
+    assert sent.dtype == np.float32
+    assert np.allclose(sent, [[-2.0, 4.0], [1.0, 2.5], [-2.0, 4.0]])
+    pendulum.reset(seed=0)
+    obs, reward, *_ = pendulum.step(torch.tensor([[1.0], [0.0], [-5.0]]))
+    assert obs.shape == (3, 3) and reward.shape == (3, 1)
+
+
+def test_unsupported_action_spaces_are_refused_naming_the_id():
+    with pytest.raises(ConfigError, match="infinite bounds") as caught:
+        gymnasium_world.action_codec(spaces.Box(-np.inf, np.inf, (2,)), "Free-v0")
+    assert caught.value.key == "env.id" and "'Free-v0'" in str(caught.value)
+    with pytest.raises(ConfigError, match="supported: gymnasium.spaces.Discrete and Box"):
+        gymnasium_world.action_codec(spaces.MultiDiscrete([2, 3]), "Multi-v0")
 
 
 def test_dict_observation_needs_a_flattening_wrapper():

@@ -271,7 +271,11 @@ def resume_checkpoint(
     for path in found:
         try:
             meta = load_checkpoint(
-                path, agent, agent.optimizer, head_names=agent.head_names, goal_names=goal_names
+                path,
+                agent,
+                {"online": agent.optimizer},
+                head_names=agent.head_names,
+                goal_names=goal_names,
             )
             return path, meta, load_run_state(path)
         except CheckpointFormatError as err:
@@ -430,7 +434,9 @@ def _train(
                 "credit": torch.tensor(credit, dtype=torch.float64),
             }
             state = run_state(world, replay, tasks, gen, loop)
-        path = save_checkpoint(checkpoint_dir(run_dir, step), agent, agent.optimizer, meta, state)
+        path = save_checkpoint(
+            checkpoint_dir(run_dir, step), agent, {"online": agent.optimizer}, meta, state
+        )
         prune_checkpoints(run_dir, cfg.checkpoint.keep_last)
         last_checkpoint = path
         if minutes > 0:

@@ -1,5 +1,6 @@
-"""Atomic checkpoint directories: safetensors weights, weights-only optimizer state, JSON meta,
-and optionally the compressed state of the run (replay, random-number states, open episodes).
+"""Atomic checkpoint directories: safetensors weights, weights-only optimizer states (any number,
+by name), JSON meta, and optionally the compressed state of the run (replay, random-number
+states, open episodes).
 
 A checkpoint is written into a temporary directory and renamed into place, so `step_<N>` always
 holds a complete checkpoint or none; one with a non-finite value is never written or loaded.
@@ -62,25 +63,33 @@ def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"step_{step}"
 
 
+Optimizers = Mapping[str, torch.optim.Optimizer]
+
+
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
-    optimizer: torch.optim.Optimizer | None,
+    optimizers: Optimizers | None,
     meta: Mapping[str, Any],
     run_state: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a checkpoint atomically, so `path` always holds a complete checkpoint (or none).
 
-    Refuses (NonFiniteError, nothing written) weights or optimizer state with NaN or infinity.
-    `run_state` (tensors by name) is stored compressed beside the weights. Files and the
-    directory get the permissions the user's umask gives new files.
+    `optimizers` (by name, e.g. a learner's critic and actor optimizers) are stored together in
+    one file. Refuses (NonFiniteError, nothing written) weights or optimizer state with NaN or
+    infinity. `run_state` (tensors by name) is stored compressed beside the weights. Files and
+    the directory get the permissions the user's umask gives new files.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} exists and is not a checkpoint directory")
     meta_text = json.dumps(_full_meta(meta), indent=2)
     weights = _portable_state(model)
-    optimizer_state = optimizer.state_dict() if optimizer is not None else None
+    optimizer_state = (
+        {name: optimizer.state_dict() for name, optimizer in optimizers.items()}
+        if optimizers is not None
+        else None
+    )
     bad = nonfinite(weights.items()) + nonfinite(_optimizer_tensors(optimizer_state))
     if bad:
         raise NonFiniteError(
@@ -138,29 +147,34 @@ def load_meta(path: str | Path) -> dict[str, Any]:
 def load_checkpoint(
     path: str | Path,
     model: nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizers: Optimizers | None = None,
     head_names: Sequence[str] | None = None,
     goal_names: Sequence[str] | None = None,
     map_location: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Restore weights (and optimizer state) after checking head and goal names; return meta.
+    """Restore weights (and the named optimizers' states) after checking head and goal names;
+    return meta.
 
     A damaged file (truncated, not safetensors) or a non-finite value is a CheckpointFormatError
-    naming the file; nothing is loaded then.
+    naming the file; optimizers saved under other names are a CheckpointMismatchError; nothing
+    is loaded then. A checkpoint that holds one optimizer's state alone (the earlier format)
+    fits a model with one optimizer.
     """
     path = Path(path)
     meta = load_meta(path)
     _check_names("heads", meta.get("head_names", []), head_names)
     _check_names("goals", meta.get("goal_names", []), goal_names)
     model_file = _require(path, MODEL_FILE)
-    optimizer_file = _require(path, OPTIMIZER_FILE) if optimizer is not None else None
+    optimizer_file = _require(path, OPTIMIZER_FILE) if optimizers is not None else None
     try:
         weights = load_file(model_file, device=str(map_location))
     except (SafetensorError, OSError) as err:
         raise CheckpointFormatError(f"{model_file} is damaged: {err}") from err
     optimizer_state = None
-    if optimizer_file is not None:
-        optimizer_state = _load_weights_only(optimizer_file, map_location)
+    if optimizer_file is not None and optimizers is not None:
+        optimizer_state = _named_states(
+            _load_weights_only(optimizer_file, map_location), list(optimizers), optimizer_file
+        )
     bad = nonfinite(weights.items()) + nonfinite(_optimizer_tensors(optimizer_state))
     if bad:
         raise CheckpointFormatError(
@@ -168,9 +182,26 @@ def load_checkpoint(
         )
     _check_shapes(weights, model.state_dict())
     model.load_state_dict(weights)
-    if optimizer is not None:
-        optimizer.load_state_dict(optimizer_state)
+    if optimizers is not None and optimizer_state is not None:
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(optimizer_state[name])
     return meta
+
+
+def _named_states(saved: Any, names: list[str], file: Path) -> dict[str, Any]:
+    """The optimizer states of `saved` by name, checked against the wanted `names`; a single
+    state dict (the earlier format) is the state of a lone optimizer."""
+    if not isinstance(saved, dict):
+        raise CheckpointFormatError(f"{file} holds a {type(saved).__name__}, not optimizer states")
+    if "param_groups" in saved and len(names) == 1:
+        return {names[0]: saved}
+    if "param_groups" in saved or sorted(saved) != sorted(names):
+        found = ["(one unnamed)"] if "param_groups" in saved else sorted(saved)
+        raise CheckpointMismatchError(
+            f"checkpoint optimizers {found} != agent optimizers {sorted(names)} "
+            "(was it saved by another head type?)"
+        )
+    return saved
 
 
 def _check_shapes(saved: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]) -> None:
@@ -244,12 +275,15 @@ def _full_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     return full
 
 
-def _optimizer_tensors(state: Mapping[str, Any] | None) -> list[tuple[str, torch.Tensor]]:
-    """(name, tensor) pairs of an optimizer state dict's per-parameter state."""
-    if state is None:
+def _optimizer_tensors(
+    states: Mapping[str, Mapping[str, Any]] | None,
+) -> list[tuple[str, torch.Tensor]]:
+    """(name, tensor) pairs of the per-parameter state of optimizer state dicts by name."""
+    if states is None:
         return []
     return [
-        (f"optimizer.state.{index}.{key}", value)
+        (f"optimizer.{name}.state.{index}.{key}", value)
+        for name, state in states.items()
         for index, slots in state.get("state", {}).items()
         for key, value in slots.items()
         if isinstance(value, torch.Tensor)

@@ -54,9 +54,10 @@ def meta(step: int = 10, **extra) -> dict:
 
 def test_round_trip(tmp_path):
     model, opt = trained(0)
-    path = save_checkpoint(tmp_path / "ck", model, opt, meta(updates=3, goal_names=["g1"]))
+    saved = meta(updates=3, goal_names=["g1"])
+    path = save_checkpoint(tmp_path / "ck", model, {"adam": opt}, saved)
     fresh, fresh_opt = trained(1)
-    loaded = load_checkpoint(path, fresh, fresh_opt, head_names=HEADS, goal_names=["g1"])
+    loaded = load_checkpoint(path, fresh, {"adam": fresh_opt}, head_names=HEADS, goal_names=["g1"])
     for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     saved_state, loaded_state = opt.state_dict(), fresh_opt.state_dict()
@@ -73,12 +74,43 @@ def test_round_trip(tmp_path):
     assert sorted(os.listdir(path)) == ["meta.json", "model.safetensors", "optimizer.pt"]
 
 
+def test_optimizers_by_name_round_trip_and_must_match(tmp_path):
+    model, opt = trained(0)
+    second = torch.optim.SGD(model.out.parameters(), lr=0.5, momentum=0.9)
+    second.zero_grad()
+    model.out(torch.randn(2, 3)).sum().backward()
+    second.step()
+    path = save_checkpoint(tmp_path / "ck", model, {"adam": opt, "sgd": second}, meta())
+    fresh = Tiny()
+    adam = torch.optim.Adam(fresh.parameters(), lr=1e-2)
+    sgd = torch.optim.SGD(fresh.out.parameters(), lr=0.5, momentum=0.9)
+    load_checkpoint(path, fresh, {"sgd": sgd, "adam": adam})
+    assert adam.state_dict()["state"].keys() == opt.state_dict()["state"].keys()
+    momentum = sgd.state_dict()["state"][0]["momentum_buffer"]
+    assert torch.equal(momentum, second.state_dict()["state"][0]["momentum_buffer"])
+    with pytest.raises(CheckpointMismatchError, match=r"optimizers \['adam', 'sgd'\] != agent"):
+        load_checkpoint(path, Tiny(), {"adam": torch.optim.Adam(Tiny().parameters())})
+
+
+def test_a_lone_unnamed_optimizer_state_loads_into_a_single_optimizer(tmp_path):
+    """Checkpoints written before optimizers were named hold one state dict."""
+    model, opt = trained(0)
+    path = save_checkpoint(tmp_path / "ck", model, None, meta())
+    torch.save(opt.state_dict(), path / "optimizer.pt")
+    fresh = Tiny()
+    adam = torch.optim.Adam(fresh.parameters(), lr=1e-2)
+    load_checkpoint(path, fresh, {"online": adam})
+    assert adam.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+    with pytest.raises(CheckpointMismatchError, match="one unnamed"):
+        load_checkpoint(path, Tiny(), {"a": adam, "b": adam})
+
+
 def test_without_optimizer(tmp_path):
     model, _ = trained()
     path = save_checkpoint(tmp_path / "ck", model, None, meta())
     assert load_checkpoint(path, Tiny())["goal_names"] == []
     with pytest.raises(FileNotFoundError, match="optimizer.pt"):
-        load_checkpoint(path, Tiny(), torch.optim.Adam(Tiny().parameters()))
+        load_checkpoint(path, Tiny(), {"adam": torch.optim.Adam(Tiny().parameters())})
 
 
 def test_meta_requires_core_keys(tmp_path):
@@ -129,7 +161,7 @@ def test_unsupported_format_version(tmp_path):
 
 def test_existing_checkpoint_survives_failed_save(tmp_path, monkeypatch):
     model, opt = trained(0)
-    path = save_checkpoint(tmp_path / "ck", model, opt, meta(step=1))
+    path = save_checkpoint(tmp_path / "ck", model, {"adam": opt}, meta(step=1))
 
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
@@ -137,7 +169,7 @@ def test_existing_checkpoint_survives_failed_save(tmp_path, monkeypatch):
     monkeypatch.setattr(ckpt.torch, "save", broken_save)
     other, other_opt = trained(1)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, other, other_opt, meta(step=2))
+        save_checkpoint(path, other, {"adam": other_opt}, meta(step=2))
     assert os.listdir(tmp_path) == ["ck"]
     restored = Tiny()
     assert load_checkpoint(path, restored, head_names=HEADS)["step"] == 1
@@ -204,11 +236,11 @@ class Payload:
 
 def test_pickle_payload_in_optimizer_file_is_not_executed(tmp_path):
     model, opt = trained()
-    path = save_checkpoint(tmp_path / "ck", model, opt, meta())
+    path = save_checkpoint(tmp_path / "ck", model, {"adam": opt}, meta())
     marker = tmp_path / "pwned"
     torch.save({"state": {0: Payload(str(marker))}, "param_groups": []}, path / "optimizer.pt")
     with pytest.raises(CheckpointFormatError, match="weights-only"):
-        load_checkpoint(path, Tiny(), torch.optim.Adam(Tiny().parameters()))
+        load_checkpoint(path, Tiny(), {"adam": torch.optim.Adam(Tiny().parameters())})
     assert not marker.exists()
 
 
@@ -228,7 +260,7 @@ def test_non_finite_weights_are_never_written_nor_loaded(tmp_path):
     with torch.no_grad():
         model.body.weight[0, 0] = float("nan")
     with pytest.raises(ckpt.NonFiniteError, match=r"non-finite values in body.weight"):
-        save_checkpoint(tmp_path / "ck", model, opt, meta())
+        save_checkpoint(tmp_path / "ck", model, {"adam": opt}, meta())
     assert not list(tmp_path.iterdir())
     good, _ = trained(1)
     path = save_checkpoint(tmp_path / "ok", good, None, meta())
@@ -245,12 +277,12 @@ def test_non_finite_weights_are_never_written_nor_loaded(tmp_path):
 @pytest.mark.parametrize("name", [ckpt.MODEL_FILE, ckpt.OPTIMIZER_FILE])
 def test_truncated_files_are_format_errors(tmp_path, name):
     model, opt = trained(0)
-    path = save_checkpoint(tmp_path / "ck", model, opt, meta())
+    path = save_checkpoint(tmp_path / "ck", model, {"adam": opt}, meta())
     file = path / name
     file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
     fresh, fresh_opt = trained(1)
     with pytest.raises(CheckpointFormatError, match=f"{name} is damaged"):
-        load_checkpoint(path, fresh, fresh_opt)
+        load_checkpoint(path, fresh, {"adam": fresh_opt})
 
 
 @pytest.mark.parametrize("missing", ["config", "step"])

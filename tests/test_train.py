@@ -79,7 +79,7 @@ def test_resume_continues_step_counter_and_optimizer(tmp_path):
     first = training.train(cfg, tmp_path, progress=False)
     ckpt = latest_checkpoint(tmp_path)
     world, agent = training.build(cfg)
-    load_checkpoint(ckpt, agent, agent.optimizer)
+    load_checkpoint(ckpt, agent, {"online": agent.optimizer})
     adam_step = next(iter(agent.optimizer.state.values()))["step"].item()
     assert first["step"] == 3_200 and adam_step == first["updates"] > 0
 
@@ -87,7 +87,7 @@ def test_resume_continues_step_counter_and_optimizer(tmp_path):
     second = training.train(cfg, tmp_path, resume=True, progress=False)
     assert second["step"] == 6_400 and second["updates"] > first["updates"]
     world, agent = training.build(cfg)
-    meta = load_checkpoint(latest_checkpoint(tmp_path), agent, agent.optimizer)
+    meta = load_checkpoint(latest_checkpoint(tmp_path), agent, {"online": agent.optimizer})
     assert meta["step"] == 6_400 and meta["updates"] == second["updates"]
     assert next(iter(agent.optimizer.state.values()))["step"].item() == second["updates"]
 

@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from agents.training import TrainingDiverged, TrainingInterrupted, build_world, train
+from agents.factory import build_world
+from agents.training import TrainingDiverged, TrainingInterrupted, train
 from composable_rl.checkpoint import CheckpointFormatError, CheckpointMismatchError
 from composable_rl.cli import Parser, fail
 from composable_rl.config import ConfigError, describe, load_config

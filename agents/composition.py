@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
+from agents.factory import build, build_world
+from agents.heads import HeadsAgent
 from agents.skill_machine import SkillMachineAgent
-from agents.soft_q import HeadsAgent
-from agents.training import build, build_world
 from composable_rl import expressions
 from composable_rl.boolean_tasks import boolean_tasks
 from composable_rl.checkpoint import latest_checkpoint, load_checkpoint, load_meta
@@ -24,7 +24,14 @@ from composable_rl.evaluation import episode_returns, evaluate, mean_ci, multi_o
 from composable_rl.mo_metrics import simplex_lattice
 from composable_rl.registry import world_entry
 from composable_rl.reward_machine import RewardMachine
-from composable_rl.world import BOUND_HEADS, GoalWorld, LabelledWorld, TabularWorld, World
+from composable_rl.world import (
+    BOUND_HEADS,
+    Act,
+    GoalWorld,
+    LabelledWorld,
+    TabularWorld,
+    World,
+)
 
 
 def resolve(checkpoint: str | Path) -> Path:
@@ -57,23 +64,21 @@ def linear_weights(expr: expressions.Expr, head_names: list[str]) -> torch.Tenso
     return expressions.evaluate(expr, basis) - expressions.evaluate(expr, zeros)
 
 
-def composed_policy(agent: HeadsAgent, expr: expressions.Expr):
+def composed_policy(agent: HeadsAgent, expr: expressions.Expr) -> Act:
     """Greedy policy on the composed values: argmax_a (max_g for world-value heads). A linear
     task acts on the agent's linear composition (GPI over successor features where it has
     them); any other expression composes the heads' own values."""
     if expressions.is_linear(expr):
         weights = linear_weights(expr, agent.head_names)
         device = next(agent.parameters()).device
-        return lambda obs, _weights: agent.greedy(obs, weights.to(device))
+        return lambda obs, _context: agent.greedy(obs, weights.to(device))
 
-    def policy(obs: torch.Tensor, _weights: torch.Tensor) -> torch.Tensor:
-        q = agent.head_values(obs)
+    def compose(q: torch.Tensor) -> torch.Tensor:
         heads = {name: q[:, k] for k, name in enumerate(agent.head_names)}
         bounds = (heads["MAX"], heads["MIN"]) if "MAX" in heads else None
-        values = expressions.evaluate(expr, heads, alpha=agent.cfg.alpha, bounds=bounds)
-        return (values.amax(1) if agent.num_goals else values).argmax(-1)
+        return expressions.evaluate(expr, heads, alpha=agent.cfg.alpha, bounds=bounds)
 
-    return policy
+    return lambda obs, _context: agent.act_on(obs, compose, alpha=0.0)
 
 
 def task_reward(expr: expressions.Expr, world: World) -> dict[str, torch.Tensor]:

@@ -1,6 +1,7 @@
 """Foraging agents that act on internal levels: the homeostatic agent and its two baselines.
 
-All three take (obs, levels) and return actions [N], so one harness runs them side by side:
+All three act by `act(obs, levels)`, the policy signature of every agent (the context is the
+internal levels [N, V]), so one harness runs them side by side:
 - `HomeostaticAgent`: trained resource heads re-weighted every step by a PID controller
   (zero-shot: the heads never saw the levels);
 - `FixedWeightAgent`: the same heads under constant weights (the maximiser);
@@ -15,8 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from agents.soft_q import HeadsAgent
-from composable_rl import functional as fn
+from agents.heads import HeadsAgent
 from composable_rl.homeostasis import HomeostaticController, ValueProgram
 
 
@@ -51,17 +51,22 @@ class _ComposedHeads:
     def act(
         self,
         obs: Tensor,
-        levels: Tensor,
+        context: Tensor,
+        *,
         reset_mask: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Actions [N] for observations and levels [N, V]; reset_mask [N] marks new episodes."""
-        weights = self.head_weights(levels, reset_mask)
+        """Actions for observations and levels `context` [N, V]; reset_mask [N] marks new
+        episodes."""
+        weights = self.head_weights(context, reset_mask)
         if self.agent.successor_features:
             scaled = weights * self.head_scale
             return self.agent.act(obs, scaled, alpha=self.alpha, generator=generator)
-        q = self.agent.online(obs) * self.head_scale[:, None]
-        return fn.boltzmann_sample(self.program.compose(q, weights), self.alpha, generator)
+
+        def compose(q: Tensor) -> Tensor:  # q [N, K, A]: values of every action or candidate
+            return self.program.compose(q * self.head_scale[:, None], weights)
+
+        return self.agent.act_on(obs, compose, alpha=self.alpha, generator=generator)
 
 
 class HomeostaticAgent(_ComposedHeads):
@@ -120,10 +125,11 @@ class DriveReductionAgent:
     def act(
         self,
         obs: Tensor,
-        levels: Tensor,
+        context: Tensor,
+        *,
         reset_mask: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Actions [N]; the levels already sit in `obs`."""
+        """Actions [N]; the levels `context` already sit in `obs`."""
         weights = torch.ones(obs.shape[0], 1, device=obs.device)
         return self.agent.act(obs, weights, alpha=self.alpha, generator=generator)

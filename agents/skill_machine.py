@@ -87,8 +87,9 @@ class SkillMachineAgent:
         )
 
     @torch.no_grad()
-    def act(self, obs: Tensor, state: Tensor) -> Tensor:
-        """Greedy actions [N] for observations [N, ...] in machine states [N]."""
+    def act(self, obs: Tensor, context: Tensor) -> Tensor:
+        """Greedy actions [N] for observations [N, ...] in the machine states `context` [N]."""
+        state = context
         rows = torch.arange(obs.shape[0], device=obs.device)
         values = self.compose(obs)[state, rows]  # [N, G, A]
         terminal = self.terminal[state]

@@ -14,15 +14,16 @@ from collections.abc import Sequence
 
 import torch
 
-from agents.soft_q import HeadsAgent
+from agents.heads import DiscreteHeads
 from composable_rl import functional as fn
-from composable_rl.config import AgentConfig
+from composable_rl.config import AgentConfig, Config, ConfigError
 from composable_rl.networks import ConditionedHeadsNetwork
 from composable_rl.replay import Batch
 from composable_rl.tasks import sphere_weights
+from composable_rl.world import ActionSpec, World
 
 
-class SuccessorFeatures(HeadsAgent):
+class SuccessorFeatures(DiscreteHeads):
     """Online and target networks of psi(s, a; z) [B, K + 1, A] over K base rewards.
 
     Each update pairs every sampled transition with its own training weight vector (a base
@@ -35,7 +36,7 @@ class SuccessorFeatures(HeadsAgent):
     def __init__(
         self,
         obs_shape: Sequence[int],
-        num_actions: int,
+        action_spec: ActionSpec,
         head_names: Sequence[str],
         cfg: AgentConfig,
         sparse_features: int = 0,
@@ -43,7 +44,7 @@ class SuccessorFeatures(HeadsAgent):
     ) -> None:
         super().__init__()
         self.head_names = list(head_names)
-        self.cfg = cfg
+        self.cfg, self.action_spec = cfg, action_spec
         k = len(self.head_names)
         support = torch.tensor(cfg.successor.support, dtype=torch.float32).reshape(-1, k)
         # trained and used as unit vectors, like the one-hots and the directions: the network
@@ -57,7 +58,7 @@ class SuccessorFeatures(HeadsAgent):
             "obs_shape": obs_shape,
             "num_weights": k,
             "num_features": k + 1,
-            "num_actions": num_actions,
+            "num_actions": action_spec.n,
             "encoder": encoder,
             "hidden": cfg.hidden,
             "sparse_features": sparse_features,
@@ -153,3 +154,17 @@ class SuccessorFeatures(HeadsAgent):
                 "q_mean": fn.select_action(psi_tm1, batch.action)[:, :-1].mean(0),
                 "entropy": fn.policy_entropy(fn.successor_q(psi_tm1, z, alpha), alpha).mean(),
             }
+
+
+def build(cfg: Config, world: World, encoder: str, sparse: int) -> SuccessorFeatures:
+    """Successor-feature heads for `world`, reading it with `encoder` (`sparse` index features)."""
+    k = len(world.head_names)
+    if any(len(w) != k for w in cfg.agent.successor.support):
+        raise ConfigError(
+            f"agent.successor.support: need one weight per head {world.head_names}, "
+            f"got {cfg.agent.successor.support}"
+        )
+    spec = world.observation_spec
+    return SuccessorFeatures(
+        spec.shape, world.action_spec, world.head_names, cfg.agent, sparse, encoder
+    )

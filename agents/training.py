@@ -1,8 +1,10 @@
-"""The training loop: one multi-head soft-Q agent on any registered world.
+"""The training loop: one multi-head learner on any registered world.
 
 Every env slot pursues its own behaviour task (a base head or a weight vector over the heads),
 while all heads learn off-policy from the shared tensor replay. The run directory holds the
-resolved config, TensorBoard logs, checkpoints and the final evaluation.
+resolved config, TensorBoard logs, checkpoints and the final evaluation. Learners come from
+`agents.factory`, the saved run state from `agents.run_state`, the logged scalars from
+`agents.log_window`.
 """
 
 from __future__ import annotations
@@ -11,118 +13,39 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from agents.soft_q import HeadsAgent, MultiHeadSoftQ
-from agents.successor import SuccessorFeatures
-from composable_rl.checkpoint import (
-    CheckpointFormatError,
-    checkpoint_dir,
-    checkpoints,
-    load_checkpoint,
-    load_run_state,
-    nonfinite,
-    prune_checkpoints,
-    save_checkpoint,
-)
+from agents.factory import build, build_world, head_type
+from agents.heads import HeadsAgent
+from agents.log_window import LogWindow
+from agents.run_state import restore_run_state, resume_checkpoint, run_state
+from composable_rl.checkpoint import checkpoint_dir, nonfinite, prune_checkpoints, save_checkpoint
 from composable_rl.cli import folder_problem
 from composable_rl.config import Config, ConfigError, save_config, to_dict, validate
 from composable_rl.evaluation import exact_head_rows, head_return_rows
-from composable_rl.functional import wrong_goal_penalty
 from composable_rl.interrupts import StopRequests
-from composable_rl.logging import Logger, head_tags, write_json
-from composable_rl.registry import make_world, world_entry
+from composable_rl.logging import EPISODIC_RETURN, SPS, Logger, write_json
+from composable_rl.registry import world_entry
 from composable_rl.replay import TensorReplay
 from composable_rl.runtime import CoreShare
 from composable_rl.tasks import TaskStream
-from composable_rl.world import GoalWorld, ResumableWorld, TabularWorld, World
+from composable_rl.world import TabularWorld
 
 TASK_BLOCK = 64  # training steps of behaviour tasks drawn per call
 
 
-def build_world(cfg: Config, num_envs: int | None = None) -> World:
-    """The world of `cfg.env` (num_envs defaults to the section's); a constructor's refusal of
-    a value becomes a ConfigError naming the env section."""
-    try:
-        return make_world(cfg.env, num_envs, cfg.device)
-    except ConfigError:
-        raise
-    except ValueError as err:
-        raise ConfigError(f"env ({cfg.env.name}): {err}", "env") from err
-
-
-def goal_penalty(cfg: Config, world: GoalWorld) -> float:
-    """The configured wrong-goal penalty, or the default of `fn.wrong_goal_penalty`.
-
-    The horizon is the shorter of the world's state count and the effective 1 / (1 - gamma).
-    """
-    if cfg.agent.penalty is not None:
-        return cfg.agent.penalty
-    horizon = min(world.num_states, 1.0 / (1.0 - cfg.agent.gamma))
-    return wrong_goal_penalty(world.r_min, world.r_max, world.step_reward, horizon)
-
-
-def build(cfg: Config) -> tuple[World, HeadsAgent]:
-    """The batched training world and a fresh agent whose heads match the world's rewards:
-    soft-Q heads or successor-feature heads, as `agent.heads` says."""
-    world = build_world(cfg)
-    spec = world.observation_spec
-    fixed = cfg.tasks.fixed_weights
-    if fixed is not None and len(fixed) != len(world.head_names):
-        raise ConfigError(
-            f"tasks.fixed_weights: need one weight per head {world.head_names}, got {fixed}"
-        )
-    goals = isinstance(world, GoalWorld) and bool(world.goal_names)
-    if cfg.agent.world_values and not goals:
-        raise ConfigError(f"agent.world_values: the {cfg.env.name} world declares no goals")
-    slots = world.goal_slots if goals and cfg.agent.goal_conditioned else None
-    if cfg.agent.goal_conditioned and slots is None:
-        raise ConfigError(
-            "agent.goal_conditioned: needs a world whose index observations describe each goal "
-            "(goal_slots), e.g. object_rooms with observation: indices"
-        )
-    encoder = cfg.agent.encoder
-    if encoder == "auto":
-        encoder = "cnn" if spec.kind == "image" else "mlp"
-    if encoder == "cnn" and spec.kind != "image":
-        raise ConfigError(
-            f"agent.encoder: cnn needs image observations, the world gives {spec.kind} {spec.shape}"
-        )
-    sparse = spec.num_features if spec.kind == "indices" else 0
-    if cfg.agent.heads == "successor_features":
-        k = len(world.head_names)
-        if any(len(w) != k for w in cfg.agent.successor.support):
-            raise ConfigError(
-                f"agent.successor.support: need one weight per head {world.head_names}, "
-                f"got {cfg.agent.successor.support}"
-            )
-        agent = SuccessorFeatures(
-            spec.shape, world.action_spec.n, world.head_names, cfg.agent, sparse, encoder
-        )
-        return world, agent.to(cfg.device)
-    agent = MultiHeadSoftQ(
-        spec.shape,
-        world.action_spec.n,
-        world.head_names,
-        cfg.agent,
-        sparse,
-        len(world.goal_names) if cfg.agent.world_values else 0,
-        goal_penalty(cfg, world) if cfg.agent.world_values else 0.0,
-        slots,
-        encoder=encoder,
-    )
-    return world, agent.to(cfg.device)
-
-
 def epsilon_at(cfg: Config, step: int) -> float:
-    """Linearly decayed epsilon of the behaviour policy."""
+    """Linearly decayed epsilon of the behaviour policy (a null end point takes the head
+    type's default)."""
+    start, end = head_type(cfg).epsilon
+    start = start if cfg.tasks.epsilon_start is None else cfg.tasks.epsilon_start
+    end = end if cfg.tasks.epsilon_end is None else cfg.tasks.epsilon_end
     horizon = max(1.0, cfg.tasks.epsilon_fraction * cfg.total_steps)
     frac = min(1.0, step / horizon)
-    return cfg.tasks.epsilon_start + frac * (cfg.tasks.epsilon_end - cfg.tasks.epsilon_start)
+    return start + frac * (end - start)
 
 
 def evaluate_run(agent: HeadsAgent, cfg: Config, episodes: int) -> list[dict]:
@@ -137,25 +60,6 @@ def evaluate_run(agent: HeadsAgent, cfg: Config, episodes: int) -> list[dict]:
         if isinstance(world, TabularWorld):
             return exact_head_rows(world, agent.greedy)
         return head_return_rows(world, agent.greedy)
-
-
-@dataclass
-class EpisodeStats:
-    """Device-side sums of finished episodes per behaviour task (K heads + 'mixed')."""
-
-    returns: torch.Tensor
-    counts: torch.Tensor
-
-    @classmethod
-    def zeros(cls, num_heads: int, device: str) -> EpisodeStats:
-        return cls(
-            torch.zeros(num_heads + 1, device=device), torch.zeros(num_heads + 1, device=device)
-        )
-
-    def add(self, done: torch.Tensor, ep_return: torch.Tensor, task: torch.Tensor) -> None:
-        slot = torch.where(task < 0, self.returns.shape[0] - 1, task)
-        self.returns.index_add_(0, slot, ep_return * done)
-        self.counts.index_add_(0, slot, done.to(ep_return.dtype))
 
 
 class TrainingDiverged(RuntimeError):
@@ -200,89 +104,6 @@ def check_run_dir(run_dir: Path) -> None:
         )
 
 
-def _prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`tensors` with names `prefix.name` (one flat safetensors namespace per run state)."""
-    return {f"{prefix}.{name}": value for name, value in tensors.items()}
-
-
-def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The tensors of `state` named `prefix.name`, by `name`."""
-    return {
-        name.removeprefix(f"{prefix}."): v
-        for name, v in state.items()
-        if name.startswith(f"{prefix}.")
-    }
-
-
-def run_state(
-    world: World,
-    replay: TensorReplay,
-    tasks: TaskStream,
-    gen: torch.Generator,
-    loop: dict[str, torch.Tensor],
-) -> dict[str, torch.Tensor]:
-    """Everything besides weights and optimizer that a resumed run needs to continue exactly:
-    replay, behaviour tasks, random-number states, the loop's tensors and the open episodes
-    (where the world can save them)."""
-    state = {
-        **_prefixed("loop", loop),
-        **_prefixed("replay", replay.state_dict()),
-        **_prefixed("tasks", tasks.state_dict()),
-        "rng.generator": gen.get_state(),
-        "rng.torch": torch.get_rng_state(),
-    }
-    if isinstance(world, ResumableWorld):
-        state.update(_prefixed("world", world.state_dict()))
-    return state
-
-
-def restore_run_state(
-    state: dict[str, torch.Tensor],
-    world: World,
-    replay: TensorReplay,
-    tasks: TaskStream,
-    gen: torch.Generator,
-) -> dict[str, torch.Tensor] | None:
-    """Put a `run_state` back; returns the loop's tensors, or None when the world could not save
-    its episodes (the run then continues from fresh ones, with replay and generators restored)."""
-    try:
-        replay.load_state_dict(_part(state, "replay"))
-        tasks.load_state_dict(_part(state, "tasks"))
-        gen.set_state(state["rng.generator"])
-        torch.set_rng_state(state["rng.torch"])
-        episodes = _part(state, "world")
-        if not (episodes and isinstance(world, ResumableWorld)):
-            return None
-        world.load_state_dict(episodes)
-    except (KeyError, ValueError, RuntimeError) as err:
-        raise ConfigError(f"the saved run state does not fit this config: {err}") from err
-    device = replay.device
-    return {name: value.to(device) for name, value in _part(state, "loop").items()}
-
-
-def resume_checkpoint(
-    run_dir: Path, agent: HeadsAgent, goal_names: list[str]
-) -> tuple[Path, dict, dict[str, torch.Tensor] | None]:
-    """Load the newest usable checkpoint of `run_dir`, skipping damaged ones with a warning;
-    returns its path, meta and saved run state (None if saved without one)."""
-    found = checkpoints(run_dir)
-    if not found:
-        raise FileNotFoundError(f"no checkpoint to resume from under {run_dir}/checkpoints")
-    for path in found:
-        try:
-            meta = load_checkpoint(
-                path,
-                agent,
-                {"online": agent.optimizer},
-                head_names=agent.head_names,
-                goal_names=goal_names,
-            )
-            return path, meta, load_run_state(path)
-        except CheckpointFormatError as err:
-            print(f"warning: skipping damaged checkpoint {path}: {err}", file=sys.stderr)
-    raise FileNotFoundError(f"no usable checkpoint under {run_dir}/checkpoints (all damaged)")
-
-
 def train(
     cfg: Config,
     run_dir: Path,
@@ -307,6 +128,22 @@ def train(
         return _train(cfg, run_dir, resume, progress, command, stop, share)
 
 
+def open_run_dir(cfg: Config, run_dir: Path, command: str | None) -> Logger:
+    """Create the run directory, append `command` to its command.txt, write the resolved config
+    and start its TensorBoard log (with the config as a table)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"runs_dir: cannot create the run directory {run_dir}: {err}") from err
+    if command is not None:
+        with (run_dir / "command.txt").open("a") as f:
+            f.write(command + "\n")
+    save_config(cfg, run_dir / "config.yaml")
+    logger = Logger(run_dir)
+    logger.hparams_table(to_dict(cfg))
+    return logger
+
+
 def _train(
     cfg: Config,
     run_dir: Path,
@@ -323,7 +160,7 @@ def _train(
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     world, agent = build(cfg)
-    spec = world.observation_spec
+    spec, actions_spec = world.observation_spec, world.action_spec
     n, k, dev = world.num_envs, len(world.head_names), cfg.device
     step, saved, last_checkpoint = 0, None, None
     if resume:
@@ -333,30 +170,15 @@ def _train(
         step, agent.updates = meta["step"], meta.get("updates", 0)
         exact = ", with its replay and random-number state" if saved is not None else ""
         print(f"resuming from {last_checkpoint} (step {step:,}){exact}", file=sys.stderr)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"runs_dir: cannot create the run directory {run_dir}: {err}") from err
-    if command is not None:
-        with (run_dir / "command.txt").open("a") as f:
-            f.write(command + "\n")
-    save_config(cfg, run_dir / "config.yaml")
-    logger = Logger(run_dir)
-    logger.hparams_table(to_dict(cfg))
+    logger = open_run_dir(cfg, run_dir, command)
 
+    # Replay, behaviour tasks and the open episodes: fresh, or as the checkpoint left them.
     gen = torch.Generator(dev).manual_seed(cfg.seed + 7919 * step)
     replay = TensorReplay(
-        cfg.replay.capacity,
-        spec.shape,
-        k,
-        spec.dtype,
-        dev,
-        world.action_spec.shape,
-        world.action_spec.dtype,
+        cfg.replay.capacity, spec.shape, k, spec.dtype, dev, actions_spec.shape, actions_spec.dtype
     )
     updates_per_step = cfg.replay.replay_ratio * n / cfg.replay.batch_size
     learning_starts = min(cfg.replay.learning_starts, cfg.replay.capacity)
-
     obs = world.reset(seed=cfg.seed * 1_000_003 + step)
     tcfg = cfg.tasks
     tasks = TaskStream(
@@ -384,16 +206,9 @@ def _train(
         else:
             obs, task_w, task_id = loop["obs"], loop["task_w"], loop["task_id"]
             ep_return, credit = loop["ep_return"], float(loop["credit"])
-    stats = EpisodeStats.zeros(k, dev)
-    sums = {
-        "td_loss": torch.zeros((), device=dev),
-        "td_error": torch.zeros(k, device=dev),
-        "q_mean": torch.zeros(k, device=dev),
-        "entropy": torch.zeros((), device=dev),
-    }
+
+    window = LogWindow(world.head_names, dev, step)
     first_bad = torch.full((), -1, dtype=torch.long, device=dev)  # step of a non-finite loss
-    n_updates = 0
-    last_log, t_log, steps_at_log = step, time.perf_counter(), step
     minutes = cfg.checkpoint.minutes
     next_save = time.monotonic() + minutes * 60 if minutes > 0 else float("inf")
     bar = tqdm(
@@ -434,9 +249,7 @@ def _train(
                 "credit": torch.tensor(credit, dtype=torch.float64),
             }
             state = run_state(world, replay, tasks, gen, loop)
-        path = save_checkpoint(
-            checkpoint_dir(run_dir, step), agent, {"online": agent.optimizer}, meta, state
-        )
+        path = save_checkpoint(checkpoint_dir(run_dir, step), agent, agent.optimizers, meta, state)
         prune_checkpoints(run_dir, cfg.checkpoint.keep_last)
         last_checkpoint = path
         if minutes > 0:
@@ -447,12 +260,15 @@ def _train(
     with sharing:
         follow_share(sharing)
         while step < cfg.total_steps and stop.signal is None:
-            actions = agent.act(obs, task_w, epsilon_at(cfg, step), generator=gen, behaviour=True)
+            # act, step every env slot, store the transitions
+            epsilon = epsilon_at(cfg, step)
+            actions = agent.act(obs, task_w, epsilon=epsilon, generator=gen, behaviour=True)
             next_obs, reward, terminated, truncated, info = world.step(actions)
             replay.add(obs, actions, reward, terminated, info["final_obs"], info.get("goal"))
+            # finished episodes: count their returns, draw the slots' next behaviour tasks
             ep_return += (reward * task_w).sum(1)
             done = terminated | truncated
-            stats.add(done, ep_return, task_id)
+            window.episodes(done, ep_return, task_id)
             ep_return.masked_fill_(done, 0.0)
             new_w, new_id = next(tasks)
             task_w = torch.where(done[:, None], new_w, task_w)
@@ -461,55 +277,34 @@ def _train(
             step += n
             bar.update(n)
 
+            # learn: replay_ratio samples per env step, in updates of batch_size
             if len(replay) >= learning_starts:
                 credit += updates_per_step
                 while credit >= 1.0:
                     metrics = agent.update(replay.sample(cfg.replay.batch_size, gen))
-                    for key, value in metrics.items():
-                        sums[key] += value
+                    window.update(metrics)
                     bad_now = (first_bad < 0) & ~torch.isfinite(metrics["td_loss"])
                     first_bad = torch.where(bad_now, step, first_bad)
-                    n_updates += 1
                     credit -= 1.0
 
-            if step - last_log >= cfg.log_every or step >= cfg.total_steps:
+            if step - window.step >= cfg.log_every or step >= cfg.total_steps:
                 check_finite()
                 follow_share(sharing)
-                now = time.perf_counter()
-                sps = (step - steps_at_log) / max(now - t_log, 1e-9)
-                counts = stats.counts.tolist()
-                returns = stats.returns.tolist()
-                scalars = {
-                    "charts/SPS": sps,
-                    "charts/threads": torch.get_num_threads(),
-                    "charts/epsilon": epsilon_at(cfg, step),
-                    "charts/updates": agent.updates,
-                }
-                if sum(counts) > 0:
-                    scalars["charts/episodic_return"] = sum(returns) / sum(counts)
-                for name, c, r in zip(world.head_names + ["mixed"], counts, returns, strict=True):
-                    if c > 0:
-                        scalars[f"tasks/{name}/episodic_return"] = r / c
-                if n_updates:
-                    scalars["losses/td_loss"] = sums["td_loss"] / n_updates
-                    scalars["policy/entropy"] = sums["entropy"] / n_updates
-                    scalars.update(
-                        head_tags(
-                            world.head_names,
-                            sums["td_error"] / n_updates,
-                            sums["q_mean"] / n_updates,
-                        )
-                    )
+                scalars, sps = window.close(step)
+                scalars.update(
+                    {
+                        SPS: sps,
+                        "charts/threads": torch.get_num_threads(),
+                        "charts/epsilon": epsilon_at(cfg, step),
+                        "charts/updates": agent.updates,
+                    }
+                )
                 logger.scalars(scalars, step)
                 bar.set_postfix(
                     sps=f"{sps:,.0f}",
-                    ret=f"{scalars.get('charts/episodic_return', 0):.2f}",
+                    ret=f"{scalars.get(EPISODIC_RETURN, 0):.2f}",
                     upd=agent.updates,
                 )
-                stats = EpisodeStats.zeros(k, dev)
-                for value in sums.values():
-                    value.zero_()
-                n_updates, last_log, t_log, steps_at_log = 0, step, now, step
 
             every = cfg.checkpoint.every
             if (every and step // every > (step - n) // every) or time.monotonic() >= next_save:

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agents.factory import build
 from agents.soft_q import MultiHeadSoftQ
-from agents.training import build, train
+from agents.training import train
 from composable_rl.config import AgentConfig, Config, WorldConfig, load_config
 from composable_rl.registry import make_world
 from composable_rl.replay import Batch, TensorReplay
@@ -179,7 +180,7 @@ def bench_update(scale: Scale) -> list[Row]:
     shape = world.observation_spec.shape
     cfg = AgentConfig(hidden=UPDATE_HIDDEN, target_period=250)
     agents = {
-        k: MultiHeadSoftQ(shape, world.action_spec.n, [f"h{i}" for i in range(k)], cfg)
+        k: MultiHeadSoftQ(shape, world.action_spec, [f"h{i}" for i in range(k)], cfg)
         for k in UPDATE_HEADS
     }
     batches = {k: synthetic_batch(shape, k, world.action_spec.n) for k in UPDATE_HEADS}

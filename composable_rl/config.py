@@ -233,8 +233,20 @@ class TaskConfig:
         "Pursue this one weight vector over the heads in every episode (a directly trained "
         "baseline); null = draw tasks as above.",
     )
-    epsilon_start: float = doc(1.0, "Initial chance of a uniformly random action.", ge=0, le=1)
-    epsilon_end: float = doc(0.05, "Final chance of a uniformly random action.", ge=0, le=1)
+    epsilon_start: float | None = doc(
+        None,
+        "Initial chance of a uniformly random action; null = the head type's default (1.0 "
+        "for soft_q and successor_features).",
+        ge=0,
+        le=1,
+    )
+    epsilon_end: float | None = doc(
+        None,
+        "Final chance of a uniformly random action; null = the head type's default (0.05 "
+        "for soft_q and successor_features).",
+        ge=0,
+        le=1,
+    )
     epsilon_fraction: float = doc(
         0.3, "Fraction of training over which epsilon decays linearly.", ge=0, le=1
     )

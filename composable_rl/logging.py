@@ -3,7 +3,7 @@
 import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +19,6 @@ POLICY_ENTROPY = "policy/entropy"
 HPARAMS = "hyperparameters"
 
 Scalar = float | torch.Tensor
-
-
-def head_tags(
-    head_names: Sequence[str],
-    td_errors: torch.Tensor | Sequence[float],
-    q_means: torch.Tensor | Sequence[float],
-) -> dict[str, Scalar]:
-    """Map per-head values [K] to `heads/<name>/td_error` and `heads/<name>/q_mean` (no sync)."""
-    if len(td_errors) != len(head_names) or len(q_means) != len(head_names):
-        raise ValueError(
-            f"{len(head_names)} head names but {len(td_errors)} td_errors "
-            f"and {len(q_means)} q_means"
-        )
-    tags: dict[str, Scalar] = {}
-    for i, name in enumerate(head_names):
-        tags[f"heads/{name}/td_error"] = td_errors[i]
-        tags[f"heads/{name}/q_mean"] = q_means[i]
-    return tags
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

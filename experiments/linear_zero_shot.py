@@ -22,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from agents.composition import load, resolve
-from agents.training import build_world, train
+from agents.factory import build_world
+from agents.training import train
 from composable_rl.checkpoint import load_meta
 from composable_rl.evaluation import evaluate
 from composable_rl.world import BOUND_HEADS, TabularWorld

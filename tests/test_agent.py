@@ -6,11 +6,12 @@ import torch
 from agents.soft_q import MultiHeadSoftQ
 from composable_rl.config import AgentConfig
 from composable_rl.replay import Batch
+from composable_rl.world import ActionSpec
 
 
 def _agent(**overrides) -> MultiHeadSoftQ:
     cfg = AgentConfig(hidden=[32], lr=1e-2, **overrides)
-    return MultiHeadSoftQ((2, 3, 3), 4, ["a", "b", "c"], cfg)
+    return MultiHeadSoftQ((2, 3, 3), ActionSpec.discrete(4), ["a", "b", "c"], cfg)
 
 
 def _batch(n: int = 64) -> Batch:

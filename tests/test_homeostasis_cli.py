@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents import training
+from agents import factory, training
 from composable_rl.config import ConfigError, load_config
 from experiments import homeostasis
 
@@ -133,14 +133,14 @@ def test_foraging_config_errors_name_the_key():
     assert err.value.key == "env.regrow"
     cfg = load_config(ROOT / "configs" / "foraging.yaml", ["agent.world_values=true"])
     with pytest.raises(ConfigError, match="agent.world_values"):
-        training.build(cfg)
+        factory.build(cfg)
     with pytest.raises(ConfigError, match="env.observation: drive_reduction needs indices"):
         load_config(ROOT / "configs" / "foraging_drive.yaml", ["env.observation=planes"])
 
 
 def test_regrowing_resources_are_scored_by_returns_with_confidence_intervals():
     cfg = load_config(ROOT / "configs" / "foraging.yaml", ["env.regrow=2"])
-    world, agent = training.build(cfg)
+    world, agent = factory.build(cfg)
     assert world.regrow == 2
     rows = training.evaluate_run(agent, cfg, episodes=8)  # the tabular model holds no regrowth
     assert [row["task"] for row in rows] == world.head_names

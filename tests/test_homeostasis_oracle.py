@@ -3,11 +3,11 @@ weighted-max composition, the acceptance figures of P1-P3 on a stub agent whose 
 exact soft-Q values, the protocol metrics by hand, and the drive-reduction world's reward."""
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
+from agents.heads import DiscreteHeads
 from agents.homeostatic import FixedWeightAgent, HomeostaticAgent
 from composable_rl.config import AgentConfig, load_config
 from composable_rl.homeostasis import (
@@ -51,17 +51,18 @@ def exact_heads(world: ForagingWorld) -> torch.Tensor:
     return torch.stack(heads, 1).float()
 
 
-def exact_agent(world: ForagingWorld) -> SimpleNamespace:
+class ExactHeads(DiscreteHeads):
     """A stand-in for a trained MultiHeadSoftQ whose heads are the exact values (plain heads)."""
-    q = exact_heads(world)
-    return SimpleNamespace(
-        head_names=list(world.head_names),
-        num_goals=0,
-        successor_features=False,
-        cfg=AgentConfig(gamma=GAMMA, alpha=ALPHA),
-        parameters=lambda: iter([q]),
-        online=lambda obs: q[obs[:, 0]],
-    )
+
+    def __init__(self, world: ForagingWorld) -> None:
+        super().__init__()
+        self.head_names = list(world.head_names)
+        self.cfg = AgentConfig(gamma=GAMMA, alpha=ALPHA)
+        self.q = torch.nn.Parameter(exact_heads(world), requires_grad=False)
+
+    def head_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """The exact values [N, K, A] of the agents' cells."""
+        return self.q[obs[:, 0]]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def exact():
     cfg = load_config(FORAGING)
     assert (cfg.agent.gamma, cfg.agent.alpha) == (GAMMA, ALPHA)
     world = make_world(cfg.env, 1)
-    heads = exact_agent(world)
+    heads = ExactHeads(world)
     program = load_value_program(PROGRAM, heads.head_names)
 
     def homeostatic(n: int, scale: list[float] | None) -> HomeostaticAgent:

@@ -19,7 +19,6 @@ from composable_rl.logging import (
     Logger,
     flatten,
     format_table,
-    head_tags,
     hparams_markdown,
     plot_scores,
     score_summary,
@@ -42,28 +41,12 @@ def test_fixed_tags_follow_design():
     assert HPARAMS == "hyperparameters"
 
 
-def test_head_tags_names_and_values():
-    tags = head_tags(["blue", "square"], torch.tensor([0.5, 1.5]), torch.tensor([2.0, 3.0]))
-    assert list(tags) == [
-        "heads/blue/td_error",
-        "heads/blue/q_mean",
-        "heads/square/td_error",
-        "heads/square/q_mean",
-    ]
-    assert float(tags["heads/square/td_error"]) == 1.5
-    assert float(tags["heads/blue/q_mean"]) == 2.0
-
-
-def test_head_tags_length_mismatch():
-    with pytest.raises(ValueError, match="2 head names"):
-        head_tags(["a", "b"], torch.zeros(3), torch.zeros(2))
-
-
 def test_logger_writes_scalars_text_and_hparams(tmp_path):
     values = {
         SPS: 1234.0,
         TD_LOSS: torch.tensor(0.25),
-        **head_tags(["blue"], torch.tensor([0.5]), torch.tensor([-1.0])),
+        "heads/blue/td_error": torch.tensor(0.5),
+        "heads/blue/q_mean": torch.tensor(-1.0),
     }
     with Logger(tmp_path) as logger:
         logger.scalar(EPISODIC_RETURN, torch.tensor(3.0), step=64)

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import torch
 
-from agents import composition, training
+from agents import composition, factory, training
 from agents.homeostatic import HomeostaticAgent
 from agents.successor import SuccessorFeatures
 from composable_rl import functional as fn
@@ -15,6 +15,7 @@ from composable_rl.evaluation import multi_objective_row
 from composable_rl.homeostasis import load_value_program
 from composable_rl.mo_metrics import simplex_lattice
 from composable_rl.oracle import TabularMDP, soft_value_iteration
+from composable_rl.world import ActionSpec
 from tests.corridor_world import Corridor
 from tests.test_train import SMALL
 
@@ -68,7 +69,7 @@ def sf_agent(gpi: bool = True, support: list[list[float]] | None = None) -> Succ
         AgentConfig, {"heads": "successor_features", "hidden": [16], "successor": successor}
     )
     torch.manual_seed(0)
-    return SuccessorFeatures((4,), 3, ["a", "b"], cfg)
+    return SuccessorFeatures((4,), ActionSpec.discrete(3), ["a", "b"], cfg)
 
 
 def test_gpi_is_never_below_the_policy_of_the_weights_themselves():
@@ -132,7 +133,7 @@ def test_support_vectors_need_one_weight_per_head():
         cfg.agent, successor=dataclasses.replace(cfg.agent.successor, support=[[1.0, 0.0]])
     )
     with pytest.raises(ConfigError, match=r"agent\.successor\.support: need one weight per head"):
-        training.build(dataclasses.replace(cfg, agent=bad))
+        factory.build(dataclasses.replace(cfg, agent=bad))
 
 
 @pytest.fixture(scope="module")

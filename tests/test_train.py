@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from agents import composition, training
+from agents import composition, factory, training
 from composable_rl.checkpoint import latest_checkpoint, load_checkpoint, load_meta
 from composable_rl.config import Config, from_dict, load_config
 from composable_rl.oracle import soft_value_iteration
@@ -49,7 +49,7 @@ def test_every_head_is_near_optimal_and_matches_the_oracle_q(small_run):
     for row in rows.values():
         assert abs(row["return"] - row["oracle_return"]) <= 0.05 * abs(row["oracle_return"]), row
 
-    world, agent = training.build(cfg)
+    world, agent = factory.build(cfg)
     load_checkpoint(latest_checkpoint(run_dir), agent, head_names=world.head_names)
     objects = torch.tensor([[1 * 7 + 1, 4 * 7 + 5]])
     mdp = tabulate(world, objects)
@@ -78,18 +78,19 @@ def test_resume_continues_step_counter_and_optimizer(tmp_path):
     cfg.replay.learning_starts = 640
     first = training.train(cfg, tmp_path, progress=False)
     ckpt = latest_checkpoint(tmp_path)
-    world, agent = training.build(cfg)
-    load_checkpoint(ckpt, agent, {"online": agent.optimizer})
-    adam_step = next(iter(agent.optimizer.state.values()))["step"].item()
+    world, agent = factory.build(cfg)
+    load_checkpoint(ckpt, agent, agent.optimizers)
+    adam_step = next(iter(agent.optimizers["online"].state.values()))["step"].item()
     assert first["step"] == 3_200 and adam_step == first["updates"] > 0
 
     cfg.total_steps = 6_400
     second = training.train(cfg, tmp_path, resume=True, progress=False)
     assert second["step"] == 6_400 and second["updates"] > first["updates"]
-    world, agent = training.build(cfg)
-    meta = load_checkpoint(latest_checkpoint(tmp_path), agent, {"online": agent.optimizer})
+    world, agent = factory.build(cfg)
+    meta = load_checkpoint(latest_checkpoint(tmp_path), agent, agent.optimizers)
     assert meta["step"] == 6_400 and meta["updates"] == second["updates"]
-    assert next(iter(agent.optimizer.state.values()))["step"].item() == second["updates"]
+    adam = agent.optimizers["online"]
+    assert next(iter(adam.state.values()))["step"].item() == second["updates"]
 
 
 def test_shipped_configs_load_and_build():
@@ -97,7 +98,7 @@ def test_shipped_configs_load_and_build():
     assert len(paths) >= 4
     for path in paths:
         cfg = load_config(path)
-        world, agent = training.build(cfg)
+        world, agent = factory.build(cfg)
         assert agent.head_names == world.head_names
         goals = world.num_goals if cfg.agent.world_values else 0
         assert agent.num_goals == goals, path
@@ -121,7 +122,7 @@ def test_cli_reports_config_errors(tmp_path):
 def test_fixed_weights_must_match_the_heads():
     cfg = from_dict(Config, {**SMALL, "tasks": {"fixed_weights": [1.0, 0.0]}})
     with pytest.raises(ValueError, match=r"tasks.fixed_weights.*\['blue', 'purple', 'square'\]"):
-        training.build(cfg)
+        factory.build(cfg)
 
 
 def test_goal_conditioned_needs_world_values_and_object_indices():
@@ -129,15 +130,15 @@ def test_goal_conditioned_needs_world_values_and_object_indices():
         from_dict(Config, {**SMALL, "agent": {"goal_conditioned": True}})
     agent_cfg = {"world_values": True, "goal_conditioned": True}
     cfg = from_dict(Config, {**SMALL, "agent": agent_cfg})
-    world, agent = training.build(cfg)
+    world, agent = factory.build(cfg)
     obs = world.reset(0)
     assert agent.online(obs).shape == (world.num_envs, 3, world.num_goals, 4)
     cfg.env.observation = "planes"
     with pytest.raises(ValueError, match="object_rooms with observation: indices"):
-        training.build(cfg)
+        factory.build(cfg)
     office = from_dict(Config, {"env": {"name": "office"}, "agent": agent_cfg})
     with pytest.raises(ValueError, match="agent.goal_conditioned"):
-        training.build(office)
+        factory.build(office)
 
 
 def test_goal_conditioned_run_trains_saves_and_loads(tmp_path):
@@ -159,8 +160,8 @@ def test_goal_conditioned_run_trains_saves_and_loads(tmp_path):
 def test_cnn_needs_plane_observations():
     cfg = from_dict(Config, {**SMALL, "agent": {"encoder": "cnn"}})
     with pytest.raises(ValueError, match="cnn needs image observations, the world gives indices"):
-        training.build(cfg)
+        factory.build(cfg)
     cfg.env.observation = "planes"
-    world, agent = training.build(cfg)
+    world, agent = factory.build(cfg)
     assert world.obs_shape == (5, 7, 7)  # walls, agent, 2 colour planes, 1 shape plane
     assert agent.online(torch.zeros(2, *world.obs_shape)).shape == (2, 3, 4)

@@ -2,13 +2,14 @@
 adapter, Gymnasium faces of the gridworlds, and `check_world` for user worlds."""
 
 from composable_rl import FORAGING_ID, OBJECT_ROOMS_ID, OFFICE_ID
-from envs import foraging, object_rooms, temporal
+from envs import foraging, linear_quadratic, object_rooms, temporal
 
 __all__ = [
     "FORAGING_ID",
     "OBJECT_ROOMS_ID",
     "OFFICE_ID",
     "foraging",
+    "linear_quadratic",
     "object_rooms",
     "temporal",
 ]

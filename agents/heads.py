@@ -71,9 +71,12 @@ class HeadsAgent(nn.Module):
         *,
         alpha: float | None = None,
         generator: torch.Generator | None = None,
+        weights: Tensor | None = None,
     ) -> Tensor:
         """Actions on a composition of the heads' own values (a value program, a Boolean
-        expression): `compose` maps them [N, K, ..., A] to one composed value [N, ..., A]."""
+        expression): `compose` maps them [N, K, ..., A] to one composed value [N, ..., A].
+        `weights` [N, K] are the composition's head weights where it has them (a learner that
+        samples candidate actions may propose where they point)."""
         raise NotImplementedError
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
@@ -168,9 +171,10 @@ class DiscreteHeads(HeadsAgent):
         *,
         alpha: float | None = None,
         generator: torch.Generator | None = None,
+        weights: Tensor | None = None,
     ) -> Tensor:
         """Boltzmann actions on `compose(head values)`; world-value heads act on the best goal
-        (max over g) of the composed values."""
+        (max over g) of the composed values (`weights` are not needed)."""
         q = compose(self.head_values(obs))
         if self.num_goals:
             q = q.amax(1)

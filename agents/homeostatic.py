@@ -66,7 +66,10 @@ class _ComposedHeads:
         def compose(q: Tensor) -> Tensor:  # q [N, K, A]: values of every action or candidate
             return self.program.compose(q * self.head_scale[:, None], weights)
 
-        return self.agent.act_on(obs, compose, alpha=self.alpha, generator=generator)
+        scaled = weights * self.head_scale
+        return self.agent.act_on(
+            obs, compose, alpha=self.alpha, generator=generator, weights=scaled
+        )
 
 
 class HomeostaticAgent(_ComposedHeads):

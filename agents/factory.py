@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agents import soft_q, successor
+from agents import soft_actor_critic, soft_q, successor
 from agents.heads import HeadsAgent
 from composable_rl.config import Config, ConfigError
 from composable_rl.registry import make_world
@@ -38,6 +38,7 @@ class HeadType:
 HEAD_TYPES: dict[str, HeadType] = {
     "soft_q": HeadType(False, None, soft_q.build),
     "successor_features": HeadType(False, "successor", successor.build),
+    "soft_actor_critic": HeadType(True, "sac", soft_actor_critic.build, epsilon=(0.0, 0.0)),
 }
 
 

@@ -143,19 +143,58 @@ class SuccessorConfig:
 
 
 @dataclasses.dataclass
-class AgentConfig:
-    """Multi-head learner: soft-Q heads or successor-feature heads."""
+class SoftActorCriticConfig:
+    """Soft actor-critic heads (agent.heads: soft_actor_critic) for box actions: twin soft
+    critics of every base reward on one shared trunk each, and a tanh-squashed Gaussian actor
+    per head; compositions act on candidate actions proposed by the actors."""
 
-    heads: Literal["soft_q", "successor_features"] = doc(
+    candidates: int = doc(
+        16,
+        "Actions each head's actor proposes when a composition of heads acts; every candidate "
+        "(and, for greedy acting, each actor's mean) is scored by the composed Q.",
+        ge=1,
+    )
+    autotune: bool = doc(
+        True,
+        "Tune each head's temperature so that its actor's entropy stays near target_entropy "
+        "(agent.alpha is the starting value); false = every head keeps agent.alpha.",
+    )
+    target_entropy: float | None = doc(
+        None, "Entropy (nats) each actor is tuned to; null = minus the action dimensions."
+    )
+    shared_actor: bool = doc(
+        True,
+        "The K actors share one hidden trunk and one output layer of K means and log-stds; "
+        "false = K separate actor networks of agent.hidden each.",
+    )
+    clipped_double_q: bool = doc(
+        True,
+        "Targets, actors and composed acting use the smaller of the twin critics (which "
+        "curbs overestimation but learns values biased low); false = their mean.",
+    )
+
+
+@dataclasses.dataclass
+class AgentConfig:
+    """Multi-head learner: soft-Q, successor-feature or soft actor-critic heads."""
+
+    heads: Literal["soft_q", "successor_features", "soft_actor_critic"] = doc(
         "soft_q",
         "soft_q: one entropy-regularised Q per base reward (linear composition sums them); "
         "successor_features: psi(s, a; z) per base reward for policies conditioned on weights "
-        "z, so that w . psi is the value of the policy that acts (see `successor`).",
+        "z, so that w . psi is the value of the policy that acts (see `successor`); "
+        "soft_actor_critic: soft critics and actors per base reward for box actions (see `sac`).",
     )
     successor: SuccessorConfig = doc(SuccessorConfig, "Successor-feature heads.")
+    sac: SoftActorCriticConfig = doc(SoftActorCriticConfig, "Soft actor-critic heads.")
 
     gamma: float = doc(0.95, "Discount factor.", ge=0, lt=1)
-    alpha: float = doc(0.02, "Entropy temperature of the soft-Q heads.", ge=0)
+    alpha: float = doc(
+        0.02,
+        "Entropy temperature of the heads (soft actor-critic: its starting value, tuned with "
+        "sac.autotune).",
+        ge=0,
+    )
     encoder: Literal["auto", "mlp", "cnn"] = doc(
         "auto",
         "Observation encoder: auto (from the world's observation: cnn for images, a sparse MLP "
@@ -189,8 +228,8 @@ class AgentConfig:
         """Yield (field, problem) for rules that involve several fields."""
         if self.goal_conditioned and not self.world_values:
             yield "goal_conditioned", "needs world_values: true"
-        if self.heads == "successor_features" and self.world_values:
-            yield "world_values", "successor-feature heads have no goal axis; set it to false"
+        if self.heads != "soft_q" and self.world_values:
+            yield "world_values", f"{self.heads} heads have no goal axis; set it to false"
 
 
 @dataclasses.dataclass
@@ -235,15 +274,15 @@ class TaskConfig:
     )
     epsilon_start: float | None = doc(
         None,
-        "Initial chance of a uniformly random action; null = the head type's default (1.0 "
-        "for soft_q and successor_features).",
+        "Initial chance of a uniformly random action; null = the head type's default: 1.0 for "
+        "soft_q and successor_features, 0 for soft_actor_critic (its entropy explores).",
         ge=0,
         le=1,
     )
     epsilon_end: float | None = doc(
         None,
-        "Final chance of a uniformly random action; null = the head type's default (0.05 "
-        "for soft_q and successor_features).",
+        "Final chance of a uniformly random action; null = the head type's default: 0.05 for "
+        "soft_q and successor_features, 0 for soft_actor_critic.",
         ge=0,
         le=1,
     )

@@ -7,6 +7,8 @@ function here is stateless, so tests can check it against hand-computed numbers.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -188,3 +190,61 @@ def gpi_features(psi: torch.Tensor, q_select: torch.Tensor) -> torch.Tensor:
     best = q_select.argmax(1)  # [B, A]
     index = best[:, None, None, :].expand(-1, 1, psi.shape[2], -1)
     return psi.gather(1, index).squeeze(1)
+
+
+HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
+
+
+def tanh_log_det(z: torch.Tensor) -> torch.Tensor:
+    """log(1 - tanh(z)^2), the log-Jacobian of tanh, computed stably for large |z|."""
+    return 2 * (math.log(2) - z - F.softplus(-2 * z))
+
+
+def tanh_gaussian_sample(
+    mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points u = tanh(mean + exp(log_std) * noise) of (-1, 1)^D and their log density under the
+    tanh-squashed Gaussian: [..., D] -> ([..., D], [...]). `noise` is standard normal."""
+    z = mean + log_std.exp() * noise
+    log_prob = (-0.5 * noise.square() - log_std - HALF_LOG_TWO_PI - tanh_log_det(z)).sum(-1)
+    return torch.tanh(z), log_prob
+
+
+def tanh_gaussian_log_prob(
+    mean: torch.Tensor, log_std: torch.Tensor, u: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
+    """Log density [...] of points u [..., D] of (-1, 1)^D under tanh(N(mean, exp(log_std)^2))
+    (u is clamped `eps` inside the open box, where the density is finite)."""
+    z = torch.atanh(u.clamp(-1 + eps, 1 - eps))
+    noise = (z - mean) * torch.exp(-log_std)
+    return (-0.5 * noise.square() - log_std - HALF_LOG_TWO_PI - tanh_log_det(z)).sum(-1)
+
+
+def importance_choice(
+    scores: torch.Tensor,
+    log_proposal: torch.Tensor,
+    alpha: float | torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Index [N] of one of C candidates [N, C], drawn by self-normalised importance sampling of
+    the density exp(score / alpha) from candidates that were drawn from a proposal of log density
+    `log_proposal` [N, C]: candidate j with probability proportional to
+    exp(score_j / alpha - log_proposal_j). `alpha` is a float or one per row [N]; alpha = 0
+    (a float) takes the best score."""
+    if isinstance(alpha, float) and alpha == 0:
+        return scores.argmax(-1)
+    temperature = alpha if isinstance(alpha, float) else alpha[:, None]
+    return boltzmann_sample(scores / temperature - log_proposal, 1.0, generator)
+
+
+def gaussian_product(
+    mean: torch.Tensor, log_std: torch.Tensor, exponents: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The diagonal Gaussian proportional to prod_k N(mean_k, std_k^2)^e_k (a product of
+    experts): mean [..., K, D], log_std [..., K, D], exponents e [..., K] >= 0, not all zero ->
+    mean and log_std [..., D]. Precisions add, weighted by e; so do precision-weighted means.
+    When every expert is the Boltzmann density of a quadratic Q_k at one temperature alpha, the
+    product with e = w is exactly the density of sum_k w_k Q_k at alpha."""
+    precision = exponents[..., None] * torch.exp(-2 * log_std)
+    total = precision.sum(-2)
+    return (precision * mean).sum(-2) / total, -0.5 * torch.log(total)

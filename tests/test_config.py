@@ -292,7 +292,7 @@ def test_describe_mentions_every_key():
     lines = text.splitlines()
     for key in dotted_keys(Config):
         assert any(line.split()[0] == key for line in lines), key
-    assert "Entropy temperature of the soft-Q heads" in text
+    assert "Entropy temperature of the heads" in text
     assert "'mlp' | 'cnn'" in text
     assert "[0, 1)" in text
 

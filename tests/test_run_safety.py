@@ -35,6 +35,11 @@ TINY = {
 FORAGING = {**TINY, "env": {"name": "foraging", "num_envs": 32, "max_steps": 40}}
 OFFICE_TASK = {**TINY, "env": {"name": "office", "num_envs": 32, "task": "F(e & F g)"}}
 SUCCESSOR = {**TINY, "agent": {**TINY["agent"], "heads": "successor_features"}}
+SOFT_ACTOR_CRITIC = {
+    **TINY,
+    "env": {"name": "linear_quadratic", "num_envs": 16},
+    "agent": {"heads": "soft_actor_critic", "hidden": [32], "tau": 0.02, "target_period": 1},
+}
 # The quickstart layout, small enough that a run lasts a few seconds and resumes in one.
 QUICK = [
     "--config",
@@ -73,8 +78,8 @@ def _resumed_copy(run: Path, step: int, target: Path) -> Path:
 
 @pytest.mark.parametrize(
     "settings",
-    [TINY, FORAGING, OFFICE_TASK, SUCCESSOR],
-    ids=["object_rooms", "foraging", "office_task", "successor_features"],
+    [TINY, FORAGING, OFFICE_TASK, SUCCESSOR, SOFT_ACTOR_CRITIC],
+    ids=["object_rooms", "foraging", "office_task", "successor_features", "soft_actor_critic"],
 )
 def test_resume_with_replay_gives_bit_identical_weights(tmp_path, settings):
     cfg = from_dict(Config, {**settings, "checkpoint": {**TINY["checkpoint"], "replay": True}})

@@ -5,8 +5,10 @@ own keys). Training, composition, experiments and the bench build their worlds a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from agents import soft_actor_critic, soft_q, successor
 from agents.heads import HeadsAgent
@@ -16,6 +18,9 @@ from composable_rl.world import World
 
 # (config, world, resolved encoder "mlp" or "cnn", width of index observations or 0) -> learner
 Builder = Callable[[Config, World, str, int], HeadsAgent]
+DISCRETE = {"tasks.epsilon_start": 1.0, "tasks.epsilon_end": 0.05, "agent.tau": 1.0}
+TARGET_STEPS = 500  # environment steps between hard target copies, for a null target_period
+MIN_UPDATES = 1_000  # fewer updates than this in a run get a warning
 
 
 @dataclass(frozen=True)
@@ -25,20 +30,24 @@ class HeadType:
     continuous: whether its heads learn box actions (else a finite set of actions).
     section: the key of its own section under `agent` (None: the common keys only).
     build: a fresh learner for a world.
-    epsilon: its default (start, end) chance of a uniform action during training, for
-        `tasks.epsilon_start` / `tasks.epsilon_end` left null.
+    defaults: the values of keys left null (dotted names, e.g. agent.tau).
     """
 
     continuous: bool
     section: str | None
     build: Builder
-    epsilon: tuple[float, float] = (1.0, 0.05)
+    defaults: Mapping[str, Any]
 
 
 HEAD_TYPES: dict[str, HeadType] = {
-    "soft_q": HeadType(False, None, soft_q.build),
-    "successor_features": HeadType(False, "successor", successor.build),
-    "soft_actor_critic": HeadType(True, "sac", soft_actor_critic.build, epsilon=(0.0, 0.0)),
+    "soft_q": HeadType(False, None, soft_q.build, DISCRETE),
+    "successor_features": HeadType(False, "successor", successor.build, DISCRETE),
+    "soft_actor_critic": HeadType(
+        True,
+        "sac",
+        soft_actor_critic.build,
+        {"tasks.epsilon_start": 0.0, "tasks.epsilon_end": 0.0, "agent.tau": 0.005},
+    ),
 }
 
 
@@ -72,9 +81,59 @@ def resolve_encoder(cfg: Config, world: World) -> tuple[str, int]:
     return encoder, spec.num_features if spec.kind == "indices" else 0
 
 
+def _replaced(section: Any, values: Mapping[str, Any]) -> Any:
+    """`section` with the null fields named in `values` (dotted within it) set to them."""
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        name, _, rest = key.partition(".")
+        if rest:
+            changes[name] = _replaced(changes.get(name, getattr(section, name)), {rest: value})
+        elif getattr(section, name) is None:
+            changes[name] = value
+    return dataclasses.replace(section, **changes)
+
+
+def resolve(cfg: Config, world: World) -> Config:
+    """`cfg` with every null key that has a default filled in: the head type's defaults, one
+    update per step of the vector env (replay.replay_ratio), and the target period (every update
+    for Polyak averaging, else the updates of about TARGET_STEPS environment steps)."""
+    cfg = _replaced(cfg, head_type(cfg).defaults)
+    ratio = cfg.replay.batch_size / world.num_envs
+    cfg = _replaced(cfg, {"replay.replay_ratio": ratio})
+    updates_per_step = cfg.replay.replay_ratio / cfg.replay.batch_size
+    period = 1 if cfg.agent.tau < 1 else max(1, round(TARGET_STEPS * updates_per_step))
+    return _replaced(cfg, {"agent.target_period": period})
+
+
+def schedule_warnings(cfg: Config) -> list[str]:
+    """Warnings, naming the keys, for a resolved config that can hardly learn: fewer than
+    MIN_UPDATES updates in the run, or a target network that would never be updated."""
+    r = cfg.replay
+    updates = max(0, cfg.total_steps - min(r.learning_starts, r.capacity)) * r.replay_ratio
+    updates = int(updates / r.batch_size)
+    keys = (
+        f"total_steps {cfg.total_steps:,}, replay.learning_starts {r.learning_starts:,}, "
+        f"replay.replay_ratio {r.replay_ratio:g}, replay.batch_size {r.batch_size}"
+    )
+    found = []
+    if updates < MIN_UPDATES:
+        found.append(
+            f"warning: this run makes about {updates:,} updates ({keys}): too few to learn "
+            f"much; raise replay.replay_ratio or total_steps"
+        )
+    if updates < cfg.agent.target_period:
+        found.append(
+            f"warning: the target network would never be updated: agent.target_period is "
+            f"{cfg.agent.target_period:,} updates and this run makes about {updates:,} ({keys}); "
+            "lower agent.target_period, or leave it null"
+        )
+    return found
+
+
 def build_agent(cfg: Config, world: World) -> HeadsAgent:
-    """A fresh learner of `agent.heads` for `world`, on `cfg.device`; a head type that does
-    not learn the world's kind of actions is a ConfigError naming both."""
+    """A fresh learner of `agent.heads` for `world`, on `cfg.device` (its null keys resolved
+    as `resolve` does); a head type that does not learn the world's kind of actions is a
+    ConfigError naming both."""
     entry = head_type(cfg)
     kind = "box" if entry.continuous else "discrete"
     if world.action_spec.continuous != entry.continuous:
@@ -90,6 +149,7 @@ def build_agent(cfg: Config, world: World) -> HeadsAgent:
         raise ConfigError(
             f"tasks.fixed_weights: need one weight per head {world.head_names}, got {fixed}"
         )
+    cfg = resolve(cfg, world)
     return entry.build(cfg, world, *resolve_encoder(cfg, world)).to(cfg.device)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from agents.factory import build, build_world, head_type
+from agents.factory import build, build_world, resolve, schedule_warnings
 from agents.heads import HeadsAgent
 from agents.log_window import LogWindow
 from agents.run_state import restore_run_state, resume_checkpoint, run_state
@@ -38,11 +38,8 @@ TASK_BLOCK = 64  # training steps of behaviour tasks drawn per call
 
 
 def epsilon_at(cfg: Config, step: int) -> float:
-    """Linearly decayed epsilon of the behaviour policy (a null end point takes the head
-    type's default)."""
-    start, end = head_type(cfg).epsilon
-    start = start if cfg.tasks.epsilon_start is None else cfg.tasks.epsilon_start
-    end = end if cfg.tasks.epsilon_end is None else cfg.tasks.epsilon_end
+    """Linearly decayed epsilon of the behaviour policy (`cfg` resolved)."""
+    start, end = cfg.tasks.epsilon_start, cfg.tasks.epsilon_end
     horizon = max(1.0, cfg.tasks.epsilon_fraction * cfg.total_steps)
     frac = min(1.0, step / horizon)
     return start + frac * (end - start)
@@ -160,6 +157,9 @@ def _train(
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     world, agent = build(cfg)
+    cfg = resolve(cfg, world)  # the values the run uses, saved with it
+    for warning in schedule_warnings(cfg):
+        print(warning, file=sys.stderr)
     spec, actions_spec = world.observation_spec, world.action_spec
     n, k, dev = world.num_envs, len(world.head_names), cfg.device
     step, saved, last_checkpoint = 0, None, None

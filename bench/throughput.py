@@ -178,7 +178,7 @@ def bench_update(scale: Scale) -> list[Row]:
     """Updates/s and samples/s of plain heads on a dense ~100k-parameter MLP, for K heads."""
     world = make_world(quickstart(["env.observation=planes"]).env, 1, "cpu")
     shape = world.observation_spec.shape
-    cfg = AgentConfig(hidden=UPDATE_HIDDEN, target_period=250)
+    cfg = AgentConfig(hidden=UPDATE_HIDDEN, tau=1.0, target_period=250)
     agents = {
         k: MultiHeadSoftQ(shape, world.action_spec, [f"h{i}" for i in range(k)], cfg)
         for k in UPDATE_HEADS

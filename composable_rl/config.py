@@ -17,6 +17,7 @@ import yaml
 from composable_rl.registry import WorldLookupError, registered_worlds, world_entry
 
 T = TypeVar("T")
+GYMNASIUM = "gymnasium"  # the world of a section that gives an environment id but no name
 
 _BOUNDS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
 # PyYAML (YAML 1.1) reads `1e-3` as a string; a float field accepts that spelling.
@@ -58,7 +59,8 @@ class WorldConfig:
     name: str = doc(
         "object_rooms",
         "Registered world (object_rooms, office, foraging, gymnasium, ...) or "
-        "'package.module:name' for a world that module registers.",
+        "'package.module:name' for a world that module registers; a section that names only "
+        "an `id` is the gymnasium world's.",
     )
     num_envs: int = doc(64, "Environments stepped together as one batch.", ge=1)
 
@@ -75,10 +77,11 @@ class WorldConfig:
 
     @classmethod
     def variant(cls, data: Mapping[str, Any], path: str) -> type:
-        """The registered section class of `data['name']` (this class's subclasses are final)."""
+        """The registered section class of `data['name']` (this class's subclasses are final);
+        without a name, a section with an `id` is a Gymnasium environment's."""
         if cls is not WorldConfig:
             return cls
-        name = data.get("name", WorldConfig.name)
+        name = data.get("name", GYMNASIUM if "id" in data else WorldConfig.name)
         key = _join(path, "name")
         if not isinstance(name, str):
             raise _type_error(key, str, name)
@@ -188,7 +191,7 @@ class AgentConfig:
     successor: SuccessorConfig = doc(SuccessorConfig, "Successor-feature heads.")
     sac: SoftActorCriticConfig = doc(SoftActorCriticConfig, "Soft actor-critic heads.")
 
-    gamma: float = doc(0.95, "Discount factor.", ge=0, lt=1)
+    gamma: float = doc(0.99, "Discount factor.", ge=0, lt=1)
     alpha: float = doc(
         0.02,
         "Entropy temperature of the heads (soft actor-critic: its starting value, tuned with "
@@ -205,8 +208,19 @@ class AgentConfig:
     loss: Literal["huber", "mse"] = doc("huber", "TD loss: huber (smooth L1) or mse.")
     double_q: bool = doc(True, "Online network picks next actions, target network values them.")
     max_grad_norm: float = doc(10.0, "Gradient-norm clipping threshold; 0 disables it.", ge=0)
-    tau: float = doc(1.0, "Target-network Polyak factor; 1.0 = hard copy.", gt=0, le=1)
-    target_period: int = doc(500, "Updates between target-network updates.", ge=1)
+    tau: float | None = doc(
+        None,
+        "Target-network Polyak factor; 1.0 = hard copy; null = the head type's default: 1.0 "
+        "for soft_q and successor_features, 0.005 for soft_actor_critic.",
+        gt=0,
+        le=1,
+    )
+    target_period: int | None = doc(
+        None,
+        "Updates between target-network updates; null = every update for tau < 1, else the "
+        "updates of about 500 environment steps (at least 1).",
+        ge=1,
+    )
     world_values: bool = doc(
         False,
         "Learn world-value heads Q[B, K, G, A] (one value per goal) with extended rewards: "
@@ -239,10 +253,11 @@ class ReplayConfig:
     capacity: int = doc(100_000, "Transitions the replay ring holds.", ge=1)
     batch_size: int = doc(256, "Transitions per gradient update.", ge=1)
     learning_starts: int = doc(5_000, "Environment steps before updates begin.", ge=0)
-    replay_ratio: float = doc(
-        1.0,
-        "Samples trained per env step; "
-        "updates per env step = replay_ratio * num_envs / batch_size.",
+    replay_ratio: float | None = doc(
+        None,
+        "Samples trained per env step: replay_ratio / batch_size updates per env step, "
+        "replay_ratio * num_envs / batch_size per step of the vector env; null = one update "
+        "per step of the vector env (batch_size / num_envs).",
         gt=0,
     )
 

@@ -10,7 +10,8 @@ from composable_rl.world import ActionSpec
 
 
 def _agent(**overrides) -> MultiHeadSoftQ:
-    cfg = AgentConfig(hidden=[32], lr=1e-2, **overrides)
+    settings = {"hidden": [32], "lr": 1e-2, "tau": 1.0, "target_period": 500, **overrides}
+    cfg = AgentConfig(**settings)
     return MultiHeadSoftQ((2, 3, 3), ActionSpec.discrete(4), ["a", "b", "c"], cfg)
 
 

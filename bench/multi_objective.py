@@ -1,4 +1,6 @@
-"""Successor features against morl-baselines (GPI-LS, Envelope) on MO-Gymnasium, in one run.
+"""Our multi-head agents against morl-baselines on MO-Gymnasium, in one run: successor features
+against GPI-LS and Envelope on four-room and minecart, soft actor-critic heads against CAPQL on
+mo-hopper and mo-halfcheetah.
 
     python -m bench.multi_objective [--steps 5000] [--envs four-room-v0 minecart-v0]
                                     [--divisions 10] [--episodes 5] [--seed 0] [--json PATH]
@@ -7,9 +9,11 @@ Every agent trains for the same number of env steps on each environment, then ac
 weight w of the simplex lattice with `--divisions` divisions (Das-Dennis: all w >= 0 in steps of
 1/divisions summing to 1; 66 weights for 3 objectives and 10 divisions). Expected utility is
 the mean over those weights of w . V_w, V_w being the mean discounted vector return of
-`--episodes` greedy episodes (discount 1 on the first reward; the env's config gamma). Ours is
-configs/mo_<env>_sf.yaml (successor-feature heads with GPI); the peers use their own examples'
-settings (bench/peers.py) and are skipped with a message when morl-baselines is absent
+`--episodes` greedy episodes (discount 1 on the first reward; the env's config gamma); the
+hypervolume of the V_w above our config's reference point where it has one. Ours is
+configs/mo_<env>_sf.yaml (successor-feature heads with GPI) or configs/mo_<env>.yaml (soft
+actor-critic heads composed by sampling); the peers use their own examples' settings
+(bench/peers.py) and are skipped with a message when morl-baselines is absent
 (`pip install -e ".[peers]"`). Wall-clock is training only, without the final evaluation.
 """
 
@@ -25,23 +29,26 @@ import torch
 
 from agents.composition import evaluate_multi_objective, load
 from agents.training import train
-from bench.peers import PEERS, peer_available, peer_values, train_peer
+from bench.peers import peer_available, peer_values, peers_of, train_peer
 from composable_rl.config import load_config
-from composable_rl.mo_metrics import expected_utility, simplex_lattice
+from composable_rl.mo_metrics import expected_utility, hypervolume, simplex_lattice
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {
     "four-room-v0": ROOT / "configs" / "mo_four_room_sf.yaml",
     "minecart-v0": ROOT / "configs" / "mo_minecart_sf.yaml",
+    "mo-hopper-v5": ROOT / "configs" / "mo_hopper.yaml",
+    "mo-halfcheetah-v5": ROOT / "configs" / "mo_halfcheetah.yaml",
 }
+AGENTS = {"successor_features": "successor features", "soft_actor_critic": "soft actor-critic"}
 WALL_TARGET = 0.1  # our wall-clock as a fraction of each peer's
 
 
 def ours(
     env_id: str, steps: int, divisions: int, episodes: int, seed: int, extra: list[str]
 ) -> dict:
-    """Train our successor-feature agent for `steps` env steps (config overrides `extra`); its
-    expected utility and speed."""
+    """Train our agent for `steps` env steps (config overrides `extra`); its expected utility,
+    hypervolume (where the config has a reference point) and speed."""
     overrides = [f"total_steps={steps}", "eval_episodes=0", f"seed={seed}"]
     overrides += [f"replay.learning_starts={min(1_000, steps // 5)}", *extra]
     cfg = load_config(CONFIGS[env_id], overrides)
@@ -52,32 +59,40 @@ def ours(
         _, _, agent = load(Path(tmp) / "run")
         row = evaluate_multi_objective(cfg, agent, divisions, episodes, seed)
     return {
+        "agent": AGENTS[cfg.agent.heads],
         "eu": row["expected_utility"],
+        "hv": row.get("hypervolume"),
         "wall_s": wall,
         "gamma": cfg.env.mo_gamma,
         "objectives": len(cfg.env.heads),
+        "reference_point": cfg.env.reference_point,
     }
 
 
 def peer(name: str, env_id: str, steps: int, mine: dict, args: argparse.Namespace) -> dict:
-    """Train peer `name` for `steps` env steps; its expected utility on the weights ours met
-    (the simplex lattice over `mine`'s objectives, discounted by `mine`'s gamma)."""
+    """Train peer `name` for `steps` env steps; its expected utility (and hypervolume) on the
+    weights ours met (the simplex lattice over `mine`'s objectives, discounted by `mine`'s
+    gamma, above `mine`'s reference point)."""
     gamma, episodes, seed = mine["gamma"], args.episodes, args.seed
     agent, wall = train_peer(name, env_id, steps, gamma, seed)
     weights = simplex_lattice(mine["objectives"], args.divisions)
     values = peer_values(agent, name, env_id, weights.double().numpy(), episodes, gamma, seed)
-    return {"eu": expected_utility(torch.as_tensor(values).float(), weights), "wall_s": wall}
+    values = torch.as_tensor(values).float()
+    reference = mine["reference_point"]
+    hv = hypervolume(values, torch.tensor(reference)) if reference else None
+    return {"eu": expected_utility(values, weights), "hv": hv, "wall_s": wall}
 
 
 def table(rows: list[dict]) -> str:
     """One line per (env, agent): expected utility, wall-clock, env-steps/s, our wall / theirs."""
-    header = ("steps", "EU", "wall s", "steps/s", "ours/theirs")
-    lines = [f"{'env':<14} {'agent':<24} " + " ".join(f"{h:>11}" for h in header)]
+    header = ("steps", "EU", "HV", "wall s", "steps/s", "ours/theirs")
+    lines = [f"{'env':<17} {'agent':<24} " + " ".join(f"{h:>11}" for h in header)]
     for row in rows:
         ratio = f"{row['wall_ratio']:.3f}" if "wall_ratio" in row else ""
+        hv = "" if row.get("hv") is None else f"{row['hv']:.4g}"
         lines.append(
-            f"{row['env']:<14} {row['agent']:<24} {row['steps']:>11,} {row['eu']:>11.3f} "
-            f"{row['wall_s']:>11.1f} {row['steps'] / row['wall_s']:>11,.0f} {ratio:>11}"
+            f"{row['env']:<17} {row['agent']:<24} {row['steps']:>11,} {row['eu']:>11.3f} "
+            f"{hv:>11} {row['wall_s']:>11.1f} {row['steps'] / row['wall_s']:>11,.0f} {ratio:>11}"
         )
     return "\n".join(lines)
 
@@ -107,8 +122,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for env_id in args.envs:
         mine = ours(env_id, args.steps, args.divisions, args.episodes, args.seed, args.set)
-        rows.append({"env": env_id, "agent": "successor features", "steps": args.steps, **mine})
-        for name in () if missing else PEERS:
+        rows.append({"env": env_id, "steps": args.steps, **mine})
+        for name in () if missing else peers_of(env_id):
             theirs = peer(name, env_id, args.steps, mine, args)
             rows.append(
                 {

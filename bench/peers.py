@@ -1,4 +1,5 @@
-"""Peer baselines: morl-baselines' GPI-LS and Envelope Q-learning on MO-Gymnasium worlds.
+"""Peer baselines: morl-baselines' GPI-LS and Envelope Q-learning on MO-Gymnasium's discrete
+worlds, and CAPQL (Lu et al. 2023, a weight-conditioned soft actor-critic) on its MuJoCo worlds.
 
 Why: the bench compares our agents with a published MORL library at the same env-step budget.
 To score both libraries the same way, this module trains a peer agent and returns its value
@@ -26,6 +27,9 @@ budget means exactly ``steps`` env steps of the training env and evaluation stay
   run on a separate eval env, are not counted in ``steps`` and are counted in the wall-clock.
 * GPI-LS keeps ``per=True`` (see ``GPILS_KWARGS``). No hypervolume is computed, so neither peer
   needs a reference point (upstream's minecart one is [0, 0, -200]).
+* CAPQL follows ``examples/train_capql.py`` (Adam at 3e-4, batch 256, one update per env step,
+  its class defaults otherwise: fixed alpha 0.2, 1,000 random steps first), on one env instead
+  of eight, with ``log=False`` so that it evaluates nothing while training.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ import numpy as np
 
 PEERS = ("GPI-LS", "Envelope")
 ENV_IDS = ("four-room-v0", "minecart-v0")
+CONTINUOUS_PEERS = ("CAPQL",)
+CONTINUOUS_ENV_IDS = ("mo-hopper-v5", "mo-halfcheetah-v5")
 INSTALL_HINT = (
     'morl-baselines is not importable; install the optional extra: pip install -e ".[peers]" '
     "(pycddlib==2.1.6 builds from source: needs gcc and libgmp-dev)"
@@ -66,6 +72,9 @@ ENVELOPE_KWARGS: dict[str, Any] = {
     "target_net_update_freq": 1000,
     "tau": 1.0,
 }
+
+# examples/train_capql.py, minus logging; gamma comes from the caller.
+CAPQL_KWARGS: dict[str, Any] = {"learning_rate": 3e-4, "batch_size": 256, "gradient_updates": 1}
 
 # examples/gpi_pd_minecart.py with gpi_pd=False (GPILS sets dyna=gpi_pd=False), except per:
 # the example's per=gpi_pd=False crashes in morl-baselines 1.3.0 (GPIPD.update unpacks 5 values,
@@ -114,6 +123,7 @@ class _StepCounter(gym.Wrapper):
 def peer_available() -> str | None:
     """Return None if both peer modules import, else a one-line install message."""
     try:
+        import morl_baselines.multi_policy.capql.capql  # noqa: F401
         import morl_baselines.multi_policy.envelope.envelope  # noqa: F401
         import morl_baselines.multi_policy.gpi_pd.gpi_pd  # noqa: F401
     except ImportError as err:
@@ -121,11 +131,18 @@ def peer_available() -> str | None:
     return None
 
 
+def peers_of(env_id: str) -> tuple[str, ...]:
+    """The peers that train on `env_id`: the discrete ones or CAPQL."""
+    if env_id in ENV_IDS:
+        return PEERS
+    if env_id in CONTINUOUS_ENV_IDS:
+        return CONTINUOUS_PEERS
+    raise ValueError(f"unsupported env {env_id!r}; expected one of {ENV_IDS + CONTINUOUS_ENV_IDS}")
+
+
 def _check(name: str, env_id: str) -> None:
-    if name not in PEERS:
-        raise ValueError(f"unknown peer {name!r}; expected one of {PEERS}")
-    if env_id not in ENV_IDS:
-        raise ValueError(f"unsupported env {env_id!r}; expected one of {ENV_IDS}")
+    if name not in peers_of(env_id):
+        raise ValueError(f"unknown peer {name!r} for {env_id}; expected one of {peers_of(env_id)}")
 
 
 def _make_env(env_id: str, seed: int) -> _StepCounter:
@@ -235,6 +252,15 @@ def train_peer(name: str, env_id: str, steps: int, gamma: float, seed: int) -> t
         )
         wall = time.perf_counter() - start
         trained = steps
+    elif name == "CAPQL":
+        from morl_baselines.multi_policy.capql.capql import CAPQL
+
+        agent = CAPQL(env, gamma=gamma, log=False, seed=seed, device="cpu", **CAPQL_KWARGS)
+        reference = np.full(agent.reward_dim, -100.0)  # unused without logging
+        start = time.perf_counter()
+        agent.train(total_timesteps=steps, eval_env=None, ref_point=reference)
+        wall = time.perf_counter() - start
+        trained = steps
     else:
         from morl_baselines.multi_policy.gpi_pd.gpi_pd import GPILS
 
@@ -266,7 +292,8 @@ def peer_values(
     """Value vectors [W, K]: per weight, the mean discounted vector return of greedy episodes.
 
     The agent acts through its own ``eval(obs, w)``: GPI over its weight support for GPI-LS,
-    the w-conditioned Q-network for Envelope. The discount starts at 1 on the first reward.
+    the w-conditioned Q-network for Envelope, the w-conditioned actor's mean for CAPQL. The
+    discount starts at 1 on the first reward.
     Each weight reseeds the global RNGs with `seed` (common random numbers across weights).
     """
     _check(name, env_id)

@@ -70,6 +70,19 @@ def test_multi_objective_bench_scores_ours_and_names_the_missing_peer(
     assert "peers skipped: install the extra" in capsys.readouterr().out
 
 
+def test_continuous_bench_reports_ours_against_sb3_and_the_cost_of_heads(tmp_path):
+    from bench.continuous import main as continuous
+
+    path = tmp_path / "c.json"
+    rows = continuous(["--quick", "--json", str(path)])
+    assert json.loads(path.read_text()) == rows
+    assert [r["what"] for r in rows if r["unit"] == "env-steps/s"] == ["ours-sac", "sb3-sac"]
+    one, three, ratio = (r["value"] for r in rows if r["what"] == "update")
+    assert one > 0 and three > 0 and ratio == pytest.approx(one / three)
+    if not isinstance(rows[1]["value"], str):  # SB3 installed (extra bench)
+        assert rows[2]["value"] == pytest.approx(rows[0]["value"] / rows[1]["value"])
+
+
 def test_peers_refuse_unknown_names_and_envs():
     from bench.peers import peer_available, train_peer
 
@@ -79,6 +92,8 @@ def test_peers_refuse_unknown_names_and_envs():
         train_peer("DQN", "four-room-v0", 10, 0.95, 0)
     with pytest.raises(ValueError, match="unsupported env"):
         train_peer("Envelope", "CartPole-v1", 10, 0.95, 0)
+    with pytest.raises(ValueError, match=r"unknown peer 'Envelope' for mo-hopper-v5.*CAPQL"):
+        train_peer("Envelope", "mo-hopper-v5", 10, 0.99, 0)
 
 
 def test_sweep_bench_reports_wall_clock_and_speed_against_solo_runs(tmp_path):

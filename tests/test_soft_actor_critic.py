@@ -197,3 +197,24 @@ def test_a_boolean_task_on_heads_without_goals_is_one_error(lq_run):
     _, world, agent = composition.load(run_dir)
     with pytest.raises(ValueError, match="Boolean tasks need a world that declares goals"):
         composition.evaluate_task(cfg, world, agent, "east & north", 4, 0)
+
+
+def test_the_continuous_composition_experiment_scores_learned_exact_and_direct(
+    lq_run, tmp_path, capsys
+):
+    from experiments import linear_continuous
+
+    _, run_dir, _ = lq_run
+    rows = linear_continuous.main(
+        ["--checkpoint", str(run_dir), "--vectors", "2", "--direct", "1", "--direct-steps", "2400"]
+        + ["--episodes", "16", "--out", str(tmp_path)]
+    )
+    assert len(rows) == 2 and "direct_normalized" in rows[0] and "direct_normalized" not in rows[1]
+    for row in rows:
+        assert 0.95 <= row["exact_heads_normalized"] < 1  # composition itself loses a little
+        assert row["composed_normalized"] >= 0.9
+        assert row["ratio"] == pytest.approx(
+            row["composed_normalized"] / row["exact_heads_normalized"]
+        )
+    out = capsys.readouterr().out
+    assert "ratio: mean" in out and "direct_normalized: mean" in out

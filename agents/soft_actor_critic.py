@@ -188,12 +188,12 @@ class SoftActorCritic(HeadsAgent):
         n, j, d = mean.shape
         m = self.cfg.sac.candidates
         noise = torch.randn((n, j, m, d), generator=generator, device=mean.device)
-        drawn, _ = fn.tanh_gaussian_sample(mean[:, :, None], log_std[:, :, None], noise)
-        drawn = drawn.reshape(n, j * m, d)
-        # the density of every candidate under every proposal, then under their mixture
-        each = fn.tanh_gaussian_log_prob(mean[:, None], log_std[:, None], drawn[:, :, None])
-        log_q = torch.logsumexp(each, -1) - math.log(j)
-        means = torch.tanh(mean)
+        z = (mean[:, :, None] + log_std.exp()[:, :, None] * noise).reshape(n, j * m, d)
+        # the density of every candidate under every proposal, then under their mixture,
+        # in z (before the squashing) and then through tanh
+        each = fn.gaussian_log_prob(mean[:, None], log_std[:, None], z[:, :, None])  # [N, C, J]
+        log_q = torch.logsumexp(each, -1) - math.log(j) - fn.tanh_log_det(z).sum(-1)
+        drawn, means = torch.tanh(z), torch.tanh(mean)
         if greedy:
             drawn = torch.cat([drawn, means], 1)
             log_q = torch.cat([log_q, log_q.new_zeros(n, j)], 1)

@@ -22,7 +22,7 @@ import torch
 
 from agents.factory import build
 from agents.training import train
-from bench.throughput import Scale, Target, interleaved_rates, report, row
+from bench.throughput import Scale, Target, interleaved_rates, learn_seconds, report, row
 from composable_rl.config import load_config
 from composable_rl.replay import TensorReplay
 from composable_rl.runtime import configure_cpu
@@ -80,9 +80,7 @@ def sb3(scale: Scale) -> list:
         device="cpu",
         seed=0,
     )
-    start = time.perf_counter()
-    model.learn(total_timesteps=scale.sb3_steps)
-    seconds = time.perf_counter() - start
+    seconds = learn_seconds(model, scale.sb3_steps)
     setting = f"Hopper-v5, same settings, {scale.sb3_steps:,} steps"
     return [row("sb3-sac", setting, scale.sb3_steps / seconds, "env-steps/s")]
 

@@ -210,14 +210,12 @@ def tanh_gaussian_sample(
     return torch.tanh(z), log_prob
 
 
-def tanh_gaussian_log_prob(
-    mean: torch.Tensor, log_std: torch.Tensor, u: torch.Tensor, eps: float = 1e-6
-) -> torch.Tensor:
-    """Log density [...] of points u [..., D] of (-1, 1)^D under tanh(N(mean, exp(log_std)^2))
-    (u is clamped `eps` inside the open box, where the density is finite)."""
-    z = torch.atanh(u.clamp(-1 + eps, 1 - eps))
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Log density [...] of points z [..., D] under the diagonal Gaussian N(mean, exp(log_std)^2).
+    A point u = tanh(z) of a squashed Gaussian has the density of z minus tanh_log_det(z): kept
+    in z, it stays exact where tanh saturates and atanh(u) would not recover z."""
     noise = (z - mean) * torch.exp(-log_std)
-    return (-0.5 * noise.square() - log_std - HALF_LOG_TWO_PI - tanh_log_det(z)).sum(-1)
+    return (-0.5 * noise.square() - log_std - HALF_LOG_TWO_PI).sum(-1)
 
 
 def importance_choice(

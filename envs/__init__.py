@@ -1,5 +1,6 @@
-"""Worlds: batched torch gridworlds (each registered under its config name), the Gymnasium
-adapter, Gymnasium faces of the gridworlds, and `check_world` for user worlds."""
+"""Worlds: batched torch gridworlds and the linear-quadratic world (each registered under its
+config name), the Gymnasium adapter, Gymnasium faces of the gridworlds, and `check_world` for
+user worlds."""
 
 from composable_rl import FORAGING_ID, OBJECT_ROOMS_ID, OFFICE_ID
 from envs import foraging, linear_quadratic, object_rooms, temporal

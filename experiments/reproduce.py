@@ -6,11 +6,13 @@ Every config behind a table trains as one Ray Tune sweep (`agents.sweep`: one-CP
 by side, 5 seeds for runs under ten minutes, 3 for longer ones); then each trial's checkpoint
 is evaluated as the README's experiment does (all 63 Boolean tasks, linear zero-shot against
 its seed's quickstart run, the Office skill machines, homeostasis P1-P3 against its seed's
-homeostatic-RL run). Numbers are means over seeds with the half-width of the 95% Student-t
-interval and n. The tables go to OUT/results.md; each trial keeps its normal run directory
-(TensorBoard, checkpoints, eval.json) and its evaluation's JSON, so rerunning the command
-finishes an interrupted reproduction without redoing what is done. `--quick` runs every
-section with tiny budgets and two seeds: minutes, a check of the machinery, not of results.
+homeostatic-RL run, linear zero-shot with continuous actions against the exact optimum of the
+linear-quadratic world; Gymnasium runs by their own final evaluation). Numbers are means over
+seeds with the half-width of the 95% Student-t interval and n. The tables go to
+OUT/results.md; each trial keeps its normal run directory (TensorBoard, checkpoints,
+eval.json) and its evaluation's JSON, so rerunning the command finishes an interrupted
+reproduction without redoing what is done. `--quick` runs every section with tiny budgets and
+two seeds: minutes, a check of the machinery, not of results.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from agents.sweep import (
 from composable_rl.cli import Parser, fail, file_problem, positive_float
 from composable_rl.config import ConfigError
 from composable_rl.logging import format_table, write_json, write_text
-from experiments import homeostasis, linear_zero_shot, skill_machines
+from experiments import homeostasis, linear_continuous, linear_zero_shot, skill_machines
 from experiments.common import run
 
 QUICK_TRAIN = (
@@ -62,13 +64,19 @@ class Section:
 SECTIONS = (  # longest first, so that the short trials fill the cores at the end
     Section("boolean_rooms", "configs/boolean_rooms.yaml", 3, ("env.num_envs=32",)),
     Section("random_rooms", "configs/random_rooms.yaml", 5, ("env.num_envs=32",)),
+    Section("lunar_lander", "configs/lunar_lander.yaml", 5),
     Section("quickstart_sf", "configs/quickstart_sf.yaml", 5),
     Section("office", "configs/office.yaml", 5),
+    Section("pendulum", "configs/pendulum.yaml", 5),
     Section("foraging_sf", "configs/foraging_sf.yaml", 5),
+    Section("acrobot", "configs/acrobot.yaml", 5),
+    Section("linear_quadratic", "configs/linear_quadratic.yaml", 5),
     Section("foraging_drive", "configs/foraging_drive.yaml", 5),
     Section("quickstart", "configs/quickstart.yaml", 5),
     Section("foraging", "configs/foraging.yaml", 5),
 )
+GYMNASIUM = ("pendulum", "acrobot", "lunar_lander")  # scored by their own final evaluation
+CONTINUOUS_COLUMNS = ("exact_heads_normalized", "composed_normalized", "ratio")
 QUICK_SEEDS = 2
 
 
@@ -138,6 +146,16 @@ def linear_summary(rows: list[dict]) -> list[dict]:
     return summary
 
 
+def continuous_summary(rows: list[dict]) -> dict:
+    """One seed's mean and worst over the weight vectors of the exact heads' composition, the
+    learned composition and their ratio."""
+    summary = {}
+    for key in CONTINUOUS_COLUMNS:
+        values = [row[key] for row in rows]
+        summary[f"{key} mean"], summary[f"{key} worst"] = sum(values) / len(values), min(values)
+    return summary
+
+
 class Evaluator:
     """The per-trial evaluations behind the tables, each kept as JSON in the trial's run
     directory (computed once)."""
@@ -178,6 +196,16 @@ class Evaluator:
             argv += ["--vectors", "4", "--episodes", "10"] if self.quick else []
             found = cached(path / "linear.json", argv, linear_zero_shot.main)
             rows += [{"seed": seed, **row} for row in linear_summary(found)]
+        return rows
+
+    def linear_continuous(self) -> list[dict]:
+        """Per seed, linear zero-shot with continuous actions against the exact optimum."""
+        rows = []
+        for seed, path in self.runs("linear_quadratic").items():
+            argv = ["--checkpoint", str(path), "--direct", "0"]
+            argv += ["--vectors", "4", "--episodes", "8"] if self.quick else []
+            found = cached(path / "linear_continuous.json", argv, linear_continuous.main)
+            rows.append({"seed": seed, **continuous_summary(found)})
         return rows
 
     def office(self) -> list[dict]:
@@ -301,6 +329,51 @@ def linear_section(evaluator: Evaluator) -> str:
     return "### Linear composition, zero-shot\n\n" + markdown_table(header, lines)
 
 
+def gymnasium_section(summary: list[dict], evaluator: Evaluator, groups: Sequence[str]) -> str:
+    """Per config and head: the greedy return of the final evaluation over seeds."""
+    lines = [
+        [
+            f"`{group}`",
+            row["task"],
+            cell(row),
+            str(row["n"]),
+            minutes(evaluator.seconds(group)),
+        ]
+        for group in groups
+        for row in summary
+        if row["config"] == group and row["metric"] == "return"
+    ]
+    header = ["config", "head", "greedy return", "n", "train time (side by side)"]
+    return "### Gymnasium environments\n\n" + markdown_table(header, lines)
+
+
+def continuous_section(summary: list[dict], evaluator: Evaluator) -> str:
+    """The linear-quadratic heads against their exact optima, and their linear composition
+    against the exact optimum and the exact heads' composition."""
+    heads = [
+        [row["task"], cell(row), str(row["n"])]
+        for row in summary
+        if row["config"] == "linear_quadratic" and row["metric"] == "normalized_return"
+    ]
+    composed = over_seeds(evaluator.linear_continuous(), ())
+    lines = [
+        [
+            column,
+            cell(lookup(composed, metric=f"{column} mean")),
+            cell(lookup(composed, metric=f"{column} worst")),
+            str(composed[0]["n"]) if composed else "0",
+        ]
+        for column in CONTINUOUS_COLUMNS
+    ]
+    return "\n\n".join(
+        [
+            "### Continuous actions against the exact optimum (linear_quadratic)",
+            markdown_table(["head", "normalised return", "n"], heads),
+            markdown_table(["over 20 weight vectors", "mean", "worst", "n"], lines),
+        ]
+    )
+
+
 def office_section(evaluator: Evaluator) -> str:
     """Skill machines on the Office tasks: success and steps beside the oracle's."""
     summary = over_seeds(evaluator.office(), ("agent", "task", "start"))
@@ -361,6 +434,10 @@ def results_markdown(out: Path, trials: Sequence[Trial], summary: list[dict], qu
         parts.append(office_section(evaluator))
     if evaluator.runs("foraging") or evaluator.runs("foraging_sf"):
         parts.append(homeostasis_section(evaluator))
+    if groups := [g for g in GYMNASIUM if evaluator.runs(g)]:
+        parts.append(gymnasium_section(summary, evaluator, groups))
+    if evaluator.runs("linear_quadratic"):
+        parts.append(continuous_section(summary, evaluator))
     note = "Mean ± half-width of the 95% Student-t interval over seeds (n seeds); " + (
         "`--quick`: tiny budgets, a check of the machinery only." if quick else "full budgets."
     )

@@ -6,7 +6,13 @@ import statistics
 
 import pytest
 
-from experiments.reproduce import SECTIONS, boolean_summary, linear_summary, section_trials
+from experiments.reproduce import (
+    SECTIONS,
+    boolean_summary,
+    continuous_summary,
+    linear_summary,
+    section_trials,
+)
 
 
 def test_boolean_summary_skips_undefined_scores():
@@ -32,6 +38,17 @@ def test_linear_summary_splits_by_the_sign_of_the_weights():
     assert "plain mean" not in summary["all"]
 
 
+def test_continuous_summary_gives_mean_and_worst_of_each_column():
+    rows = [
+        {"exact_heads_normalized": 0.99, "composed_normalized": 0.9, "ratio": 0.9 / 0.99},
+        {"exact_heads_normalized": 0.97, "composed_normalized": 0.95, "ratio": 0.95 / 0.97},
+    ]
+    summary = continuous_summary(rows)
+    assert summary["composed_normalized mean"] == pytest.approx(0.925)
+    assert summary["composed_normalized worst"] == 0.9
+    assert summary["ratio worst"] == pytest.approx(0.9 / 0.99)
+
+
 def test_sections_run_five_seeds_under_ten_minutes_and_three_above():
     seeds = {trial.group: trial.seed + 1 for trial in section_trials(SECTIONS, quick=False)}
     assert seeds["boolean_rooms"] == 3 and seeds["quickstart"] == seeds["office"] == 5
@@ -42,7 +59,8 @@ def test_quick_reproduction_matches_the_trials_evaluations(tmp_path):
     pytest.importorskip("ray", reason="reproduce needs the optional extra .[sweep]")
     from experiments import reproduce
 
-    text = reproduce.main(["--quick", "--only", "quickstart", "--out", str(tmp_path)])
+    only = ["--only", "quickstart", "linear_quadratic"]
+    text = reproduce.main(["--quick", *only, "--out", str(tmp_path)])
     assert (tmp_path / "results.md").read_text() == text
     seeds = [tmp_path / "trials" / f"quickstart__seed={seed}" for seed in (0, 1)]
     booleans = [json.loads((d / "boolean.json").read_text())["rows"] for d in seeds]
@@ -58,3 +76,6 @@ def test_quick_reproduction_matches_the_trials_evaluations(tmp_path):
     heads = sections["Single-head tasks"]
     line = next(line for line in heads.splitlines() if line.startswith("| `quickstart` | blue |"))
     assert line.startswith(f"| `quickstart` | blue | {statistics.mean(blue):.3f} ± ")
+    composed = sections["Continuous actions against the exact optimum (linear_quadratic)"]
+    line = next(line for line in composed.splitlines() if line.startswith("| ratio |"))
+    assert line.endswith("| 2 |")

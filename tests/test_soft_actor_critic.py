@@ -50,14 +50,20 @@ def exact_heads(alpha: float = ALPHA) -> list[lq.SoftLQ]:
     return [lq.solve(b.F, b.G, m, r, 0.9, alpha) for m, r in zip(b.M, b.R, strict=True)]
 
 
-def test_squashed_gaussian_log_density_of_a_sample_is_the_samplers():
+def test_squashed_gaussian_densities_match_torch_and_stay_exact_where_tanh_saturates():
     gen = torch.Generator().manual_seed(0)
     mean, log_std = torch.randn(5, 3, generator=gen), 0.3 * torch.randn(5, 3, generator=gen)
-    u, log_prob = fn.tanh_gaussian_sample(mean, log_std, torch.randn(5, 3, generator=gen))
-    assert torch.allclose(fn.tanh_gaussian_log_prob(mean, log_std, u), log_prob, atol=1e-4)
-    grid = torch.linspace(-0.9999, 0.9999, 20_001)[:, None]
-    density = fn.tanh_gaussian_log_prob(torch.tensor([0.4]), torch.tensor([-0.5]), grid).exp()
-    assert float(torch.trapezoid(density, grid[:, 0])) == pytest.approx(1.0, abs=1e-3)
+    noise = torch.randn(5, 3, generator=gen)
+    u, log_prob = fn.tanh_gaussian_sample(mean, log_std, noise)
+    squashed = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, log_std.exp()), [torch.distributions.TanhTransform()]
+    )
+    assert torch.allclose(squashed.log_prob(u).sum(-1), log_prob, atol=1e-3)
+    z = mean + log_std.exp() * noise
+    by_z = fn.gaussian_log_prob(mean, log_std, z) - fn.tanh_log_det(z).sum(-1)
+    assert torch.allclose(by_z, log_prob, atol=1e-5)
+    far = torch.full((1, 2), 12.0)  # tanh(12) is 1.0 in float32: atanh cannot recover z
+    assert torch.isfinite(fn.gaussian_log_prob(far, torch.full((1, 2), -2.0), far + 0.1)).all()
 
 
 @pytest.mark.parametrize("shift", [0.0, 0.5, 1.0])
@@ -218,3 +224,48 @@ def test_the_continuous_composition_experiment_scores_learned_exact_and_direct(
         )
     out = capsys.readouterr().out
     assert "ratio: mean" in out and "direct_normalized: mean" in out
+
+
+@pytest.mark.parametrize("combine", ["max", "sum"])
+def test_the_homeostatic_agent_acts_on_its_value_program_over_the_candidates(tiny_agent, combine):
+    from agents.homeostatic import HomeostaticAgent
+    from composable_rl.homeostasis import load_value_program
+
+    program = load_value_program(
+        {
+            "variables": {"far": {"setpoint": 0.5, "kp": 2.0}, "tired": {"setpoint": 0.5}},
+            "weights": {"east": "far", "effort": "tired"},
+            "combine": combine,
+        },
+        tiny_agent.head_names,
+    )
+    obs = torch.rand(6, 2) * 2 - 1
+    levels = torch.tensor([[0.1, 0.5], [0.5, 0.1], [0.2, 0.2]]).repeat(2, 1)
+    homeostatic = HomeostaticAgent(tiny_agent, program, num_envs=6, alpha=0.0)
+    actions = homeostatic.act(obs, levels)
+    assert actions.shape == (6, 2) and actions.abs().max() <= BOUND
+    weights = homeostatic.controller.last_weights
+
+    def composed(q: torch.Tensor) -> torch.Tensor:
+        return program.compose(q, weights)
+
+    _, _, means = tiny_agent.candidates(obs, weights, True, None)
+    both = torch.cat([means, actions[:, None] / BOUND], 1)
+    values = composed(tiny_agent.head_values_at(obs, both))
+    assert (values[:, -1] >= values[:, :-1].amax(1) - 1e-5).all()  # the best of the candidates
+
+
+def test_zero_shot_weights_act_through_the_sampler_and_wrong_lengths_are_one_error(
+    lq_run, tmp_path
+):
+    import zero_shot
+
+    _, run_dir, _ = lq_run
+    out = tmp_path / "rows.json"
+    args = ["--checkpoint", str(run_dir), "--episodes", "8", "--logdir", str(tmp_path)]
+    (row,) = zero_shot.main([*args, "--weights", "0.5,0.3,0.2", "--json", str(out)])
+    assert row["task"] == "0.5*east + 0.3*north + 0.2*effort" and row["episodes"] == 8
+    assert row["return"] < 0 and row["ci95"] >= 0
+    with pytest.raises(SystemExit) as stop:
+        zero_shot.main([*args, "--weights", "1,2"])
+    assert stop.value.code == 2

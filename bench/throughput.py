@@ -316,7 +316,11 @@ def bench_sb3(scale: Scale) -> list[Row]:
 
 
 def learn_seconds(model: object, steps: int) -> float:
-    """Wall time of a Stable-Baselines3 model's learn() for `steps` env steps."""
+    """Wall time of a Stable-Baselines3 model's learn() for `steps` env steps, logging nowhere
+    (its default logger makes a folder in the temp directory at every learn())."""
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(None, []))  # type: ignore[attr-defined]
     start = time.perf_counter()
     model.learn(total_timesteps=steps)  # type: ignore[attr-defined]
     return time.perf_counter() - start

@@ -86,6 +86,12 @@ def task_reward(expr: expressions.Expr, world: World) -> dict[str, torch.Tensor]
     names = world.head_names
     if expressions.is_linear(expr):
         return {"weights": linear_weights(expr, names)}
+    return goal_task(expr, world)
+
+
+def goal_task(expr: expressions.Expr, world: World) -> dict[str, torch.Tensor]:
+    """The per-goal rewards of a Boolean task: r_max at the goals that satisfy it, else r_min."""
+    names = world.head_names
     if not (isinstance(world, GoalWorld) and world.goal_names):
         raise ValueError("Boolean tasks need a world that declares goals; use a weighted sum")
     truth = world.goal_membership.float().T.cpu()
@@ -99,15 +105,21 @@ def evaluate_task(
     cfg: Config, world: World, agent: HeadsAgent, text: str, episodes: int, seed: int
 ) -> dict:
     """One result row: the composed policy's return, beside the exact oracle's where the world
-    has a tabular model, else with a 95% confidence interval."""
+    has a tabular model or scores goal tasks itself, else with a 95% confidence interval."""
     expr = expressions.parse(text)
-    reward = task_reward(expr, world)
+    score_goals = world_entry(cfg.env.name).score_goals
+    # a lone head is a Boolean task too, where the world scores goal tasks
+    lone = score_goals is not None and isinstance(expr, expressions.Head)
+    reward = goal_task(expr, world) if lone else task_reward(expr, world)
     policy = composed_policy(agent, expr)
     if isinstance(world, TabularWorld):
         result = evaluate(build_world(cfg, episodes), policy, seed=seed, **reward)
         return {"task": text, **result}
+    if "goal_rewards" in reward and score_goals is not None:
+        row = score_goals(cfg.env, policy, reward["goal_rewards"], episodes, seed, cfg.device)
+        return {"task": text, **row}
     if "weights" not in reward:
-        raise ValueError(f"{text!r}: a Boolean task needs a world with a tabular model")
+        raise ValueError(f"{text!r}: a Boolean task needs a world with an exact oracle")
     returns = episode_returns(build_world(cfg, episodes), policy, reward["weights"], seed)
     mean, half = mean_ci(returns @ reward["weights"].to(returns))
     return {"task": text, "return": mean, "ci95": half, "episodes": episodes}

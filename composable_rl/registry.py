@@ -39,6 +39,9 @@ class WorldEntry:
     evaluate_temporal(section, task, make_policy, episodes, seed, device): result rows of a
         temporal task (LTL formula or reward-machine file); make_policy(machine) returns a
         policy(obs, machine states) -> actions. None: the world runs no temporal tasks.
+    score_goals(section, act, goal_rewards, episodes, seed, device): one result row of the task
+        paying goal_rewards [G] at the goals (a Boolean task), for a goal world without a
+        tabular model. None: such tasks are scored only on tabular worlds.
     """
 
     name: str
@@ -46,6 +49,7 @@ class WorldEntry:
     make: Callable[[Any, int, str], World]
     evaluate: Evaluate | None = None
     evaluate_temporal: Callable[..., list[dict]] | None = None
+    score_goals: Callable[..., dict] | None = None
 
 
 _WORLDS: dict[str, WorldEntry] = {}
@@ -57,9 +61,10 @@ def register_world(
     make: Callable[[Any, int, str], World],
     evaluate: Evaluate | None = None,
     evaluate_temporal: Callable[..., list[dict]] | None = None,
+    score_goals: Callable[..., dict] | None = None,
 ) -> WorldEntry:
     """Register (or re-register, e.g. on a module reload) the world `name`."""
-    entry = WorldEntry(name, config, make, evaluate, evaluate_temporal)
+    entry = WorldEntry(name, config, make, evaluate, evaluate_temporal, score_goals)
     _WORLDS[name] = entry
     return entry
 

@@ -49,8 +49,8 @@ _GOLDEN32 = 0x9E3779B9
 
 
 @dataclasses.dataclass
-class GoalGridConfig(WorldConfig):
-    """Keys shared by the goal-reaching gridworlds' config sections."""
+class GoalRewardsConfig(WorldConfig):
+    """Keys shared by the goal-reaching worlds' config sections: episode length and rewards."""
 
     max_steps: int = doc(50, "Steps before an episode is truncated (bootstrapped).", ge=1)
     r_max: float = doc(2.0, "Terminal reward for reaching a goal the head rewards.")
@@ -59,16 +59,22 @@ class GoalGridConfig(WorldConfig):
     bound_heads: bool = doc(
         False, "Add heads MAX and MIN (every goal rewarded with r_max / r_min): NOT needs them."
     )
-    observation: Literal["indices", "planes"] = doc(
-        "indices",
-        "indices: positions of the ones of the one-hot planes (fast sparse MLP); planes: uint8 "
-        "[C, H, W] one-hot planes (read by a CNN).",
-    )
 
     def problems(self) -> Iterator[tuple[str, str]]:
         """Yield (field, problem) for rules that involve several fields."""
         if self.r_min >= self.r_max:
             yield "r_min", f"must be below r_max ({self.r_max}), got {self.r_min}"
+
+
+@dataclasses.dataclass
+class GoalGridConfig(GoalRewardsConfig):
+    """Keys shared by the goal-reaching gridworlds' config sections."""
+
+    observation: Literal["indices", "planes"] = doc(
+        "indices",
+        "indices: positions of the ones of the one-hot planes (fast sparse MLP); planes: uint8 "
+        "[C, H, W] one-hot planes (read by a CNN).",
+    )
 
 
 def parse_layout(layout: str | Sequence[str]) -> Tensor:
@@ -202,28 +208,18 @@ class SavedEpisodes:
             setattr(self, name, saved.to(self.device))
 
 
-class GoalEpisodes(PlanesOrIndices, SavedEpisodes):
+class BatchedEpisodes(SavedEpisodes):
     """Episode bookkeeping shared by the goal-reaching worlds.
 
-    The world provides num_envs, max_steps, device and the pure pieces sample_layout(seeds,
-    episodes) -> (start [B], objects [B, M]), transition(agent, objects, actions) and
-    observe(agent, objects); this class keeps `agent`, `objects`, `t`, `seeds` and `episode`.
-    `goal_slots` [G, J] names the observation columns that describe each goal, where the
-    observation has them (see `MultiHeadQNetwork`).
+    The world provides num_envs, episode_steps (steps before truncation), device and the pure
+    pieces sample_layout(seeds,
+    episodes) -> (start [B, ...], objects [B, ...]), transition(agent, objects, actions) ->
+    (agent, reward [N, K], terminated [N], goal [N]) and observe(agent, objects); this class
+    keeps `agent`, `objects`, `t`, `seeds` and `episode`.
     """
 
     goal_slots: Tensor | None = None
     episode_state = ("seeds", "episode", "agent", "objects", "t")
-
-    @property
-    def num_states(self) -> int:
-        """Cells the agent can stand on: no shortest path is longer."""
-        return int(self.free_cells.numel())
-
-    def tabular_episodes(self) -> tuple[TabularMDP, Tensor, Tensor]:
-        """Exact models of the layouts just started, which one each slot plays, and its start."""
-        unique, which = torch.unique(self.objects, dim=0, return_inverse=True)
-        return tabulate(self, unique), which, self.agent.clone()
 
     def reset(self, seed: Seed = 0) -> Tensor:
         """Seed every slot (an int s gives slot i the seed s + i), start episode 0; returns obs."""
@@ -245,7 +241,7 @@ class GoalEpisodes(PlanesOrIndices, SavedEpisodes):
         """Apply actions without resetting: (reward [N, K], terminated, truncated, goal)."""
         self.agent, reward, terminated, goal = self.transition(self.agent, self.objects, actions)
         self.t = self.t + 1
-        truncated = ~terminated & (self.t >= self.max_steps)
+        truncated = ~terminated & (self.t >= self.episode_steps)
         return reward, terminated, truncated, goal
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
@@ -255,6 +251,28 @@ class GoalEpisodes(PlanesOrIndices, SavedEpisodes):
         self.start_episodes(terminated | truncated)
         obs = self.observe(self.agent, self.objects)
         return obs, reward, terminated, truncated, {"final_obs": final_obs, "goal": goal}
+
+
+class GoalEpisodes(PlanesOrIndices, BatchedEpisodes):
+    """The goal-reaching gridworlds' episodes, with their exact tabular models. `goal_slots`
+    [G, J] names the observation columns that describe each goal, where the observation has
+    them (see `MultiHeadQNetwork`).
+    """
+
+    @property
+    def episode_steps(self) -> int:
+        """Steps before an episode is truncated: `max_steps`."""
+        return self.max_steps
+
+    @property
+    def num_states(self) -> int:
+        """Cells the agent can stand on: no shortest path is longer."""
+        return int(self.free_cells.numel())
+
+    def tabular_episodes(self) -> tuple[TabularMDP, Tensor, Tensor]:
+        """Exact models of the layouts just started, which one each slot plays, and its start."""
+        unique, which = torch.unique(self.objects, dim=0, return_inverse=True)
+        return tabulate(self, unique), which, self.agent.clone()
 
 
 def tabulate(world, objects: Tensor) -> TabularMDP:

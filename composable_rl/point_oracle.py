@@ -1,0 +1,101 @@
+"""Exact optima of a point with bounded velocity among goal discs (the point_goals world).
+
+A point moves x' = x + dt * u with |u| <= speed, so one step covers at most `step_length` =
+speed * dt, and an episode ends on the first step whose end lies in a goal disc. Reaching goal
+g from x therefore takes at least ceil(d / step_length) steps, d the distance from x to the
+disc's edge; moving straight at full speed takes exactly that many whenever the straight
+segment misses every other disc (each step's end then lies outside them) and a step is no
+longer than a disc's diameter (it cannot jump over the disc). Optimal returns built on these
+counts are exact where the best goal's path is clear, and upper bounds elsewhere; `exact` says
+which. Pure tensor functions, float64 where precision matters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def edge_distances(position: Tensor, centres: Tensor, radius: float) -> Tensor:
+    """Distance [N, G] from positions [N, 2] to the edges of the discs centres [N, G, 2] (0
+    inside a disc)."""
+    gap = (centres.double() - position.double()[:, None]).norm(dim=-1)
+    return (gap - radius).clamp(min=0.0)
+
+
+def goal_steps(position: Tensor, centres: Tensor, radius: float, step_length: float) -> Tensor:
+    """Fewest steps [N, G] long from each position to each disc: ceil(edge distance / step)."""
+    distance = edge_distances(position, centres, radius)
+    return torch.ceil(distance / step_length).long().clamp(min=1)
+
+
+def clear_paths(position: Tensor, centres: Tensor, radius: float) -> Tensor:
+    """Whether [N, G] the straight segment from each position to the nearest point of disc g
+    stays strictly outside every other disc."""
+    p = position.double()[:, None, None]  # [N, 1, 1, 2]
+    c = centres.double()
+    offset = c - position.double()[:, None]  # [N, G, 2]
+    gap = offset.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    end = c - radius * offset / gap  # nearest point of each disc, [N, G, 2]
+    seg = end[:, :, None] - p  # [N, G, 1, 2]
+    other = c[:, None] - p  # [N, 1, G, 2]
+    t = ((other * seg).sum(-1) / (seg * seg).sum(-1).clamp(min=1e-12)).clamp(0.0, 1.0)
+    closest = (other - t[..., None] * seg).norm(dim=-1)  # [N, G (target), G (other)]
+    others = ~torch.eye(centres.shape[1], dtype=torch.bool, device=centres.device)
+    return ((closest > radius) | ~others).all(-1)
+
+
+def arrival_values(
+    steps: Tensor,
+    goal_rewards: Tensor,
+    step_reward: float,
+    max_steps: int,
+    gamma: float = 1.0,
+) -> Tensor:
+    """Best return [N, G] of ending the episode at goal g (goal_rewards [G] or [N, G]) no sooner
+    than `steps` [N, G] and within `max_steps`: arrive as soon as possible when steps cost
+    (step_reward <= 0), at the last step otherwise; -inf where g cannot be reached in time.
+    The reward of a step is `step_reward`, of the arriving step the goal's reward; discounted
+    by `gamma` (1: the plain sum)."""
+    arrive = steps if step_reward <= 0 else torch.full_like(steps, max_steps)
+    before = _discounted_count(arrive - 1, gamma)
+    value = step_reward * before + gamma ** (arrive - 1).double() * goal_rewards.double()
+    return torch.where(steps <= max_steps, value, -torch.inf)
+
+
+def _discounted_count(n: Tensor, gamma: float) -> Tensor:
+    """sum_{t < n} gamma^t, float64 [like n]."""
+    n = n.double()
+    return n if gamma == 1.0 else (1.0 - gamma**n) / (1.0 - gamma)
+
+
+def optimal_returns(
+    position: Tensor,
+    centres: Tensor,
+    radius: float,
+    step_length: float,
+    goal_rewards: Tensor,
+    step_reward: float,
+    max_steps: int,
+    gamma: float = 1.0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Optimal return [N] from each position of the task paying goal_rewards[g] at goal g and
+    `step_reward` on other steps, truncated after `max_steps`; the goal [N] it ends at (-1:
+    none, standing still until the end is best); and whether [N] the value is exact (the best
+    goal's straight path is clear; otherwise it is an upper bound)."""
+    steps = goal_steps(position, centres, radius, step_length)
+    arrive = arrival_values(steps, goal_rewards, step_reward, max_steps, gamma)
+    stay = step_reward * _discounted_count(torch.tensor(max_steps), gamma)
+    best, goal = arrive.max(1)
+    goal = torch.where(best > stay, goal, -1)
+    clear = clear_paths(position, centres, radius)
+    exact = (goal < 0) | clear.gather(1, goal.clamp(min=0)[:, None])[:, 0]
+    return torch.maximum(best, stay.to(best)), goal, exact
+
+
+def straight_actions(position: Tensor, target: Tensor, speed: float) -> Tensor:
+    """Velocities [N, 2] float32 at full `speed` from positions [N, 2] towards target points
+    [N, 2] (zero where they coincide): the optimal policy of a clear path."""
+    offset = (target - position).float()
+    gap = offset.norm(dim=-1, keepdim=True)
+    return torch.where(gap > 0, speed * offset / gap.clamp(min=1e-12), 0.0)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agents import soft_actor_critic, soft_q, successor
+from agents import soft_q, successor, world_value_actor_critic
 from agents.heads import HeadsAgent
 from composable_rl.config import Config, ConfigError
 from composable_rl.registry import make_world
@@ -45,7 +45,7 @@ HEAD_TYPES: dict[str, HeadType] = {
     "soft_actor_critic": HeadType(
         True,
         "sac",
-        soft_actor_critic.build,
+        world_value_actor_critic.build,
         {"tasks.epsilon_start": 0.0, "tasks.epsilon_end": 0.0, "agent.tau": 0.005},
     ),
 }

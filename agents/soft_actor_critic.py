@@ -325,8 +325,9 @@ class SoftActorCritic(HeadsAgent):
             }
 
 
-def build(cfg: Config, world: World, encoder: str, sparse: int) -> SoftActorCritic:
-    """Soft actor-critic heads for a world of box actions and vector observations."""
+def check_observations(cfg: Config, world: World, encoder: str) -> None:
+    """Soft actor-critic heads read vector observations with the mlp encoder; else a
+    ConfigError naming agent.heads."""
     spec = world.observation_spec
     if spec.kind != "vector" or encoder != "mlp":
         raise ConfigError(
@@ -334,12 +335,18 @@ def build(cfg: Config, world: World, encoder: str, sparse: int) -> SoftActorCrit
             f"encoder; the {cfg.env.name} world gives {spec.kind} observations {spec.shape}",
             "agent.heads",
         )
+
+
+def build(cfg: Config, world: World, encoder: str, sparse: int) -> SoftActorCritic:
+    """Soft actor-critic heads for a world of box actions and vector observations."""
+    check_observations(cfg, world, encoder)
     tasks = cfg.tasks
     one_task = (
         len(world.head_names) == 1
         and tasks.weight_dist == "dirichlet"
         and (tasks.fixed_weights is None or tasks.fixed_weights[0] > 0)
     )
+    spec = world.observation_spec
     return SoftActorCritic(
         math.prod(spec.shape), world.action_spec, world.head_names, cfg.agent, one_task
     )

@@ -224,7 +224,8 @@ class AgentConfig:
     world_values: bool = doc(
         False,
         "Learn world-value heads Q[B, K, G, A] (one value per goal) with extended rewards: "
-        "makes Boolean composition exact in deterministic goal-reaching worlds.",
+        "makes Boolean composition exact in deterministic goal-reaching worlds. With "
+        "soft_actor_critic heads: a critic column and an actor per head and goal.",
     )
     penalty: float | None = doc(
         None,
@@ -242,8 +243,13 @@ class AgentConfig:
         """Yield (field, problem) for rules that involve several fields."""
         if self.goal_conditioned and not self.world_values:
             yield "goal_conditioned", "needs world_values: true"
-        if self.heads != "soft_q" and self.world_values:
+        if self.heads == "successor_features" and self.world_values:
             yield "world_values", f"{self.heads} heads have no goal axis; set it to false"
+        if self.heads != "soft_q" and self.goal_conditioned:
+            yield (
+                "goal_conditioned",
+                f"{self.heads} heads read vector observations; set it to false",
+            )
 
 
 @dataclasses.dataclass

@@ -1,0 +1,126 @@
+"""World-value soft actor-critic heads: Q_k(s, g, a) and an actor pi_kg for every base reward k
+and goal g, so that Boolean compositions (AND = min, OR = max, NOT = Q_MAX + Q_MIN - Q) hold
+over continuous actions as they do over discrete ones (Nangue Tasse, James & Rosman 2020).
+
+Column (k, g) learns the extended reward of head k: r_k, except a wrong-goal penalty on ending
+at any goal but g; so it learns to reach g and values that by r_k. The K x G columns are K x G
+soft actor-critic heads of one agent: one forward and one backward pass for all of them. A
+composition acts on candidate actions proposed by every actor, scored by max_g of the composed
+values; the best one (greedy) or one drawn by importance sampling.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from agents import soft_actor_critic
+from agents.heads import Compose
+from agents.soft_actor_critic import SoftActorCritic
+from agents.soft_q import goal_penalty
+from composable_rl import functional as fn
+from composable_rl.config import AgentConfig, Config, ConfigError
+from composable_rl.replay import Batch
+from composable_rl.world import ActionSpec, GoalWorld, World
+
+PER_HEAD = ("td_error", "q_mean", "entropy", "alpha")  # diagnostics with one entry per column
+
+
+class WorldValueActorCritic(SoftActorCritic):
+    """K x G soft actor-critic columns over a box of actions (see the module docstring);
+    `head_names` are the K base rewards, `num_goals` the G goals, `penalty` the wrong-goal
+    reward. Every temperature is its column's own (`log_alpha` [K * G])."""
+
+    def __init__(
+        self,
+        obs_size: int,
+        action_spec: ActionSpec,
+        head_names: Sequence[str],
+        cfg: AgentConfig,
+        num_goals: int,
+        penalty: float,
+    ) -> None:
+        columns = [f"{name}:{g}" for name in head_names for g in range(num_goals)]
+        super().__init__(obs_size, action_spec, columns, cfg)
+        self.head_names = list(head_names)
+        self.num_goals, self.penalty = num_goals, penalty
+
+    def head_values_at(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """Every column's value [N, K, G, C] of C candidate actions [N, C, D] of (-1, 1)^D."""
+        q = super().head_values_at(obs, actions)
+        return q.view(q.shape[0], len(self.head_names), self.num_goals, -1)
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs: Tensor,
+        context: Tensor,
+        *,
+        epsilon: float = 0.0,
+        alpha: float | None = None,
+        generator: torch.Generator | None = None,
+        behaviour: bool = False,
+    ) -> Tensor:
+        """Actions [N, *shape] on max_g sum_k w_k Q_k(s, g, a) for weights `context` [N, K]
+        (or [K]); `alpha` None is the mean temperature, 0 is greedy; `behaviour` changes
+        nothing (every slot acts on its own task)."""
+        weights = context.expand(obs.shape[0], -1).to(self.box_half.dtype)
+
+        def linear(q: Tensor) -> Tensor:
+            return (q * weights[:, :, None, None]).sum(1)
+
+        actions = self.act_on(obs, linear, alpha=alpha, generator=generator)
+        return self.explore(actions, epsilon, generator)
+
+    @torch.no_grad()
+    def act_on(
+        self,
+        obs: Tensor,
+        compose: Compose,
+        *,
+        alpha: float | None = None,
+        generator: torch.Generator | None = None,
+        weights: Tensor | None = None,
+    ) -> Tensor:
+        """Actions [N, *shape] on max_g of `compose` of the columns' values at the candidates
+        ([N, K, G, C] -> [N, G, C]): the best candidate (alpha = 0) or one drawn by importance
+        sampling at temperature `alpha` (None: the mean of the temperatures). `weights` are
+        not needed: every actor proposes."""
+        temperature = float(self.log_alpha.exp().mean()) if alpha is None else float(alpha)
+
+        def best_goal(q: Tensor) -> Tensor:
+            return compose(q).amax(1)
+
+        return self.to_box(self.choose(obs, best_goal, None, temperature, generator)[0])
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        """One gradient step of every column on the extended rewards; diagnostics per head
+        (each the mean over its goals)."""
+        reward = fn.extended_reward(batch.reward, batch.goal, self.num_goals, self.penalty)
+        stats = super().update(batch._replace(reward=reward.flatten(1)))
+        k = len(self.head_names)
+        return {
+            key: value.view(k, -1).mean(1) if key in PER_HEAD else value
+            for key, value in stats.items()
+        }
+
+
+def build(cfg: Config, world: World, encoder: str, sparse: int) -> SoftActorCritic:
+    """Soft actor-critic heads for a world of box actions and vector observations: world-value
+    columns with `agent.world_values` (the world must declare goals), else one per head."""
+    if not cfg.agent.world_values:
+        return soft_actor_critic.build(cfg, world, encoder, sparse)
+    soft_actor_critic.check_observations(cfg, world, encoder)
+    if not (isinstance(world, GoalWorld) and world.goal_names):
+        raise ConfigError(f"agent.world_values: the {cfg.env.name} world declares no goals")
+    return WorldValueActorCritic(
+        math.prod(world.observation_spec.shape),
+        world.action_spec,
+        world.head_names,
+        cfg.agent,
+        len(world.goal_names),
+        goal_penalty(cfg, world),
+    )

@@ -100,7 +100,7 @@ def test_shipped_configs_load_and_build():
         cfg = load_config(path)
         world, agent = factory.build(cfg)
         assert agent.head_names == world.head_names
-        goals = world.num_goals if cfg.agent.world_values else 0
+        goals = len(world.goal_names) if cfg.agent.world_values else 0
         assert agent.num_goals == goals, path
 
 

@@ -1,4 +1,4 @@
-"""Shared encoder + one fused output layer for every head (DESIGN.md §4)."""
+"""Shared encoder + one fused output layer for every head."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Preallocated tensor ring buffer with reward vectors (DESIGN.md §5)."""
+"""Preallocated tensor ring buffer with reward vectors."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ class TaskStream:
     """Endless per-step task draws (weights [n, K], head [n]) for n slots, `block` steps at a time.
 
     One `sample_task_weights(n * block, **kwargs)` call per block replaces `block` calls of a
-    dozen small tensor ops each (DESIGN.md §5); the draws have the same distribution. The pending
+    dozen small tensor ops each; the draws have the same distribution. The pending
     block is part of `state_dict`, so a resumed run draws what the uninterrupted one would.
     """
 

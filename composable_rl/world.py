@@ -1,5 +1,5 @@
 """What a learner needs from a world, as typing protocols: one core contract and optional
-capabilities that a world declares by having their attributes (DESIGN.md §2).
+capabilities that a world declares by having their attributes (docs/architecture.md).
 
 Agents, the training loop, evaluation and the CLIs ask for capabilities (`isinstance(world,
 GoalWorld)`), never for a concrete world class.

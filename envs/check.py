@@ -1,6 +1,6 @@
 """`check_world`: a contract check for batched torch worlds, the analogue of Stable-Baselines3's
 `check_env`, run on a world before training so that a defect is named instead of surfacing as a
-shape error deep inside a learner (DESIGN.md §2, the World protocol in composable_rl/world.py).
+shape error deep inside a learner (the World protocol in composable_rl/world.py).
 
 Every problem is one line "<subject>: <detail>"; a rollout reports each subject once, at the
 step where it first appears.

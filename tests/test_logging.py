@@ -1,4 +1,4 @@
-"""TensorBoard logger: event files, scalar values and the DESIGN.md tag names; result tables,
+"""TensorBoard logger: event files, scalar values and the documented tag names; result tables,
 score summaries and plots with undefined scores; strict, atomic JSON."""
 
 import json

@@ -4,7 +4,7 @@
     python zero_shot.py --checkpoint DIR --task "blue & ~square" --task -blue
     python zero_shot.py --checkpoint DIR --weights 0.5,0,0,0,-1 [--episodes N]
     python zero_shot.py --checkpoint DIR --multi-objective 10 [--episodes N]
-    python zero_shot.py --checkpoint DIR --all-boolean [--plot PATH] [--json PATH]
+    python zero_shot.py --checkpoint DIR --all-boolean [--component-rule] [--plot PATH]
     python zero_shot.py --checkpoint DIR --ltl "F(f & F g) & G !n" [--json PATH]
     python zero_shot.py --checkpoint DIR --rm configs/tasks/abcd.yaml
 
@@ -56,6 +56,7 @@ from composable_rl.expressions import ExpressionError
 from composable_rl.logging import Logger, format_table, plot_scores, score_summary, write_json
 
 NUMBERS = ("return", "success", "normalized_return", "ci95")
+RULE_NUMBERS = ("normalized_return", "success")  # the component-action rule's columns
 MULTI_OBJECTIVE_NUMBERS = ("expected_utility", "hypervolume", "igd")
 TEMPORAL_NUMBERS = ("success", "steps", "oracle_steps")
 EXPRESSION_OPTIONS = ("--task", "--ltl", "--weights")
@@ -100,6 +101,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="skill machine picks edges on the machine alone, as published (no look-ahead)",
     )
+    parser.add_argument(
+        "--component-rule",
+        action="store_true",
+        help="Boolean tasks on world-value soft actor-critic heads: also score the Skill "
+        "Machines rule (each head acts for itself; OR / AND take the action of the child of "
+        "highest / lowest value) in columns rule_*",
+    )
     parser.add_argument("--seed", type=int, default=10_000, help="evaluation seed")
     parser.add_argument("--json", type=Path, help="write the rows as a JSON list")
     parser.add_argument("--plot", type=Path, help="bar-plot PNG (default with --all-boolean)")
@@ -135,13 +143,22 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
             texts = [weights_task(parse_weights(text), world.head_names) for text in args.weights]
         else:
             texts = all_boolean_tasks(world) if args.all_boolean else args.task
-        return [evaluate_task(cfg, world, agent, text, episodes, args.seed) for text in texts]
+        rows = []
+        for text in texts:
+            row = evaluate_task(cfg, world, agent, text, episodes, args.seed)
+            if args.component_rule:
+                rule = evaluate_task(cfg, world, agent, text, episodes, args.seed, rule=True)
+                row.update({f"rule_{key}": rule[key] for key in RULE_NUMBERS})
+            rows.append(row)
+        return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     """Evaluate the requested tasks, print a table, write JSON, a plot and TensorBoard scalars."""
     args = parse_args(argv)
     temporal = args.ltl or args.rm
+    if args.component_rule and not (args.task or args.all_boolean):
+        fail("--component-rule scores Boolean tasks: use it with --task or --all-boolean")
     try:
         run_dir = resolve(args.checkpoint).parent.parent
     except FileNotFoundError as err:
@@ -161,6 +178,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     scored = not temporal and "normalized_return" in rows[0]
     if scored:
         print(score_summary(rows))
+        if args.component_rule:
+            rule = [{"task": r["task"], **{k: r[f"rule_{k}"] for k in RULE_NUMBERS}} for r in rows]
+            print(f"component-action rule: {score_summary(rule)}")
     if args.json:
         write_json(rows, args.json)
     if plot_path and scored:
@@ -169,7 +189,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with Logger(args.logdir or run_dir) as logger:
         for row in rows:
             tag = f"compose/{row['task']}" + (f"/{row['start']}" if temporal else "")
-            keys = MULTI_OBJECTIVE_NUMBERS if args.multi_objective else NUMBERS
+            keys = (
+                MULTI_OBJECTIVE_NUMBERS
+                if args.multi_objective
+                else (*NUMBERS, *(f"rule_{key}" for key in RULE_NUMBERS))
+            )
             for key in TEMPORAL_NUMBERS if temporal else keys:
                 if row.get(key) is not None:
                     logger.scalar(f"{tag}/{key}", row[key], 0)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from agents.component_rule import rule_policy
 from agents.factory import build, build_world
 from agents.heads import HeadsAgent
 from agents.skill_machine import SkillMachineAgent
@@ -102,16 +103,23 @@ def goal_task(expr: expressions.Expr, world: World) -> dict[str, torch.Tensor]:
 
 
 def evaluate_task(
-    cfg: Config, world: World, agent: HeadsAgent, text: str, episodes: int, seed: int
+    cfg: Config,
+    world: World,
+    agent: HeadsAgent,
+    text: str,
+    episodes: int,
+    seed: int,
+    rule: bool = False,
 ) -> dict:
     """One result row: the composed policy's return, beside the exact oracle's where the world
-    has a tabular model or scores goal tasks itself, else with a 95% confidence interval."""
+    has a tabular model or scores goal tasks itself, else with a 95% confidence interval.
+    `rule`: the component-action rule acts instead (`component_rule`, Boolean tasks)."""
     expr = expressions.parse(text)
     score_goals = world_entry(cfg.env.name).score_goals
     # a lone head is a Boolean task too, where the world scores goal tasks
     lone = score_goals is not None and isinstance(expr, expressions.Head)
     reward = goal_task(expr, world) if lone else task_reward(expr, world)
-    policy = composed_policy(agent, expr)
+    policy = rule_policy(agent, expr) if rule else composed_policy(agent, expr)
     if isinstance(world, TabularWorld):
         result = evaluate(build_world(cfg, episodes), policy, seed=seed, **reward)
         return {"task": text, **result}

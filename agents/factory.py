@@ -21,6 +21,9 @@ Builder = Callable[[Config, World, str, int], HeadsAgent]
 DISCRETE = {"tasks.epsilon_start": 1.0, "tasks.epsilon_end": 0.05, "agent.tau": 1.0}
 TARGET_STEPS = 500  # environment steps between hard target copies, for a null target_period
 MIN_UPDATES = 1_000  # fewer updates than this in a run get a warning
+# Default share of uniformly acting env slots for world-value actor-critic heads: their actors
+# follow their own values, so goals they undervalue would otherwise never be reached again.
+WANDERING_SLOTS = 0.25
 
 
 @dataclass(frozen=True)
@@ -95,9 +98,12 @@ def _replaced(section: Any, values: Mapping[str, Any]) -> Any:
 
 def resolve(cfg: Config, world: World) -> Config:
     """`cfg` with every null key that has a default filled in: the head type's defaults, one
-    update per step of the vector env (replay.replay_ratio), and the target period (every update
-    for Polyak averaging, else the updates of about TARGET_STEPS environment steps)."""
+    update per step of the vector env (replay.replay_ratio), the target period (every update
+    for Polyak averaging, else the updates of about TARGET_STEPS environment steps) and the
+    uniformly acting slots (WANDERING_SLOTS for world-value actor-critic heads, else none)."""
     cfg = _replaced(cfg, head_type(cfg).defaults)
+    wander = WANDERING_SLOTS if head_type(cfg).continuous and cfg.agent.world_values else 0.0
+    cfg = _replaced(cfg, {"tasks.uniform_slots": wander})
     ratio = cfg.replay.batch_size / world.num_envs
     cfg = _replaced(cfg, {"replay.replay_ratio": ratio})
     updates_per_step = cfg.replay.replay_ratio / cfg.replay.batch_size

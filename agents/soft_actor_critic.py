@@ -166,6 +166,10 @@ class SoftActorCritic(HeadsAgent):
         is the heads' common alpha for weights that sum to 1, and alpha_k for a one-hot."""
         return (weights.abs() * self.log_alpha.exp()).sum(1).clamp_min(1e-8)
 
+    def actor_means(self, obs: Tensor) -> Tensor:
+        """Every actor's mean action [N, K, D] of (-1, 1)^D for observations [N, ...]."""
+        return torch.tanh(self.actors(obs.flatten(1).float())[0])
+
     def candidates(
         self, obs: Tensor, weights: Tensor | None, greedy: bool, generator: torch.Generator | None
     ) -> tuple[Tensor, Tensor, Tensor]:

@@ -193,6 +193,9 @@ def _train(
     )
     task_w, task_id = next(tasks)
     ep_return = torch.zeros(n, device=dev)
+    wanderers = round(tcfg.uniform_slots * n)  # the first slots act uniformly at random
+    wandering = torch.arange(n, device=dev) < wanderers
+    wander_rows = wandering.view(n, *[1] * len(actions_spec.shape))
     credit = 0.0
     if saved is not None:
         loop = restore_run_state(saved, world, replay, tasks, gen)
@@ -263,12 +266,15 @@ def _train(
             # act, step every env slot, store the transitions
             epsilon = epsilon_at(cfg, step)
             actions = agent.act(obs, task_w, epsilon=epsilon, generator=gen, behaviour=True)
+            if wanderers:
+                uniform = actions_spec.sample(n, gen, dev).to(actions.dtype)
+                actions = torch.where(wander_rows, uniform, actions)
             next_obs, reward, terminated, truncated, info = world.step(actions)
             replay.add(obs, actions, reward, terminated, info["final_obs"], info.get("goal"))
             # finished episodes: count their returns, draw the slots' next behaviour tasks
             ep_return += (reward * task_w).sum(1)
             done = terminated | truncated
-            window.episodes(done, ep_return, task_id)
+            window.episodes(done & ~wandering, ep_return, task_id)
             ep_return.masked_fill_(done, 0.0)
             new_w, new_id = next(tasks)
             task_w = torch.where(done[:, None], new_w, task_w)

@@ -65,14 +65,23 @@ class WorldValueActorCritic(SoftActorCritic):
         behaviour: bool = False,
     ) -> Tensor:
         """Actions [N, *shape] on max_g sum_k w_k Q_k(s, g, a) for weights `context` [N, K]
-        (or [K]); `alpha` None is the mean temperature, 0 is greedy; `behaviour` changes
-        nothing (every slot acts on its own task)."""
+        (or [K]); `alpha` None is the mean temperature, 0 is greedy. In training
+        (`behaviour`), slot i pursues its task at goal i mod G alone, so that every goal is
+        sought whatever the values of the others (with the uniformly acting slots of
+        `tasks.uniform_slots`, which find the goals whose values are still wrong)."""
         weights = context.expand(obs.shape[0], -1).to(self.box_half.dtype)
+        rows = torch.arange(obs.shape[0], device=obs.device)
+        goal = rows % self.num_goals
 
         def linear(q: Tensor) -> Tensor:
             return (q * weights[:, :, None, None]).sum(1)
 
-        actions = self.act_on(obs, linear, alpha=alpha, generator=generator)
+        def at_goal(q: Tensor) -> Tensor:
+            return linear(q)[rows, goal, None]
+
+        actions = self.act_on(
+            obs, at_goal if behaviour else linear, alpha=alpha, generator=generator
+        )
         return self.explore(actions, epsilon, generator)
 
     @torch.no_grad()

@@ -310,6 +310,15 @@ class TaskConfig:
     epsilon_fraction: float = doc(
         0.3, "Fraction of training over which epsilon decays linearly.", ge=0, le=1
     )
+    uniform_slots: float | None = doc(
+        None,
+        "Share of the env slots (the first ones) that act uniformly at random all through "
+        "training, left out of the logged returns, so that every goal keeps being reached "
+        "however the heads value it; null = 0.25 for world-value soft actor-critic heads, "
+        "else 0.",
+        ge=0,
+        lt=1,
+    )
 
 
 @dataclasses.dataclass

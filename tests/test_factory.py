@@ -14,6 +14,7 @@ def test_null_keys_take_the_head_types_and_the_worlds_defaults():
     world = factory.build_world(discrete)
     resolved = factory.resolve(discrete, world)
     assert (resolved.tasks.epsilon_start, resolved.tasks.epsilon_end) == (1.0, 0.05)
+    assert resolved.tasks.uniform_slots == 0.0  # world-value actor-critic heads only: 0.25
     assert resolved.agent.tau == 1.0
     assert resolved.replay.replay_ratio == 256 / 8  # one update per step of the vector env
     assert resolved.agent.target_period == round(500 * (256 / 8) / 256)  # ~500 env steps
@@ -21,6 +22,7 @@ def test_null_keys_take_the_head_types_and_the_worlds_defaults():
     resolved = factory.resolve(sac, factory.build_world(sac))
     assert (resolved.tasks.epsilon_start, resolved.agent.tau) == (0.0, 0.005)
     assert resolved.agent.target_period == 1  # Polyak averaging at every update
+    assert resolved.tasks.uniform_slots == 0.0
     given = from_dict(Config, {**LQ, "agent": {"heads": "soft_actor_critic", "tau": 0.5}})
     assert factory.resolve(given, factory.build_world(given)).agent.tau == 0.5
     assert factory.resolve(resolved, factory.build_world(sac)) == resolved

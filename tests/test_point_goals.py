@@ -6,14 +6,16 @@ import math
 import pytest
 import torch
 
+from agents import training
+from agents.component_rule import rule_choice
 from agents.composition import evaluate_task
-from agents.factory import build
+from agents.factory import build, resolve
 from agents.soft_actor_critic import SoftActorCritic
 from agents.world_value_actor_critic import WorldValueActorCritic
 from composable_rl import point_oracle as po
 from composable_rl.boolean_tasks import boolean_tasks
 from composable_rl.config import Config, ConfigError, from_dict
-from composable_rl.expressions import Binary, Head, evaluate, parse
+from composable_rl.expressions import Binary, evaluate, parse
 from composable_rl.functional import wrong_goal_penalty
 from composable_rl.registry import make_world
 from composable_rl.replay import Batch
@@ -201,10 +203,15 @@ def test_the_registry_builds_the_world_from_a_config():
 
 # Exact world values: Q_k(x, g, u) of head k's extended reward (the wrong-goal penalty at any
 # goal but g), at the candidate actions straight towards each goal (the actors' proposals).
-def world_values(world: PointGoals, paid: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Exact world values [N, G, C] at the world's positions for goal rewards paid [G]."""
+def world_values(
+    world: PointGoals, paid: torch.Tensor, gamma: float, penalty: float | None = None
+) -> torch.Tensor:
+    """Exact world values [N, G, C] at the world's positions for goal rewards paid [G]: column
+    g pays paid[g] at goal g and `penalty` (default: the agent's) at any other, and ends at
+    whichever goal is best (goal g itself, unless the penalty is no worse than paid[g])."""
     n, goals = world.agent.shape[0], world.objects.shape[1]
-    penalty = wrong_goal_penalty(world.r_min, world.r_max, world.step_reward, world.num_states)
+    if penalty is None:
+        penalty = wrong_goal_penalty(world.r_min, world.r_max, world.step_reward, world.num_states)
     centres = world.objects.repeat_interleave(goals, 0)
     position = world.agent.repeat_interleave(goals, 0)
     targets = world.objects.reshape(-1, 2)
@@ -212,22 +219,27 @@ def world_values(world: PointGoals, paid: torch.Tensor, gamma: float) -> torch.T
     after, _, ended, goal = world.transition(position, centres, moves)
     steps = po.goal_steps(after, centres, world.radius, world.step_length)
     paid = paid.double()
-    onward = world.step_reward + gamma * po.arrival_values(
-        steps, paid, world.step_reward, 10**6, gamma
+    column_rewards = torch.full((goals, goals), penalty, dtype=torch.float64)
+    column_rewards.diagonal().copy_(paid)  # [column g, goal h]
+    onward = world.step_reward + gamma * torch.stack(
+        [
+            po.arrival_values(steps, rewards, world.step_reward, 10**6, gamma).amax(1)
+            for rewards in column_rewards
+        ],
+        1,
     )
-    column = torch.arange(goals)
-    arrived = torch.where(goal[:, None] == column, paid[goal.clamp(min=0)][:, None], penalty)
+    arrived = column_rewards.T[goal.clamp(min=0)]  # [N * C, G]: the column's reward of goal
     q = torch.where(ended[:, None], arrived, onward)  # [N * C, G]
     return q.view(n, goals, goals).transpose(1, 2)
 
 
-def composed_policy(world: PointGoals, expression, gamma: float):
+def composed_policy(world: PointGoals, expression, gamma: float, penalty: float | None = None):
     """Greedy acting on the expression's composed exact world values over the candidates."""
     names = [*world.head_names]
 
     def act(obs: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         heads = {
-            name: world_values(world, world.goal_reward[:, k], gamma)
+            name: world_values(world, world.goal_reward[:, k], gamma, penalty)
             for k, name in enumerate(names)
         }
         bounds = (heads["MAX"], heads["MIN"])
@@ -240,8 +252,10 @@ def composed_policy(world: PointGoals, expression, gamma: float):
     return act
 
 
-@pytest.mark.parametrize("gamma", [0.95, 1.0])
-def test_every_boolean_task_is_solved_by_composing_exact_world_values(gamma):
+@pytest.mark.parametrize(
+    ("gamma", "penalty"), [(0.95, None), (1.0, None), (0.95, -0.1)]
+)  # the agent's default wrong-goal penalty, and r_min (point_goals_random.yaml)
+def test_every_boolean_task_is_solved_by_composing_exact_world_values(gamma, penalty):
     section = PointGoalsConfig(bound_heads=True, placement="random")
     world = PointGoals(section, 32, "cpu")
     attributes = world.head_names[:-2]
@@ -252,34 +266,23 @@ def test_every_boolean_task_is_solved_by_composing_exact_world_values(gamma):
         world.reset(EVAL_SEED)
         best, _, exact = world.optimum(paid)
         returns, success, _ = goal_task_returns(
-            world, composed_policy(world, text, gamma), torch.zeros(32, 1), paid
+            world, composed_policy(world, text, gamma, penalty), torch.zeros(32, 1), paid
         )
         assert exact.all() and success.all(), text
         assert torch.allclose(returns, best, atol=1e-9), text
 
 
 def component_rule(world: PointGoals, expression, gamma: float):
-    """The Skill Machines rule: each head acts for itself (its best candidate), and an OR (AND)
-    takes the action of the child whose own value is highest (lowest)."""
-
-    def choose(node, heads):
-        if isinstance(node, Head):
-            best = heads[node.name].amax(1)  # [N, C]
-            value, choice = best.max(1)
-            return value, choice
-        (left, lchoice), (right, rchoice) = choose(node.left, heads), choose(node.right, heads)
-        take_left = left >= right if node.op == "|" else left <= right
-        return torch.where(take_left, left, right), torch.where(take_left, lchoice, rchoice)
+    """The library's component-action rule on exact world values, where the actor of column
+    (k, g) moves straight to goal g."""
+    heads, goals = len(world.head_names), world.objects.shape[1]
 
     def act(obs: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        heads = {
-            name: world_values(world, world.goal_reward[:, k], gamma)
-            for k, name in enumerate(world.head_names)
-        }
-        _, choice = choose(expression, heads)
-        return po.straight_actions(
-            world.agent, world.objects[torch.arange(len(obs)), choice], world.speed
-        )
+        exact = [world_values(world, world.goal_reward[:, k], gamma) for k in range(heads)]
+        values = torch.stack(exact, 1).repeat(1, 1, 1, heads)  # [N, K, G, K * G]
+        _, chosen = rule_choice(expression, values, world.head_names)
+        target = world.objects[torch.arange(len(obs)), chosen % goals]
+        return po.straight_actions(world.agent, target, world.speed)
 
     return act
 
@@ -358,6 +361,59 @@ def test_world_value_heads_learn_extended_rewards_with_per_head_diagnostics(monk
     assert (reward[0, :, 0] == 1).all() and (reward[0, :, 1:] == agent.penalty).all()
     assert (reward[2] == 1).all()  # no goal reached: the head's own reward in every column
     assert all(stats[key].shape == (k,) for key in ("td_error", "q_mean", "entropy", "alpha"))
+
+
+def test_in_training_slot_i_pursues_its_task_at_goal_i_mod_g(monkeypatch):
+    world, agent = world_value_agent()
+    k, g = len(world.head_names), len(world.goal_names)
+    composers = []
+
+    def spy(obs, compose, **_):
+        composers.append(compose)
+        return torch.zeros(len(obs), 2)
+
+    monkeypatch.setattr(agent, "act_on", spy)
+    obs, weights = world.reset(0), torch.eye(k)[:4]
+    agent.act(obs, weights, behaviour=True)
+    agent.act(obs, weights)
+    goal_index = torch.arange(g, dtype=torch.float32).view(1, 1, g, 1).expand(4, k, g, 3)
+    behaviour, acting = (compose(goal_index) for compose in composers)
+    assert behaviour.shape == (4, 1, 3) and torch.equal(behaviour[:, 0, 0], torch.arange(4.0) % g)
+    assert acting.shape == (4, g, 3)  # acting scores every goal
+
+
+def tiny_run(total_steps: int) -> Config:
+    """A run config of world-value heads on 4 point-goals slots, updates from 32 steps on."""
+    return from_dict(
+        Config,
+        {
+            "env": {"name": "point_goals", "num_envs": 4, "bound_heads": True},
+            "agent": {"heads": "soft_actor_critic", "world_values": True, "hidden": [8]},
+            "replay": {"learning_starts": 32, "batch_size": 16},
+            "total_steps": total_steps,
+            "eval_episodes": 1,
+        },
+    )
+
+
+def test_the_first_slots_act_uniformly_all_through_training(monkeypatch, tmp_path):
+    cfg = tiny_run(40)
+    assert resolve(cfg, make_world(cfg.env)).tasks.uniform_slots == 0.25
+    sent = []
+    step = PointGoals.step
+
+    def record(self, actions):
+        sent.append(actions.clone())
+        return step(self, actions)
+
+    def still(self, obs, context, **_):
+        return torch.zeros(obs.shape[0], 2)
+
+    monkeypatch.setattr(WorldValueActorCritic, "act", still)
+    monkeypatch.setattr(PointGoals, "step", record)
+    training.train(cfg, tmp_path / "run", progress=False)
+    moves = torch.stack(sent[:10])  # the training steps, before the final evaluation's
+    assert (moves[:, 0] != 0).all() and (moves[:, 1:] == 0).all()
 
 
 @pytest.mark.parametrize(

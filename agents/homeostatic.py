@@ -24,7 +24,11 @@ class _ComposedHeads:
     """Boltzmann actions on the value program's composition of (optionally scaled) heads, with
     the head weights of `head_weights` (defined by each subclass). Successor-feature heads act
     on their linear composition (GPI) of the scaled weights instead: the program's `combine`
-    rule is for soft-Q heads, whose weighted sum is not the value of any policy."""
+    rule is for soft-Q heads, whose weighted sum is not the value of any policy.
+
+    `alpha` None is the run's `agent.alpha` for discrete actions, and 0 (the best of the
+    candidate actions) for continuous ones, whose `agent.alpha` is only the temperature that
+    training starts from, as soft actor-critic policies are evaluated by their means."""
 
     def __init__(
         self,
@@ -41,7 +45,9 @@ class _ComposedHeads:
         device = next(agent.parameters()).device
         scale = [1.0] * len(agent.head_names) if head_scale is None else list(head_scale)
         self.head_scale = torch.tensor(scale, device=device)
-        self.alpha = agent.cfg.alpha if alpha is None else alpha
+        if alpha is None:
+            alpha = 0.0 if agent.action_spec.continuous else agent.cfg.alpha
+        self.alpha = alpha
 
     def head_weights(self, levels: Tensor, reset_mask: Tensor | None) -> Tensor:
         """Head weights [N, K] for levels [N, V]."""
@@ -123,7 +129,9 @@ class DriveReductionAgent:
         if len(agent.head_names) != 1:
             raise ValueError(f"expected one drive-reduction head, got {agent.head_names}")
         self.agent = agent
-        self.alpha = agent.cfg.alpha if alpha is None else alpha
+        if alpha is None:
+            alpha = 0.0 if agent.action_spec.continuous else agent.cfg.alpha
+        self.alpha = alpha
 
     def act(
         self,

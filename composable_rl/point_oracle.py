@@ -1,4 +1,5 @@
-"""Exact optima of a point with bounded velocity among goal discs (the point_goals world).
+"""Exact optima of a point with bounded velocity among goal discs (the point_goals world) and
+among resource discs that pay on every step inside (the point_foraging world).
 
 A point moves x' = x + dt * u with |u| <= speed, so one step covers at most `step_length` =
 speed * dt, and an episode ends on the first step whose end lies in a goal disc. Reaching goal
@@ -7,7 +8,9 @@ disc's edge; moving straight at full speed takes exactly that many whenever the 
 segment misses every other disc (each step's end then lies outside them) and a step is no
 longer than a disc's diameter (it cannot jump over the disc). Optimal returns built on these
 counts are exact where the best goal's path is clear, and upper bounds elsewhere; `exact` says
-which. Pure tensor functions, float64 where precision matters.
+which. Where discs pay every step spent inside them instead of ending the episode, the best
+return is to reach the nearest paying disc as soon as possible and stay (`staying_returns`).
+Pure tensor functions, float64 where precision matters.
 """
 
 from __future__ import annotations
@@ -99,3 +102,21 @@ def straight_actions(position: Tensor, target: Tensor, speed: float) -> Tensor:
     offset = (target - position).float()
     gap = offset.norm(dim=-1, keepdim=True)
     return torch.where(gap > 0, speed * offset / gap.clamp(min=1e-12), 0.0)
+
+
+def staying_returns(
+    position: Tensor,
+    centres: Tensor,
+    radius: float,
+    step_length: float,
+    membership: Tensor,
+    max_steps: int,
+) -> Tensor:
+    """Best return [N, K] within `max_steps` of heads that pay 1 on every step ending inside
+    one of their discs (membership [G, K]) when no disc ends an episode: reach the nearest disc
+    of head k, n steps away (`goal_steps`), and stay there, max(0, max_steps - n + 1). Exact in
+    a convex room: no step ends nearer a disc than one step closer."""
+    steps = goal_steps(position, centres, radius, step_length)  # [N, G]
+    absent = torch.full_like(steps, max_steps + 1)
+    first = torch.where(membership[None], steps[..., None], absent[..., None]).amin(1)
+    return (max_steps + 1 - first).clamp(min=0).double()

@@ -232,6 +232,21 @@ class InternalLevels(World, Protocol):
 
 
 @runtime_checkable
+class ResourceWorld(InternalLevels, Protocol):
+    """Internal levels that change when resources are consumed (the homeostasis protocols):
+    `resource_names` [R], `consumption` [R, V] the change of each level per consumption,
+    `set_levels(levels)` forces the levels of every slot ([V] values); step info carries
+    `info["consumed"]` [N] (the resource consumed, -1 none) and `info["death"]` [N]."""
+
+    resource_names: list[str]
+    consumption: Tensor
+
+    def set_levels(self, levels: Sequence[float]) -> None:
+        """Force every slot's levels to `levels` [V]."""
+        ...
+
+
+@runtime_checkable
 class ResumableWorld(World, Protocol):
     """A world whose open episodes can be saved and restored (exact resume of a run):
     `state_dict()` gives its episode tensors by name, `load_state_dict` puts them back."""

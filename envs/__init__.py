@@ -1,9 +1,9 @@
-"""Worlds: batched torch gridworlds, the linear-quadratic and point-goals worlds (each
-registered under its config name), the Gymnasium adapter, Gymnasium faces of the gridworlds,
-and `check_world` for user worlds."""
+"""Worlds: batched torch gridworlds, the linear-quadratic, point-goals and point-foraging
+worlds (each registered under its config name), the Gymnasium adapter, Gymnasium faces of the
+gridworlds, and `check_world` for user worlds."""
 
 from composable_rl import FORAGING_ID, OBJECT_ROOMS_ID, OFFICE_ID
-from envs import foraging, linear_quadratic, object_rooms, point_goals, temporal
+from envs import foraging, linear_quadratic, object_rooms, point_foraging, point_goals, temporal
 
 __all__ = [
     "FORAGING_ID",
@@ -12,6 +12,7 @@ __all__ = [
     "foraging",
     "linear_quadratic",
     "object_rooms",
+    "point_foraging",
     "point_goals",
     "temporal",
 ]

@@ -24,7 +24,6 @@ Rules, per step:
 
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
-from numbers import Real
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from composable_rl.config import WorldConfig, doc
+from composable_rl.config import doc
 from composable_rl.evaluation import evaluate_levels, exact_head_rows, head_return_rows
 from composable_rl.homeostasis import drive_reduction_reward, load_value_program
 from composable_rl.oracle import TabularMDP
@@ -52,9 +51,16 @@ from envs.gridworld import (
     slot_seeds,
 )
 from envs.gym_env import ObjectRoomsEnv
+from envs.levels import (
+    DEFAULT_CONSUMPTION,
+    DEFAULT_DRIFT,
+    DEFAULT_VARIABLES,
+    InitialRange,
+    Levels,
+    LevelsConfig,
+    PerVariable,
+)
 from envs.render import GLYPHS, colours_rgb, draw_grid
-
-PerVariable = float | Sequence[float] | Mapping[str, float]
 
 # 9x9 room with four short walls and a pillar; the default resources sit 8 to 12 steps apart.
 FORAGING_LAYOUT = (
@@ -76,19 +82,6 @@ DEFAULT_RESOURCES: Mapping[str, tuple[tuple[int, int], ...]] = MappingProxyType(
 # A suggested hazard layout: on the shortest routes between the default resources.
 DEFAULT_HAZARD = ((1, 5), (5, 1), (5, 9))
 HAZARD = "hazard"
-DEFAULT_VARIABLES = ("energy", "hydration", "sodium")
-# A meal is worth 25 steps of drift; one bite is small beside the distance from a setpoint to the
-# edge of its band, so that a satiated agent that eats once by accident stays in its band.
-DEFAULT_DRIFT: Mapping[str, float] = MappingProxyType(
-    {"energy": -0.003, "hydration": -0.003, "sodium": -0.001}
-)
-DEFAULT_CONSUMPTION: Mapping[str, Mapping[str, float]] = MappingProxyType(
-    {
-        "food": MappingProxyType({"energy": 0.075}),
-        "water": MappingProxyType({"hydration": 0.075}),
-        "salt": MappingProxyType({"sodium": 0.1, "hydration": -0.02}),
-    }
-)
 RESOURCE_RGB = {
     "food": (214, 150, 40),
     "water": (40, 90, 220),
@@ -98,7 +91,7 @@ RESOURCE_RGB = {
 SPENT_RGB = (200, 200, 200)
 
 
-class ForagingWorld(PlanesOrIndices, SavedEpisodes):
+class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
     """N foraging worlds sharing one map; state in tensors, per-slot counter-based RNG.
 
     State: `agent` [N] flat cell, `internal` [N, V] float32 levels, `wait` [N, C] long steps until
@@ -128,7 +121,7 @@ class ForagingWorld(PlanesOrIndices, SavedEpisodes):
         drift: PerVariable = DEFAULT_DRIFT,
         consumption: Mapping[str, Mapping[str, float]] = DEFAULT_CONSUMPTION,
         initial_levels: PerVariable = 0.5,
-        initial_range: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
+        initial_range: InitialRange = None,
         regrow: int = 0,
         death: bool = False,
         viable_low: PerVariable = 0.05,
@@ -148,7 +141,7 @@ class ForagingWorld(PlanesOrIndices, SavedEpisodes):
             raise ValueError(f"observation must be 'planes' or 'indices', got {observation!r}")
         if internal_in_obs and observation == "planes":
             raise ValueError("internal_in_obs needs observation='indices' (planes cannot hold it)")
-        self.num_envs, self.max_steps, self.regrow, self.death = num_envs, max_steps, regrow, death
+        self.num_envs, self.max_steps, self.regrow = num_envs, max_steps, regrow
         self.observation, self.internal_in_obs = observation, internal_in_obs
         self.levels_bins = levels_bins
         self.device = torch.device(device)
@@ -164,8 +157,6 @@ class ForagingWorld(PlanesOrIndices, SavedEpisodes):
             resources[HAZARD] = hazard
         self.resource_names = check_names(resources, "resource")
         self.head_names, self.num_heads = list(self.resource_names), len(self.resource_names)
-        self.variable_names = check_names(variables, "variable")
-        self.num_variables = len(self.variable_names)
         positions = [(name, pos) for name in self.resource_names for pos in resources[name]]
         if any(not resources[name] for name in self.resource_names):
             raise ValueError("every resource needs at least one [row, col] cell")
@@ -181,23 +172,16 @@ class ForagingWorld(PlanesOrIndices, SavedEpisodes):
         self._one_hot = torch.eye(len(self.resource_names), device=self.device)
         self._no_goal = torch.full((num_envs,), -1, dtype=torch.long, device=self.device)
 
-        self.drift = self._per_variable(drift, "drift", 0.0)
-        self.consumption = torch.zeros(
-            len(self.resource_names), self.num_variables, device=self.device
+        self.setup_levels(
+            variables=variables,
+            drift=drift,
+            consumption=consumption,
+            initial_levels=initial_levels,
+            initial_range=initial_range,
+            death=death,
+            viable_low=viable_low,
+            viable_high=viable_high,
         )
-        for name, row in consumption.items():
-            if name not in self.resource_names:
-                raise ValueError(f"consumption: unknown resource {name!r}; {self.resource_names}")
-            self.consumption[self.resource_names.index(name)] = self._per_variable(
-                row, f"consumption of {name}", 0.0
-            )
-        initial = self._per_variable(initial_levels, "initial_levels", 0.5).double()
-        low, high = self._initial_bounds(initial, initial_range)
-        self._initial_low, self._initial_span = low, high - low
-        self.viable_low = self._per_variable(viable_low, "viable_low", 0.05)
-        self.viable_high = self._per_variable(viable_high, "viable_high", 0.95)
-        if not bool((self.viable_low < self.viable_high).all()):
-            raise ValueError("viable_low must be below viable_high for every variable")
 
         if start is None:
             standable = ~self.walls.flatten()
@@ -239,42 +223,6 @@ class ForagingWorld(PlanesOrIndices, SavedEpisodes):
             cells.append(row * self.width + col)
         return torch.tensor(cells, dtype=torch.long, device=self.device)
 
-    def _per_variable(self, value: PerVariable, what: str, fill: float) -> Tensor:
-        """float32 [V] from a number (all variables), a sequence (in order) or a mapping by
-        name (unnamed variables get `fill`)."""
-        names = self.variable_names
-        if isinstance(value, Real):
-            values = [float(value)] * len(names)
-        elif isinstance(value, Mapping):
-            unknown = sorted(set(value) - set(names))
-            if unknown:
-                raise ValueError(f"{what}: unknown variable {unknown[0]!r}; variables: {names}")
-            values = [float(value.get(name, fill)) for name in names]
-        else:
-            values = [float(v) for v in value]
-            if len(values) != len(names):
-                raise ValueError(f"{what} needs {len(names)} values (one per {names})")
-        return torch.tensor(values, dtype=torch.float32, device=self.device)
-
-    def _initial_bounds(
-        self, initial: Tensor, spec: Sequence[float] | Mapping[str, Sequence[float]] | None
-    ) -> tuple[Tensor, Tensor]:
-        """Per-variable (low, high) float64 [V] of the initial levels, checked within [0, 1]."""
-        low, high = initial.clone(), initial.clone()
-        if spec is not None:
-            pairs = spec if isinstance(spec, Mapping) else dict.fromkeys(self.variable_names, spec)
-            for name, pair in pairs.items():
-                if name not in self.variable_names or len(pair) != 2:
-                    raise ValueError(
-                        f"initial_range: need [low, high] per variable of {self.variable_names},"
-                        f" got {name!r}: {pair!r}"
-                    )
-                i = self.variable_names.index(name)
-                low[i], high[i] = float(pair[0]), float(pair[1])
-        if not bool(((low >= 0) & (low <= high) & (high <= 1)).all()):
-            raise ValueError("initial levels and ranges must satisfy 0 <= low <= high <= 1")
-        return low, high
-
     def tabular_episodes(self) -> tuple[TabularMDP, Tensor, Tensor]:
         """The one exact model every slot plays (regrow = 0 only) and each slot's start cell."""
         return tabulate_foraging(self), torch.zeros_like(self.agent), self.agent.clone()
@@ -289,7 +237,7 @@ class ForagingWorld(PlanesOrIndices, SavedEpisodes):
         bits = hash_bits(seeds, episodes, self._draw_index)
         agent = self._start_cells[bits[:, 0] % self._start_cells.numel()]
         uniform = bits[:, 1:].double() * (1.0 / 2**32)
-        return agent, (self._initial_low + self._initial_span * uniform).float()
+        return agent, self.draw_levels(uniform)
 
     def cell_reward(self, cells: Tensor) -> Tensor:
         """Reward vectors [..., K] of ending a step on cells [...] while every resource is ready."""
@@ -357,15 +305,12 @@ class ForagingWorld(PlanesOrIndices, SavedEpisodes):
         kind = self.cell_resource[slot0]
         self.consumed = torch.where(consumed, kind, -1)
         reward = torch.where(consumed[:, None], self._one_hot[kind], 0.0)
-        delta = torch.where(consumed[:, None], self.consumption[kind], 0.0)
-        self.internal = (self.internal + self.drift + delta).clamp(0.0, 1.0)
+        died = self.update_levels(self.consumed)
         eaten = consumed[:, None] & (self._slots == slot[:, None])
         self.wait = torch.where(eaten, self.regrow, (self.wait - 1).clamp(min=0))
         self.t = self.t + 1
-        outside = (self.internal < self.viable_low) | (self.internal > self.viable_high)
-        terminated = outside.any(1) if self.death else torch.zeros_like(consumed)
-        truncated = ~terminated & (self.t >= self.max_steps)
-        return reward, terminated, truncated, self._no_goal
+        truncated = ~died & (self.t >= self.max_steps)
+        return reward, died, truncated, self._no_goal
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
         """Step all slots; finished ones auto-reset. info: final_obs, goal (-1), death, consumed
@@ -384,43 +329,6 @@ class ForagingWorld(PlanesOrIndices, SavedEpisodes):
             "consumed": self.consumed,
         }
         return self.current_obs(), reward, terminated, truncated, info
-
-    def set_levels(
-        self,
-        levels: float | Sequence[float] | Tensor | Mapping[str, float],
-        mask: Tensor | None = None,
-    ) -> None:
-        """Force internal levels in [0, 1] (all slots, or those of mask [N]): a number, [V] or
-        [N, V] values, or a mapping that sets only the variables it names."""
-        if isinstance(levels, Mapping):
-            unknown = sorted(set(levels) - set(self.variable_names))
-            if unknown:
-                raise ValueError(f"unknown variable {unknown[0]!r}; {self.variable_names}")
-            target = self.internal.clone()
-            for name, value in levels.items():
-                target[:, self.variable_names.index(name)] = float(value)
-        else:
-            value = torch.as_tensor(levels, dtype=torch.float32, device=self.device)
-            if value.dim() > 2 or value.shape[-1:] not in ((), (self.num_variables,)):
-                raise ValueError(
-                    f"levels must be a number, [V] or [N, V], got {tuple(value.shape)}"
-                )
-            target = value.expand_as(self.internal).clone()
-        if not bool(((target >= 0) & (target <= 1)).all()):
-            raise ValueError("internal levels must lie in [0, 1]")
-        self.internal = (
-            target if mask is None else torch.where(mask[:, None], target, self.internal)
-        )
-
-    def set_consumption(self, resource: str, variable: str, delta: float) -> None:
-        """Change at run time how much consuming `resource` changes `variable`."""
-        if resource not in self.resource_names or variable not in self.variable_names:
-            raise ValueError(
-                f"unknown resource {resource!r} or variable {variable!r}; resources "
-                f"{self.resource_names}, variables {self.variable_names}"
-            )
-        r, v = self.resource_names.index(resource), self.variable_names.index(variable)
-        self.consumption[r, v] = float(delta)
 
     def render_rgb(self, index: int = 0) -> np.ndarray:
         """uint8 RGB image [H*16, W*16, 3] of slot `index`; spent resources are drawn grey."""
@@ -514,7 +422,7 @@ def tabulate_foraging(world) -> TabularMDP:
 
 
 @dataclasses.dataclass
-class ForagingConfig(WorldConfig):
+class ForagingConfig(LevelsConfig):
     """foraging: resources on a fixed map and internal levels, for homeostatic control.
 
     A null value keeps the world's default."""
@@ -530,23 +438,7 @@ class ForagingConfig(WorldConfig):
     resources: dict[str, list[list[int]]] | None = doc(
         None, "[row, col] cells per resource type; null = food (1, 1), water (1, 9), salt (9, 5)."
     )
-    drift: dict[str, float] | None = doc(
-        None,
-        "Change of each internal variable per step; null = energy and hydration -0.003, "
-        "sodium -0.001.",
-    )
-    consumption: dict[str, dict[str, float]] | None = doc(
-        None,
-        "Per resource, the change of each variable when it is consumed; null = food "
-        "energy +0.075, water hydration +0.075, salt sodium +0.1 and hydration -0.02.",
-    )
-    initial_range: list[float] = doc(
-        [0.1, 0.9], "Every level starts uniform in [low, high].", ge=0, le=1
-    )
     regrow: int = doc(0, "Steps a consumed resource cell stays empty; 0 = always there.", ge=0)
-    death: bool = doc(False, "End an episode when a level leaves [viable_low, viable_high].")
-    viable_low: float = doc(0.05, "Death below this level (with death).", ge=0, le=1)
-    viable_high: float = doc(1.0, "Death above this level (with death).", ge=0, le=1)
     reward: Literal["resources", "drive_reduction"] = doc(
         "resources",
         "resources: one head per resource, paid 1 per consumption, blind to the levels; "
@@ -563,27 +455,20 @@ class ForagingConfig(WorldConfig):
 
     def problems(self) -> Iterator[tuple[str, str]]:
         """Yield (field, problem) for rules that involve several fields."""
-        if len(self.initial_range) != 2 or self.initial_range[0] > self.initial_range[1]:
-            yield "initial_range", f"expected [low, high], got {self.initial_range}"
-        if self.viable_low >= self.viable_high:
-            yield "viable_low", f"must be below viable_high ({self.viable_high})"
+        yield from super().problems()
         if self.reward == "drive_reduction" and self.observation != "indices":
             yield "observation", "drive_reduction needs indices (it sees its levels)"
 
     def world_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `ForagingWorld` (and `DriveReductionWorld`) for this section."""
         kwargs: dict[str, Any] = {
+            **self.levels_kwargs(),
             "max_steps": self.max_steps,
             "observation": self.observation,
-            "initial_range": tuple(self.initial_range),
             "regrow": self.regrow,
-            "death": self.death,
-            "viable_low": self.viable_low,
-            "viable_high": self.viable_high,
         }
-        for key in ("resources", "drift", "consumption"):
-            if getattr(self, key) is not None:
-                kwargs[key] = getattr(self, key)
+        if self.resources is not None:
+            kwargs["resources"] = self.resources
         if self.reward == "resources":
             return kwargs
         program = load_value_program(self.value_program, self.resource_names())

@@ -128,6 +128,14 @@ def goal_centres(section: PointGoalsConfig, count: int) -> list[list[float]]:
     ]
 
 
+def move_point(agent: Tensor, actions: Tensor, speed: float, dt: float, size: float) -> Tensor:
+    """Positions [N, 2] after x' = clip(x + dt * u, 0, size), with the actions [N, 2] clipped to
+    [-speed, speed]^2 and scaled down to length `speed` where longer."""
+    u = actions.float().clamp(-speed, speed)
+    u = u * (speed / u.norm(dim=1, keepdim=True).clamp(min=speed))
+    return (agent + dt * u).clamp(0.0, size)
+
+
 class PointGoals(BatchedEpisodes):
     """N points stepped together; rewards [N, K], one head per attribute (and MAX / MIN with
     `bound_heads`). State: `agent` [N, 2] positions, `objects` [N, G, 2] goal centres, `t`,
@@ -195,10 +203,7 @@ class PointGoals(BatchedEpisodes):
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Move (speed capped at `speed`, walls at the room's edge); (agent, reward [N, K],
         terminated [N], goal [N] entered or -1)."""
-        u = actions.float().clamp(-self.speed, self.speed)
-        norm = u.norm(dim=1, keepdim=True)
-        u = u * (self.speed / norm.clamp(min=self.speed))
-        agent = (agent + self.dt * u).clamp(0.0, self.size)
+        agent = move_point(agent, actions, self.speed, self.dt, self.size)
         inside = (objects - agent[:, None]).norm(dim=-1) <= self.radius
         terminated = inside.any(1)
         goal = torch.where(terminated, inside.float().argmax(1), -1)

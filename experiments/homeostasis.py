@@ -1,7 +1,11 @@
 """Homeostatic control on trained foraging heads, beside a maximiser and homeostatic RL.
 
     python -m experiments.homeostasis --checkpoint runs/foraging [--baseline runs/foraging_drive]
-        [--program configs/values/default.yaml] [--json PATH] [--plot PATH] [--logdir DIR]
+        [--program configs/values/default.yaml] [--alpha A] [--json PATH] [--plot PATH]
+        [--logdir DIR]
+
+The checkpoint is any run whose world has internal levels and resources (`ResourceWorld`) and
+one head per resource: the foraging gridworld, or point_foraging with continuous actions.
 
 Agents: `homeostatic` (the checkpoint's resource heads, weighted every step by the value
 program's PID drives), `maximiser` (the same heads and composition, all weights 1) and, with
@@ -34,6 +38,7 @@ from torch import Tensor
 
 from agents.composition import load, resolve
 from agents.homeostatic import DriveReductionAgent, FixedWeightAgent, HomeostaticAgent
+from composable_rl.config import WorldConfig
 from composable_rl.homeostasis import (
     ValueProgram,
     in_band_fraction,
@@ -45,7 +50,7 @@ from composable_rl.homeostasis import (
 )
 from composable_rl.logging import Logger, format_table
 from composable_rl.registry import make_world
-from envs.foraging import ForagingConfig, ForagingWorld
+from composable_rl.world import ResourceWorld
 from experiments.common import experiment_parser, report, run
 
 HOMEOSTATIC, MAXIMISER, DRIVE_RL = "homeostatic", "maximiser", "homeostatic RL"
@@ -59,7 +64,7 @@ class Contender:
 
     name: str
     make: Callable[[int, list[float] | None], Agent]
-    env: ForagingConfig
+    env: WorldConfig
     device: str = "cpu"
 
 
@@ -165,7 +170,7 @@ def setpoint_step(
 def salt_flip(
     contenders: list[Contender],
     program: ValueProgram,
-    world: ForagingWorld,
+    world: ResourceWorld,
     trials: int,
     window: int,
     replete: float,
@@ -190,7 +195,7 @@ def salt_flip(
 def over_consumption(
     contenders: list[Contender],
     program: ValueProgram,
-    world: ForagingWorld,
+    world: ResourceWorld,
     seeds: int,
     steps: int,
     burn_in: int,
@@ -273,18 +278,18 @@ def pivot(rows: list[dict]) -> list[dict]:
     return list(table.values())
 
 
-def contenders(args: argparse.Namespace) -> tuple[list[Contender], ValueProgram, ForagingWorld]:
+def contenders(args: argparse.Namespace) -> tuple[list[Contender], ValueProgram, ResourceWorld]:
     """The agents under test, the value program, and a heads' world (for names and dynamics)."""
     cfg, world, heads = load(args.checkpoint)
-    if cfg.env.name != "foraging" or cfg.env.reward != "resources":
-        raise SystemExit(f"{args.checkpoint}: expected a foraging run with resource heads")
+    if not isinstance(world, ResourceWorld) or heads.head_names != world.resource_names:
+        raise SystemExit(f"{args.checkpoint}: expected a foraging run with one head per resource")
     program = load_value_program(args.program, heads.head_names)
 
     def homeostatic(n: int, scale: list[float] | None) -> Agent:
-        return HomeostaticAgent(heads, program, n, scale)
+        return HomeostaticAgent(heads, program, n, scale, args.alpha)
 
     def maximiser(n: int, scale: list[float] | None) -> Agent:
-        return FixedWeightAgent(heads, program, head_scale=scale)
+        return FixedWeightAgent(heads, program, head_scale=scale, alpha=args.alpha)
 
     found = [
         Contender(HOMEOSTATIC, homeostatic, cfg.env, cfg.device),
@@ -294,8 +299,8 @@ def contenders(args: argparse.Namespace) -> tuple[list[Contender], ValueProgram,
         base_cfg, base_world, base = load(args.baseline)
         env = base_cfg.env
         same = (
-            env.name == "foraging"
-            and env.reward == "drive_reduction"
+            env.name == cfg.env.name
+            and getattr(env, "reward", None) == "drive_reduction"
             and all(
                 torch.equal(getattr(world, key), getattr(base_world, key))
                 for key in ("walls", "resource_cells", "drift", "consumption")
@@ -314,6 +319,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--baseline", type=Path, help="drive_reduction run (homeostatic RL)")
     parser.add_argument(
         "--program", type=Path, default=Path("configs/values/default.yaml"), help="value program"
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        help="temperature of the composed heads' actions (default: the run's agent.alpha for "
+        "discrete actions, 0 for continuous ones: the best candidate)",
     )
     parser.add_argument("--seeds", type=int, default=20, help="episodes of P1 and P3")
     parser.add_argument("--steps", type=int, default=1000, help="steps of P1 and P3")

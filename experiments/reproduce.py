@@ -69,12 +69,15 @@ SECTIONS = (  # longest first, so that the short trials fill the cores at the en
     Section("office", "configs/office.yaml", 5),
     Section("pendulum", "configs/pendulum.yaml", 5),
     Section("foraging_sf", "configs/foraging_sf.yaml", 5),
+    Section("point_foraging", "configs/point_foraging.yaml", 5),
     Section("acrobot", "configs/acrobot.yaml", 5),
     Section("linear_quadratic", "configs/linear_quadratic.yaml", 5),
     Section("foraging_drive", "configs/foraging_drive.yaml", 5),
     Section("quickstart", "configs/quickstart.yaml", 5),
     Section("foraging", "configs/foraging.yaml", 5),
 )
+# foraging runs scored by the homeostasis protocols, each beside its homeostatic-RL baseline
+FORAGING_GROUPS = (("foraging", "foraging_drive"), ("foraging_sf", None), ("point_foraging", None))
 GYMNASIUM = ("pendulum", "acrobot", "lunar_lander")  # scored by their own final evaluation
 CONTINUOUS_COLUMNS = ("exact_heads_normalized", "composed_normalized", "ratio")
 QUICK_SEEDS = 2
@@ -398,9 +401,11 @@ def office_section(evaluator: Evaluator) -> str:
 
 
 def homeostasis_section(evaluator: Evaluator) -> str:
-    """P1-P3 per agent, soft-Q heads and successor features."""
+    """P1-P3 per agent: soft-Q heads, successor features and soft actor-critic heads."""
     lines = []
-    for group, baseline in (("foraging", "foraging_drive"), ("foraging_sf", None)):
+    for group, baseline in FORAGING_GROUPS:
+        if not evaluator.runs(group):
+            continue
         summary = over_seeds(
             evaluator.homeostasis(group, baseline), ("protocol", "agent", "measure")
         )
@@ -432,7 +437,7 @@ def results_markdown(out: Path, trials: Sequence[Trial], summary: list[dict], qu
         parts.append(linear_section(evaluator))
     if evaluator.runs("office"):
         parts.append(office_section(evaluator))
-    if evaluator.runs("foraging") or evaluator.runs("foraging_sf"):
+    if any(evaluator.runs(group) for group, _ in FORAGING_GROUPS):
         parts.append(homeostasis_section(evaluator))
     if groups := [g for g in GYMNASIUM if evaluator.runs(g)]:
         parts.append(gymnasium_section(summary, evaluator, groups))

@@ -113,7 +113,7 @@ def test_baseline_must_be_a_drive_reduction_run(runs):
     heads = str(runs["heads"][0])
     with pytest.raises(SystemExit, match="drive_reduction"):
         homeostasis.main(["--checkpoint", heads, "--baseline", heads, *SMALL_PROTOCOLS])
-    with pytest.raises(SystemExit, match="resource heads"):
+    with pytest.raises(SystemExit, match="one head per resource"):
         homeostasis.main(["--checkpoint", str(runs["drive"][0]), *SMALL_PROTOCOLS])
 
 

@@ -57,6 +57,7 @@ class ExactHeads(DiscreteHeads):
     def __init__(self, world: ForagingWorld) -> None:
         super().__init__()
         self.head_names = list(world.head_names)
+        self.action_spec = world.action_spec
         self.cfg = AgentConfig(gamma=GAMMA, alpha=ALPHA)
         self.q = torch.nn.Parameter(exact_heads(world), requires_grad=False)
 

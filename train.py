@@ -57,6 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def about(source: Path, err: Exception) -> str:
+    """The error's message, prefixed with the config file unless it already names it."""
+    message = str(err)
+    return message if message.startswith(f"{source}:") else f"{source}: {message}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Load the config, check a user world, train, print the final evaluation."""
     args = parse_args(argv)
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         if not world_entry(cfg.env.name).make.__module__.startswith("envs."):
             check_world(build_world(cfg))
     except (ConfigError, WorldContractError) as err:
-        fail(f"{source}: {err}")
+        fail(about(source, err))
     if args.resume is not None:
         run_dir = args.resume
     else:
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = train(cfg, run_dir, args.resume is not None, not args.no_progress, command)
     except (ConfigError, FileNotFoundError, CheckpointMismatchError, CheckpointFormatError) as err:
-        fail(f"{source}: {err}")
+        fail(about(source, err))
     except TrainingDiverged as err:
         fail(str(err), 1)
     except TrainingInterrupted as stop:

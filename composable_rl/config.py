@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from composable_rl.registry import WorldLookupError, registered_worlds, world_entry
+from composable_rl.yaml_file import YamlFileError, parse_yaml, read_yaml
 
 T = TypeVar("T")
 GYMNASIUM = "gymnasium"  # the world of a section that gives an environment id but no name
@@ -616,13 +617,14 @@ def _check_values(obj: Any, path: str) -> None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning missing files and syntax errors into ConfigErrors."""
+    """Read a YAML mapping, turning missing files and unreadable ones (`read_yaml`: syntax,
+    duplicate keys, bytes that are not UTF-8, a directory) into ConfigErrors."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path)
     except FileNotFoundError as err:
         raise ConfigError(f"config file not found: {path}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from err
+    except YamlFileError as err:
+        raise ConfigError(str(err)) from None
     if data is None:
         raise ConfigError(
             f"{path}: the file is empty; give at least the keys that differ from "
@@ -640,9 +642,9 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
     if not sep or not key:
         raise ConfigError(f"bad override {item!r}: expected key=value, e.g. agent.lr=0.001")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as err:
-        raise ConfigError(f"override {item!r}: cannot parse value: {err}") from err
+        value = parse_yaml(raw, f"override {item!r}") if raw.strip() else ""
+    except YamlFileError as err:
+        raise ConfigError(str(err)) from None
     *sections, leaf = key.split(".")
     node = data
     for depth, name in enumerate(sections):

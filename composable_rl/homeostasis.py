@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import yaml
 from torch import Tensor
 
 from composable_rl import expressions
@@ -41,6 +40,7 @@ from composable_rl.config import ConfigError, doc, from_dict
 from composable_rl.functional import compose_linear
 from composable_rl.operators import weighted_max
 from composable_rl.tokens import NAME, ExpressionError
+from composable_rl.yaml_file import YamlFileError, read_yaml
 
 __all__ = [
     "DriveSpec",
@@ -290,13 +290,14 @@ def load_value_program(
 
 
 def _read_yaml(path: Path, where: str) -> Any:
-    """A YAML document, with missing files and syntax errors as ValueProgramErrors."""
+    """A YAML document, with missing files and unreadable ones (`read_yaml`) as
+    ValueProgramErrors."""
     try:
-        return yaml.safe_load(path.read_text())
+        return read_yaml(path)
     except FileNotFoundError:
         raise ValueProgramError(f"{where}: file not found") from None
-    except yaml.YAMLError as err:
-        raise ValueProgramError(f"{where}: invalid YAML: {err}") from None
+    except YamlFileError as err:
+        raise ValueProgramError(str(err)) from None
 
 
 def _parse_checked(

@@ -32,6 +32,7 @@ from composable_rl.reward_machine import (
     check_state_name,
     check_state_names,
 )
+from composable_rl.yaml_file import YamlFileError, read_yaml
 
 __all__ = [
     "dump_reward_machine",
@@ -138,8 +139,10 @@ def load_reward_machine(
     """Reads a machine from a YAML file or an already-loaded mapping (see the module docs)."""
     if isinstance(source, Mapping):
         return _from_mapping(source, propositions, alphabet)
-    with open(source, encoding="utf-8") as file:
-        data = yaml.safe_load(file)
+    try:
+        data = read_yaml(source)
+    except YamlFileError as err:
+        raise RewardMachineError(str(err)) from None
     try:
         return _from_mapping(data, propositions, alphabet)
     except RewardMachineError as err:

@@ -12,6 +12,9 @@ become non-finite stops with status 1 before any checkpoint holds them.
 Every env slot pursues its own behaviour task (a base head or a weight vector over the heads),
 while all heads learn off-policy from the shared tensor replay. The run directory holds the
 resolved config, the command line, TensorBoard logs, checkpoints and the final evaluation.
+One process trains in a run directory at a time (a second is refused, naming the first); an
+existing run directory is continued only with --resume and replaced only with --overwrite, and
+runs without a run_name never share one.
 A world that is not built in is checked against the world contract before training.
 """
 
@@ -22,13 +25,15 @@ import shlex
 import signal
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from agents.factory import build_world
-from agents.training import TrainingDiverged, TrainingInterrupted, train
+from agents.run_dir import RunDirBusy, fresh_run_dir
+from agents.training import TrainingDiverged, TrainingInterrupted, check_run_dir, train
 from composable_rl.checkpoint import CheckpointFormatError, CheckpointMismatchError
 from composable_rl.cli import Parser, fail
-from composable_rl.config import ConfigError, describe, load_config
+from composable_rl.config import Config, ConfigError, describe, load_config
 from composable_rl.logging import format_table
 from composable_rl.registry import world_entry
 from composable_rl.runtime import configure_cpu
@@ -50,6 +55,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace what an existing run directory of the same run_name holds",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--help-config", action="store_true", help="list every config key of every world"
@@ -61,6 +71,21 @@ def about(source: Path, err: Exception) -> str:
     """The error's message, prefixed with the config file unless it already names it."""
     message = str(err)
     return message if message.startswith(f"{source}:") else f"{source}: {message}"
+
+
+def run(cfg: Config, run_dir: Path, args: argparse.Namespace, source: Path, command: str) -> dict:
+    """Train in `run_dir`, turning every way a run can stop into one line and its status."""
+    resume = args.resume is not None
+    try:
+        return train(cfg, run_dir, resume, not args.no_progress, command, overwrite=args.overwrite)
+    except (ConfigError, FileNotFoundError, CheckpointMismatchError, CheckpointFormatError) as err:
+        fail(about(source, err))
+    except (TrainingDiverged, RunDirBusy) as err:
+        fail(str(err), 1)
+    except TrainingInterrupted as stop:
+        fail(f"{stop}; continue with: python train.py --resume {run_dir}", 128 + stop.signal)
+    except KeyboardInterrupt:
+        fail(f"stopped at once; checkpoints so far are in {run_dir}", 128 + signal.SIGINT)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,22 +104,20 @@ def main(argv: list[str] | None = None) -> None:
             check_world(build_world(cfg))
     except (ConfigError, WorldContractError) as err:
         fail(about(source, err))
-    if args.resume is not None:
-        run_dir = args.resume
-    else:
-        name = cfg.run_name or f"{args.config.stem}_{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = Path(cfg.runs_dir) / name
     command = shlex.join([sys.executable, *sys.argv])
-    try:
-        result = train(cfg, run_dir, args.resume is not None, not args.no_progress, command)
-    except (ConfigError, FileNotFoundError, CheckpointMismatchError, CheckpointFormatError) as err:
-        fail(about(source, err))
-    except TrainingDiverged as err:
-        fail(str(err), 1)
-    except TrainingInterrupted as stop:
-        fail(f"{stop}; continue with: python train.py --resume {run_dir}", 128 + stop.signal)
-    except KeyboardInterrupt:
-        fail(f"stopped at once; checkpoints so far are in {run_dir}", 128 + signal.SIGINT)
+    with ExitStack() as held:
+        if args.resume is not None:
+            run_dir = args.resume
+        elif cfg.run_name:
+            run_dir = Path(cfg.runs_dir) / cfg.run_name
+        else:
+            name = f"{args.config.stem}_{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+            try:
+                check_run_dir(Path(cfg.runs_dir) / name)
+            except ConfigError as err:
+                fail(about(source, err))
+            run_dir = held.enter_context(fresh_run_dir(Path(cfg.runs_dir), name))
+        result = run(cfg, run_dir, args, source, command)
     print(f"run directory: {run_dir}")
     if result["eval"]:
         print(format_table(result["eval"]))

@@ -153,6 +153,7 @@ def run_trial(param: dict) -> dict:
     spec = param["spec"]
     os.chdir(spec["cwd"])  # a worker does not start in the driver's working directory
     import envs  # noqa: F401  (registers the built-in worlds)
+    from agents.run_dir import hold_run_dir
     from agents.training import train
     from composable_rl.checkpoint import checkpoints
     from composable_rl.runtime import CoreShare, configure_cpu, machine_cores
@@ -161,8 +162,7 @@ def run_trial(param: dict) -> dict:
     overrides = [*spec["overrides"], f"seed={spec['seed']}"]
     cfg = load_config(spec["config"], overrides)
     run_dir = Path(spec["run_dir"])
-    busy = f"{run_dir} is being trained by another process; --resume once it has ended"
-    with locked(run_dir.parent / f".{run_dir.name}.lock", busy):
+    with hold_run_dir(run_dir):
         resume = bool(checkpoints(run_dir))
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from agents.factory import build, build_world, resolve, schedule_warnings
 from agents.heads import HeadsAgent
 from agents.log_window import LogWindow
+from agents.run_dir import claim_run_dir, hold_run_dir
 from agents.run_state import restore_run_state, resume_checkpoint, run_state
 from composable_rl.checkpoint import checkpoint_dir, nonfinite, prune_checkpoints, save_checkpoint
 from composable_rl.cli import folder_problem
@@ -108,8 +109,13 @@ def train(
     progress: bool = True,
     command: str | None = None,
     share: CoreShare | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Runs (or resumes) training in `run_dir`; returns the final evaluation and counters.
+
+    The run holds `run_dir`'s lock throughout (`agents.run_dir`): a second process is refused
+    with RunDirBusy. A new run refuses a directory that already holds files (a ConfigError)
+    unless `overwrite` replaces them.
 
     The run directory is created only once the world and agent are built, so a config that
     fails to build leaves nothing behind; `command` is appended to its command.txt. Checkpoints
@@ -122,7 +128,11 @@ def train(
     when `torch_threads` is 0), e.g. for a sweep trial that must keep the CPUs it was given.
     """
     with StopRequests() as stop:
-        return _train(cfg, run_dir, resume, progress, command, stop, share)
+        validate(cfg)
+        check_run_dir(run_dir)
+        with hold_run_dir(run_dir):
+            claim_run_dir(run_dir, resume, overwrite)
+            return _train(cfg, run_dir, resume, progress, command, stop, share)
 
 
 def open_run_dir(cfg: Config, run_dir: Path, command: str | None) -> Logger:
@@ -150,9 +160,8 @@ def _train(
     stop: StopRequests,
     share: CoreShare | None,
 ) -> dict:
-    """The body of `train`, with SIGINT and SIGTERM already caught by `stop`."""
-    validate(cfg)
-    check_run_dir(run_dir)
+    """The body of `train`, with SIGINT and SIGTERM already caught by `stop` and the run
+    directory held."""
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)

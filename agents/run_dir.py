@@ -1,0 +1,123 @@
+"""One process per run directory, and no run directory reused by accident.
+
+A run holds an exclusive lock on the hidden file `.<name>.lock` beside its directory (it exists
+before the directory does, so two runs cannot both create it) for as long as it trains; the
+file names the holder (pid and start time), which a refused second process prints. The lock is
+re-entrant within a process, so a caller that claimed a directory can hand it to `train`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from composable_rl.checkpoint import checkpoint_dir
+from composable_rl.config import ConfigError
+
+_HELD: dict[Path, IO[str]] = {}
+
+
+class RunDirBusy(RuntimeError):
+    """Another process trains in this run directory."""
+
+
+def lock_file(run_dir: Path) -> Path:
+    """The lock file of a run directory: hidden, beside it."""
+    return run_dir.parent / f".{run_dir.name}.lock"
+
+
+def _try_lock(run_dir: Path) -> IO[str] | None:
+    """The open, exclusively locked lock file of `run_dir` (now naming this process), or None
+    when another process holds it."""
+    lock = lock_file(run_dir)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    handle = lock.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    return handle
+
+
+@contextmanager
+def _holding(key: Path, handle: IO[str]) -> Iterator[None]:
+    """Keep `handle`'s lock while the block runs, then release it."""
+    _HELD[key] = handle
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+@contextmanager
+def hold_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold `run_dir`'s lock for the block (at once if this process holds it already); a
+    RunDirBusy naming the holder when another process does."""
+    key = run_dir.resolve()
+    if key in _HELD:
+        yield
+        return
+    handle = _try_lock(run_dir)
+    if handle is None:
+        holder = lock_file(run_dir).read_text().strip() or "another process"
+        raise RunDirBusy(
+            f"{run_dir} is in use by another run ({holder}); wait for it to end or choose "
+            "another run_name"
+        )
+    with _holding(key, handle):
+        yield
+
+
+@contextmanager
+def fresh_run_dir(parent: Path, name: str) -> Iterator[Path]:
+    """Claim `parent/name`, or `name-2`, `name-3`, ... where that one exists or another process
+    holds it, for a run that is given no name: two runs started in the same second never share
+    a directory. Yields the path, held until the block ends."""
+    for k in itertools.count(1):
+        run_dir = parent / (name if k == 1 else f"{name}-{k}")
+        if run_dir.exists():
+            continue
+        handle = _try_lock(run_dir)
+        if handle is None:
+            continue
+        if run_dir.exists():  # made by a run that ended between the two checks
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+            continue
+        with _holding(run_dir.resolve(), handle):
+            yield run_dir
+        return
+
+
+def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Make `run_dir` ready for a run that holds its lock: a new run refuses a directory that
+    already holds files unless `overwrite` (which removes them); stale temporary checkpoint
+    directories of a killed run are removed, with a note."""
+    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise ConfigError(
+                f"{run_dir} already holds a run: continue it with --resume {run_dir}, replace "
+                "it with --overwrite, or choose another run_name",
+                "run_name",
+            )
+        shutil.rmtree(run_dir)
+    stale = sorted(checkpoint_dir(run_dir, 0).parent.glob(".*.tmp-*"))
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    if stale:
+        names = ", ".join(p.name for p in stale)
+        print(f"removed {len(stale)} unfinished checkpoint write(s): {names}", file=sys.stderr)

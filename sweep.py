@@ -31,7 +31,14 @@ from agents.sweep import (
     trial_table,
     write_summary,
 )
-from composable_rl.cli import Parser, fail, non_negative_float, positive_float, positive_int
+from composable_rl.cli import (
+    Parser,
+    fail,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    run_command,
+)
 from composable_rl.config import ConfigError, load_config
 from composable_rl.logging import format_table, write_json
 
@@ -100,4 +107,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

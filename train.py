@@ -31,8 +31,13 @@ from pathlib import Path
 from agents.factory import build_world
 from agents.run_dir import RunDirBusy, fresh_run_dir
 from agents.training import TrainingDiverged, TrainingInterrupted, check_run_dir, train
-from composable_rl.checkpoint import CheckpointFormatError, CheckpointMismatchError
-from composable_rl.cli import Parser, fail
+from composable_rl.checkpoint import (
+    CheckpointFormatError,
+    CheckpointMismatchError,
+    CheckpointWriteError,
+    checkpoints,
+)
+from composable_rl.cli import OutputWriteError, Parser, fail
 from composable_rl.config import Config, ConfigError, describe, load_config
 from composable_rl.logging import format_table
 from composable_rl.registry import world_entry
@@ -81,6 +86,12 @@ def run(cfg: Config, run_dir: Path, args: argparse.Namespace, source: Path, comm
     except (ConfigError, FileNotFoundError, CheckpointMismatchError, CheckpointFormatError) as err:
         fail(about(source, err))
     except (TrainingDiverged, RunDirBusy) as err:
+        fail(str(err), 1)
+    except CheckpointWriteError as err:
+        kept = checkpoints(run_dir)
+        last = f"its last whole checkpoint is {kept[0]}" if kept else "it has no checkpoint yet"
+        fail(f"{err}; the run stopped, {last}", 1)
+    except OutputWriteError as err:
         fail(str(err), 1)
     except TrainingInterrupted as stop:
         fail(f"{stop}; continue with: python train.py --resume {run_dir}", 128 + stop.signal)

@@ -50,7 +50,14 @@ from agents.composition import (
     resolve,
     weights_task,
 )
-from composable_rl.cli import Parser, fail, file_problem, folder_problem, positive_int
+from composable_rl.cli import (
+    Parser,
+    fail,
+    file_problem,
+    folder_problem,
+    positive_int,
+    run_command,
+)
 from composable_rl.config import ConfigError
 from composable_rl.expressions import ExpressionError
 from composable_rl.logging import Logger, format_table, plot_scores, score_summary, write_json
@@ -201,4 +208,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from composable_rl.config import ConfigError, load_config
 from composable_rl.evaluation import mean_ci
-from composable_rl.logging import read_scalars, write_json, write_text
+from composable_rl.logging import read_scalars, save_figure, write_json, write_text
 
 SPEC_FILE = "sweep.json"
 CURVES_FILE = "curves.png"
@@ -407,7 +407,7 @@ def plot_curves(
     for ax in list(axes.flat)[len(shown) :]:
         ax.set_visible(False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, 110)
     plt.close(fig)
 
 

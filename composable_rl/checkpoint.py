@@ -7,6 +7,7 @@ holds a complete checkpoint or none; one with a non-finite value is never writte
 """
 
 import dataclasses
+import errno
 import json
 import os
 import pickle
@@ -26,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from safetensors.torch import save as save_tensors
 from torch import nn
 
+from composable_rl.cli import OutputWriteError
 from composable_rl.config import to_dict
 
 FORMAT_VERSION = 1
@@ -43,6 +45,10 @@ class CheckpointMismatchError(ValueError):
 
 class CheckpointFormatError(ValueError):
     """The checkpoint has an unsupported format version or content that cannot be read safely."""
+
+
+class CheckpointWriteError(OutputWriteError):
+    """A checkpoint that could not be written (a full disk, a quota); nothing of it is left."""
 
 
 class NonFiniteError(ValueError):
@@ -114,10 +120,34 @@ def save_checkpoint(
             file.chmod(0o666 & ~mask)
         _fsync(tmp)
         _move_into_place(tmp, path)
+    except (OSError, SafetensorError, RuntimeError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        optimizer = (t for _, t in _optimizer_tensors(optimizer_state))
+        needed = _tensor_bytes(weights.values(), optimizer)
+        if run_state is not None:
+            needed += _tensor_bytes(run_state.values())
+        raise CheckpointWriteError(
+            f"cannot write checkpoint {path}: {write_failure(err)} (it needs up to "
+            f"{needed:,} bytes; {shutil.disk_usage(path.parent).free:,} are free there)"
+        ) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def write_failure(err: BaseException) -> str:
+    """Why a write failed, in a few words: the OS's reason for a full disk or quota, else the
+    first line of the error."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return os.strerror(err.errno).lower()
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _tensor_bytes(*groups: Iterable[torch.Tensor]) -> int:
+    """Bytes of every tensor of the groups, uncompressed."""
+    return sum(t.numel() * t.element_size() for group in groups for t in group)
 
 
 def load_meta(path: str | Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -16,6 +17,26 @@ def fail(message: str, status: int = 2) -> NoReturn:
     """Exit with one line on stderr, prefixed by the program's name; status 2 = usage error."""
     print(f"{Path(sys.argv[0]).name}: {message}", file=sys.stderr)
     sys.exit(status)
+
+
+class OutputWriteError(OSError):
+    """An output (a file or a checkpoint) that could not be written, e.g. on a full disk; the
+    message names the path, why and the bytes it needed, and nothing of it is left."""
+
+
+def run_command(main: Callable[[], object]) -> None:
+    """A command's entry point: Ctrl-C exits with status 130 and an output that cannot be
+    written with status 1, each as one line instead of a traceback (outputs are written whole or
+    not at all, so nothing is left half-written)."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        fail(
+            "interrupted; files written before it are whole, none is half-written",
+            128 + signal.SIGINT,
+        )
+    except OutputWriteError as err:
+        fail(str(err), 1)
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,6 +1,7 @@
 """TensorBoard logging with the project's tag scheme; `global_step` is always environment steps."""
 
 import dataclasses
+import io
 import json
 import os
 from collections.abc import Mapping
@@ -10,6 +11,7 @@ from typing import Any
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from composable_rl.cli import OutputWriteError
 from composable_rl.config import to_dict
 
 EPISODIC_RETURN = "charts/episodic_return"
@@ -144,7 +146,7 @@ def plot_scores(rows: list[dict], path: Path) -> None:
         undefined = len(rows) - len(scored)
         ax.set_title(f"not shown: {undefined} undefined (oracle = random)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, 120)
     plt.close(fig)
 
 
@@ -185,11 +187,28 @@ def write_json(value: object, path: Path) -> None:
 
 
 def write_text(text: str, path: Path) -> None:
-    """Writes `text` through a temporary file in the same folder, renamed over `path` once
-    complete, so a failure leaves no partial file."""
+    """Writes `text` as UTF-8 with `write_bytes`."""
+    write_bytes(text.encode("utf-8"), Path(path))
+
+
+def write_bytes(data: bytes, path: Path) -> None:
+    """Writes `data` through a temporary file in the same folder, renamed over `path` once
+    complete, so a failure leaves no partial file; an OutputWriteError names the path, why and
+    the bytes needed."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_text(text, encoding="utf-8")
+        temporary.write_bytes(data)
         os.replace(temporary, path)
+    except OSError as err:
+        reason = os.strerror(err.errno).lower() if err.errno else str(err)
+        raise OutputWriteError(f"cannot write {path}: {reason} ({len(data):,} bytes)") from err
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def save_figure(fig: Any, path: Path, dpi: int) -> None:
+    """A matplotlib figure saved whole or not at all (`write_bytes`), in the format of the
+    path's suffix."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+    write_bytes(buffer.getvalue(), Path(path))

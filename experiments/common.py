@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from composable_rl.cli import run_command
 from composable_rl.logging import write_json
 from composable_rl.runtime import configure_cpu
 
@@ -33,6 +34,7 @@ def report(rows: list[dict], table: str, json_path: Path | None) -> list[dict]:
 
 def run(main: Callable[[], object]) -> None:
     """Entry point of `python -m experiments.X`: the process-wide CPU settings that train.py's
-    CLI applies, then main() on the command line."""
+    CLI applies, then main() on the command line (`run_command`: Ctrl-C and outputs that cannot
+    be written are one line)."""
     configure_cpu()
-    main()
+    run_command(main)

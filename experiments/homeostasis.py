@@ -48,7 +48,7 @@ from composable_rl.homeostasis import (
     rise_time,
     settling_time,
 )
-from composable_rl.logging import Logger, format_table
+from composable_rl.logging import Logger, format_table, save_figure
 from composable_rl.registry import make_world
 from composable_rl.world import ResourceWorld
 from experiments.common import experiment_parser, report, run
@@ -263,7 +263,7 @@ def plot(traces: dict[str, Trace], program: ValueProgram, heads: list[str], path
     fig.suptitle("P1 setpoint step, seed 0")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, 110)
     plt.close(fig)
 
 

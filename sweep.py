@@ -6,7 +6,9 @@
 
 Each trial is a normal training run in runs/sweeps/NAME/trials/ (TensorBoard, checkpoints,
 eval.json). Local by default: a Ray instance starts on this machine and stops at the end;
-`--address` joins a running cluster, whose nodes must see the sweep directory. A trial's torch
+`--address` joins a running cluster, whose nodes must see the sweep directory (an address
+where nothing answers within `--connect-timeout` seconds is refused before anything is
+written). A trial's torch
 threads equal its CPUs (`--cpus-per-trial`, default 1), or more while cores of its machine are
 idle. A trial whose settings the config rejects fails alone with its one-line error; `--resume`
 runs only the trials without an eval.json. The summary gives, per config, each metric's mean,
@@ -18,11 +20,13 @@ table (trials.json) gives each trial's status, wall-clock and Ray node.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
 from agents.sweep import (
     CURVES_FILE,
+    check_address,
     load_spec,
     make_trials,
     parse_grid,
@@ -64,13 +68,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--gpus-per-trial", type=non_negative_float, default=0.0, help="default 0; 0.5: 2 a GPU"
     )
     parser.add_argument("--address", help="a running Ray cluster, e.g. auto or ip:port")
+    parser.add_argument(
+        "--connect-timeout",
+        type=positive_float,
+        default=30.0,
+        help="seconds to wait for --address to answer (default 30)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     """Run (or finish) a sweep and print its summary; exit status 1 if a trial failed."""
     args = parse_args(argv)
+    created = None
     try:
+        check_address(args.address, args.connect_timeout)
         if args.resume is not None:
             sweep_dir = args.resume
             trials, cpus, gpus = load_spec(sweep_dir)
@@ -87,8 +99,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 fail(f"{sweep_dir} exists: finish it with --resume {sweep_dir}, or give --name")
             cpus, gpus = args.cpus_per_trial, args.gpus_per_trial
             save_spec(sweep_dir, trials, cpus, gpus)
+            created = sweep_dir
         failed = run_sweep(trials, sweep_dir, cpus, gpus, args.address)
     except (ConfigError, ValueError, RuntimeError, OSError) as err:
+        if created is not None and not any(created.glob("trials/*")):
+            shutil.rmtree(created)  # a new sweep that never started a trial: nothing to resume
         fail(str(err))
     rows = write_summary(sweep_dir, trials)
     if rows:

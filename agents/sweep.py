@@ -180,6 +180,25 @@ def run_trial(param: dict) -> dict:
     return record
 
 
+def check_address(address: str | None, timeout: float) -> None:
+    """Refuse, within `timeout` seconds, a cluster address `host:port` (or `ray://host:port`)
+    where nothing answers, before a sweep writes anything (`ray.init` would retry for minutes);
+    None, `local` and `auto` are left to Ray."""
+    if address in (None, "local", "auto"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--address {address}: expected auto or host:port, e.g. 10.0.0.1:6379")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = "no answer" if isinstance(err, TimeoutError) else err.strerror or str(err)
+        raise ValueError(
+            f"cannot reach the Ray cluster at --address {address}: {reason.lower()} (waited up "
+            f"to {timeout:g} s; --connect-timeout changes it)"
+        ) from None
+
+
 def run_sweep(
     trials: Sequence[Trial],
     sweep_dir: Path,

@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("ray", reason="sweeps need the optional extra .[sweep]")
 
 from agents.sweep import (  # noqa: E402
+    check_address,
     check_resources,
     load_spec,
     make_trials,
@@ -165,3 +166,17 @@ def test_two_node_script_trains_trials_on_both_nodes(tmp_path):
     assert done.stdout.rstrip().endswith("both nodes trained trials")
     table = json.loads(next(tmp_path.glob("two_nodes_*/trials.json")).read_text())
     assert [row["status"] for row in table] == ["done"] * 4
+
+
+def test_a_cluster_address_where_nothing_answers_is_one_line_and_leaves_nothing(tmp_path):
+    args = ["--config", "configs/quickstart.yaml", "--runs-dir", str(tmp_path)]
+    done = run_script("sweep.py", *args, "--address", "127.0.0.1:1", timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr == (
+        "sweep.py: cannot reach the Ray cluster at --address 127.0.0.1:1: connection refused "
+        "(waited up to 30 s; --connect-timeout changes it)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="expected auto or host:port"):
+        check_address("somewhere", 1.0)
+    check_address("auto", 1.0)  # left to Ray

@@ -36,9 +36,11 @@ where a number is undefined) and written whole or not at all.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 import envs  # noqa: F401  (registers the built-in worlds where entry points are not installed)
 from agents.composition import (
@@ -130,6 +132,12 @@ def parse_weights(text: str) -> list[float]:
         raise ValueError(f"--weights {text!r}: expected comma-separated numbers") from None
 
 
+def progress(tasks: list[str]) -> tqdm:
+    """The tasks with a progress bar on stderr (tasks done and left, an estimate of the time
+    left), shown for lists of more than one task."""
+    return tqdm(tasks, unit="task", desc="tasks", disable=len(tasks) < 2, file=sys.stderr)
+
+
 def evaluate_rows(args: argparse.Namespace) -> list[dict]:
     """The result rows of every requested task."""
     cfg, world, agent = load(args.checkpoint)
@@ -138,7 +146,7 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
             episodes = args.episodes or 100
             return [
                 row
-                for task in args.ltl or args.rm
+                for task in progress(args.ltl or args.rm)
                 for row in evaluate_temporal_task(
                     cfg, world, agent, task, episodes, args.seed, not args.no_plan
                 )
@@ -151,7 +159,7 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
         else:
             texts = all_boolean_tasks(world) if args.all_boolean else args.task
         rows = []
-        for text in texts:
+        for text in progress(texts):
             row = evaluate_task(cfg, world, agent, text, episodes, args.seed)
             if args.component_rule:
                 rule = evaluate_task(cfg, world, agent, text, episodes, args.seed, rule=True)

@@ -71,7 +71,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--episodes", type=int, default=64, help="evaluation episodes (starts)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weight vectors")
     parser.add_argument(
-        "--out", type=Path, default=Path("runs/linear_continuous"), help="baselines' runs"
+        "--out",
+        type=Path,
+        default=Path("runs/linear_continuous"),
+        help="baselines' runs (replaced on every run)",
     )
     args = parser.parse_args(argv)
     cfg, world, agent = load(args.checkpoint)
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 eval_episodes=args.episodes,
                 env=dataclasses.replace(cfg.env, weights=w.tolist()),
             )
-            result = train(direct_cfg, args.out / f"direct_{i}", progress=False)
+            result = train(direct_cfg, args.out / f"direct_{i}", progress=False, overwrite=True)
             row["direct_return"] = result["eval"][0]["return"]
             row["direct_normalized"] = result["eval"][0]["normalized_return"]
         rows.append(row)

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--out",
         type=Path,
         default=Path("runs/linear_zero_shot"),
-        help="directory for the baselines' runs",
+        help="directory for the baselines' runs (replaced on every run)",
     )
     args = parser.parse_args(argv)
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 tasks=dataclasses.replace(cfg.tasks, fixed_weights=w.tolist()),
             )
             run_dir = args.out / f"direct_{i}"
-            train(direct_cfg, run_dir, progress=False)
+            train(direct_cfg, run_dir, progress=False, overwrite=True)
             _, _, direct_agent = load(run_dir)
             with torch.no_grad():
                 direct = evaluate(build_world(cfg, args.episodes), direct_agent.greedy, w)

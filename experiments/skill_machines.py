@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--episodes", type=int, default=100, help="episodes per start")
     parser.add_argument("--seed", type=int, default=10_000, help="evaluation seed")
     parser.add_argument(
-        "--out", type=Path, default=Path("runs/skill_machines"), help="baselines' run dirs"
+        "--out",
+        type=Path,
+        default=Path("runs/skill_machines"),
+        help="baselines' run dirs (replaced on every run)",
     )
     args = parser.parse_args(argv)
 
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             env=env,
             agent=dataclasses.replace(cfg.agent, world_values=False),
         )
-        result = train(direct_cfg, args.out / f"task_{i}", progress=False)
+        result = train(direct_cfg, args.out / f"task_{i}", progress=False, overwrite=True)
         rows += [{"agent": AGENTS[2], **row} for row in result["eval"]]
     return report(rows, format_table(rows), args.json)
 

@@ -40,13 +40,16 @@ def test_boolean_and_linear_tasks_are_near_optimal(world_value_run, tmp_path):
 
 
 def test_all_boolean_enumerates_every_goal_subset(world_value_run, tmp_path):
-    plot = tmp_path / "bars.png"
-    rows = zero_shot_rows(
-        tmp_path,
+    plot, out = tmp_path / "bars.png", tmp_path / "rows.json"
+    done = run_script(
+        "zero_shot.py",
         *("--checkpoint", str(world_value_run), "--all-boolean", "--episodes", "50"),
-        *("--plot", str(plot)),
+        *("--plot", str(plot), "--json", str(out)),
     )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())
     assert len(rows) == 15  # 4 objects with distinct (colour, shape): 2^4 - 1 subsets
+    assert "tasks: 100%" in done.stderr and "| 15/15 [" in done.stderr  # the progress bar
     assert plot.stat().st_size > 1000
     assert sum(row["normalized_return"] for row in rows) / len(rows) >= 0.9
     assert list(world_value_run.glob("events.out.tfevents.*"))

@@ -43,6 +43,7 @@ SECTION = "env"  # the config section these settings live in, for the keys error
 # Packages whose environment ids exist only once they are imported (optional extras).
 ID_PACKAGES = ("mo_gymnasium", "minigrid")
 FLATTEN_WRAPPER = "gymnasium.wrappers:FlattenObservation"
+IMAGE_WRAPPER = "minigrid.wrappers:ImgObsWrapper"
 
 # A numpy batch of slot observations -> a new numpy batch of the spec's dtype and layout; and a
 # numpy batch of the world's actions -> the vector env's actions.
@@ -372,9 +373,8 @@ def observation_codec(space: spaces.Space, env_id: str) -> tuple[ObservationSpec
     if isinstance(space, (spaces.Dict, spaces.Tuple)):
         raise _error(
             "wrappers",
-            f"{env_id!r} observes a {type(space).__name__} space, {space}; add a wrapper that "
-            f"flattens it, e.g. gymnasium.wrappers.FlattenObservation (wrappers: "
-            f"['{FLATTEN_WRAPPER}'])",
+            f"{env_id!r} observes a {type(space).__name__} space, {space}; "
+            + _flattening_advice(space),
         )
     raise _error(
         "id",
@@ -498,6 +498,30 @@ def _unknown_id(env_id: str, err: gymnasium.error.Error, missing: tuple[str, ...
     if missing:
         message += f"; not installed, so their ids are unknown: {', '.join(missing)}"
     return _error("id", message)
+
+
+def _flattening_advice(space: spaces.Dict | spaces.Tuple) -> str:
+    """Which wrapper makes a Dict or Tuple observation usable: MiniGrid's image alone where the
+    space holds one beside a text (its mission), else FlattenObservation where every part can
+    be flattened, else which parts cannot."""
+    parts = dict(space.spaces) if isinstance(space, spaces.Dict) else dict(enumerate(space.spaces))
+    unflattenable = []
+    for name, part in parts.items():
+        try:
+            spaces.flatdim(part)
+        except (NotImplementedError, ValueError):
+            unflattenable.append(name)
+    if "image" in parts and unflattenable:
+        return (
+            f"its part(s) {unflattenable} cannot be flattened; keep the image alone "
+            f"(wrappers: ['{IMAGE_WRAPPER}'], from the minigrid package)"
+        )
+    if unflattenable:
+        return (
+            f"its part(s) {unflattenable} cannot be flattened (e.g. text); add a wrapper that "
+            "keeps only numeric parts"
+        )
+    return f"add a wrapper that flattens it (wrappers: ['{FLATTEN_WRAPPER}'])"
 
 
 def _error(field: str, message: str) -> ConfigError:

@@ -254,10 +254,15 @@ def test_unsupported_action_spaces_are_refused_naming_the_id():
         gymnasium_world.action_codec(spaces.MultiDiscrete([2, 3]), "Multi-v0")
 
 
-def test_dict_observation_needs_a_flattening_wrapper():
+def test_dict_observation_needs_a_wrapper_that_works_for_it():
     err = config_error(id="MiniGrid-DoorKey-5x5-v0")
-    assert err.key == "env.wrappers"
-    assert "Dict" in str(err) and "gymnasium.wrappers.FlattenObservation" in str(err)
+    assert err.key == "env.wrappers" and "Dict" in str(err)
+    assert "part(s) ['mission'] cannot be flattened" in str(err)  # FlattenObservation would fail
+    assert "wrappers: ['minigrid.wrappers:ImgObsWrapper']" in str(err)
+    image = world(2, id="MiniGrid-DoorKey-5x5-v0", wrappers=["minigrid.wrappers:ImgObsWrapper"])
+    assert image.observation_spec.kind == "image"
+    err = config_error(id="Blackjack-v1")
+    assert "wrappers: ['gymnasium.wrappers:FlattenObservation']" in str(err)
     flat = world(2, id="Blackjack-v1", wrappers=["gymnasium.wrappers:FlattenObservation"])
     assert flat.observation_spec.kind == "vector" and flat.observation_spec.shape == (45,)
 

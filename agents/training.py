@@ -21,6 +21,7 @@ from tqdm import tqdm
 from agents.factory import build, build_world, resolve, schedule_warnings
 from agents.heads import HeadsAgent
 from agents.log_window import LogWindow
+from agents.memory import check_memory
 from agents.run_dir import claim_run_dir, hold_run_dir
 from agents.run_state import restore_run_state, resume_checkpoint, run_state
 from composable_rl.checkpoint import checkpoint_dir, nonfinite, prune_checkpoints, save_checkpoint
@@ -130,6 +131,7 @@ def train(
     with StopRequests() as stop:
         validate(cfg)
         check_run_dir(run_dir)
+        check_memory(cfg)
         with hold_run_dir(run_dir):
             claim_run_dir(run_dir, resume, overwrite)
             return _train(cfg, run_dir, resume, progress, command, stop, share)

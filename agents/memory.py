@@ -15,6 +15,7 @@ GIB = 2**30
 # Observations of every slot alive at once in a step: the state's, the final ones of finished
 # episodes, the next step's and the policy's input.
 OBS_COPIES = 4
+SLACK = 4  # below a quarter of the available memory on observations alone, a run is let through
 
 
 def tensor_bytes(obj: object) -> int:
@@ -51,17 +52,24 @@ def available_bytes(device: str) -> int | None:
 
 
 def check_memory(cfg: Config) -> None:
-    """Refuse a run whose world batch and replay (estimated from worlds of one and two slots)
-    need more memory than its device has available, naming the larger part's key."""
-    one, two = build_world(cfg, 1), build_world(cfg, 2)
+    """Refuse a run whose world batch and replay (estimated from a world of one slot, and of
+    two where the estimate comes near the limit) need more memory than its device has
+    available, naming the larger part's key."""
+    free = available_bytes(cfg.device)
+    if free is None:
+        return
+    one = build_world(cfg, 1)
     spec, actions = one.observation_spec, one.action_spec
     per_obs = obs_bytes(spec.shape, spec.dtype)
-    per_slot = max(tensor_bytes(two) - tensor_bytes(one), 0) + OBS_COPIES * per_obs
-    world = tensor_bytes(one) + per_slot * cfg.env.num_envs
-    action = obs_bytes(actions.shape, actions.dtype)
-    replay = replay_bytes(cfg, per_obs, action, len(one.head_names))
-    free = available_bytes(cfg.device)
-    if free is None or world + replay <= free:
+    replay = replay_bytes(
+        cfg, per_obs, obs_bytes(actions.shape, actions.dtype), len(one.head_names)
+    )
+    world = tensor_bytes(one) + OBS_COPIES * per_obs * cfg.env.num_envs
+    if SLACK * (world + replay) <= free:
+        return  # far from the limit whatever each slot's state: no second world to build
+    per_slot = max(tensor_bytes(build_world(cfg, 2)) - tensor_bytes(one), 0)
+    world += per_slot * cfg.env.num_envs
+    if world + replay <= free:
         return
     key = "env.num_envs" if world >= replay else "replay.capacity"
     raise ConfigError(

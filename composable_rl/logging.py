@@ -1,6 +1,7 @@
 """TensorBoard logging with the project's tag scheme; `global_step` is always environment steps."""
 
 import dataclasses
+import errno
 import io
 import json
 import os
@@ -193,14 +194,16 @@ def write_text(text: str, path: Path) -> None:
 
 def write_bytes(data: bytes, path: Path) -> None:
     """Writes `data` through a temporary file in the same folder, renamed over `path` once
-    complete, so a failure leaves no partial file; an OutputWriteError names the path, why and
-    the bytes needed."""
+    complete, so a failure leaves no partial file; a full disk or quota is an OutputWriteError
+    naming the path, why and the bytes needed."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         temporary.write_bytes(data)
         os.replace(temporary, path)
     except OSError as err:
-        reason = os.strerror(err.errno).lower() if err.errno else str(err)
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        reason = os.strerror(err.errno).lower()
         raise OutputWriteError(f"cannot write {path}: {reason} ({len(data):,} bytes)") from err
     finally:
         temporary.unlink(missing_ok=True)

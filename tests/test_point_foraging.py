@@ -232,14 +232,14 @@ def table(rows: list[dict]) -> dict[tuple[str, str], float]:
 
 def test_exact_heads_meet_p1_to_p3(exact):
     found, program, world = exact
-    rows, _ = setpoint_step(found, program, 10, 1000, "energy", 0.8, 0.1, 10_000, None)
+    rows, _ = setpoint_step(found, program, 6, 1000, "energy", 0.8, 0.1, 10_000, None)
     got = table(rows)
     assert got[HOMEOSTATIC, "time_in_band"] >= 0.9 and got[HOMEOSTATIC, "deaths"] == 0.0
     assert got[HOMEOSTATIC, "final_mean"] == pytest.approx(0.8, abs=0.05)
     assert got[MAXIMISER, "deaths"] > 0
-    got = table(salt_flip(found, program, world, 100, 50, 0.8, 0.1, 10_000))
+    got = table(salt_flip(found, program, world, 50, 50, 0.8, 0.1, 10_000))
     assert got[HOMEOSTATIC, "p_salt_replete"] < 0.1 and got[HOMEOSTATIC, "p_salt_depleted"] > 0.8
-    got = table(over_consumption(found, program, world, 10, 1000, 200, 10.0, 10_000))
+    got = table(over_consumption(found, program, world, 6, 1000, 200, 10.0, 10_000))
     assert got[HOMEOSTATIC, "above_band"] <= 0.01 and got[MAXIMISER, "above_band"] > 0.5
 
 

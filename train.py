@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.resume is None and args.config is None:
         fail("give --config FILE or --resume RUN_DIR (see --help)")
+    if args.resume is not None and args.overwrite:
+        fail("--overwrite replaces a run and --resume continues one: give one of them")
     source = args.resume / "config.yaml" if args.resume else args.config
     try:
         cfg = load_config(source, args.overrides)

@@ -15,7 +15,7 @@ GIB = 2**30
 # Observations of every slot alive at once in a step: the state's, the final ones of finished
 # episodes, the next step's and the policy's input.
 OBS_COPIES = 4
-SLACK = 4  # below a quarter of the available memory on observations alone, a run is let through
+SLACK = 4  # a run whose replay and observations need under a quarter of the memory passes
 
 
 def tensor_bytes(obj: object) -> int:
@@ -23,6 +23,12 @@ def tensor_bytes(obj: object) -> int:
     return sum(
         v.numel() * v.element_size() for v in vars(obj).values() if isinstance(v, torch.Tensor)
     )
+
+
+def close(world: object) -> None:
+    """Release a probe world's resources (worker processes of a Gymnasium vector env)."""
+    if callable(closer := getattr(world, "close", None)):
+        closer()
 
 
 def obs_bytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
@@ -59,16 +65,21 @@ def check_memory(cfg: Config) -> None:
     if free is None:
         return
     one = build_world(cfg, 1)
-    spec, actions = one.observation_spec, one.action_spec
+    try:
+        spec, actions, heads = one.observation_spec, one.action_spec, len(one.head_names)
+        shared = tensor_bytes(one)
+    finally:
+        close(one)
     per_obs = obs_bytes(spec.shape, spec.dtype)
-    replay = replay_bytes(
-        cfg, per_obs, obs_bytes(actions.shape, actions.dtype), len(one.head_names)
-    )
-    world = tensor_bytes(one) + OBS_COPIES * per_obs * cfg.env.num_envs
+    replay = replay_bytes(cfg, per_obs, obs_bytes(actions.shape, actions.dtype), heads)
+    world = shared + OBS_COPIES * per_obs * cfg.env.num_envs
     if SLACK * (world + replay) <= free:
         return  # far from the limit whatever each slot's state: no second world to build
-    per_slot = max(tensor_bytes(build_world(cfg, 2)) - tensor_bytes(one), 0)
-    world += per_slot * cfg.env.num_envs
+    two = build_world(cfg, 2)
+    try:
+        world += max(tensor_bytes(two) - shared, 0) * cfg.env.num_envs
+    finally:
+        close(two)
     if world + replay <= free:
         return
     key = "env.num_envs" if world >= replay else "replay.capacity"

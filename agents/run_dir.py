@@ -19,18 +19,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from composable_rl.checkpoint import checkpoint_dir
+from composable_rl.checkpoint import checkpoint_dir, checkpoints
+from composable_rl.cli import InUseError
 from composable_rl.config import ConfigError
 
 _HELD: dict[Path, IO[str]] = {}
 
 
-class RunDirBusy(RuntimeError):
+class RunDirBusy(InUseError):
     """Another process trains in this run directory."""
 
 
 def lock_file(run_dir: Path) -> Path:
-    """The lock file of a run directory: hidden, beside it."""
+    """The lock file of a run directory: hidden, beside it (the same file however the
+    directory is reached)."""
+    run_dir = run_dir.resolve()
     return run_dir.parent / f".{run_dir.name}.lock"
 
 
@@ -74,10 +77,7 @@ def hold_run_dir(run_dir: Path) -> Iterator[None]:
     handle = _try_lock(run_dir)
     if handle is None:
         holder = lock_file(run_dir).read_text().strip() or "another process"
-        raise RunDirBusy(
-            f"{run_dir} is in use by another run ({holder}); wait for it to end or choose "
-            "another run_name"
-        )
+        raise RunDirBusy(f"{run_dir} is in use by another run ({holder}); wait for it to end")
     with _holding(key, handle):
         yield
 
@@ -103,21 +103,32 @@ def fresh_run_dir(parent: Path, name: str) -> Iterator[Path]:
         return
 
 
-def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Make `run_dir` ready for a run that holds its lock: a new run refuses a directory that
-    already holds files unless `overwrite` (which removes them); stale temporary checkpoint
-    directories of a killed run are removed, with a note."""
+def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """Check `run_dir` for a run that holds its lock; returns whether the run must replace what
+    it holds (`overwrite`), which it does only once it is built. A new run refuses a directory
+    that holds files unless `overwrite`, and `overwrite` refuses one that holds no run (neither
+    config.yaml nor checkpoints). Stale temporary checkpoint directories of a killed run are
+    removed, with a note."""
+    replace = False
     if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
-        if not overwrite:
+        is_run = (run_dir / "config.yaml").is_file() or checkpoints(run_dir)
+        if not is_run:
             raise ConfigError(
-                f"{run_dir} already holds a run: continue it with --resume {run_dir}, replace "
-                "it with --overwrite, or choose another run_name",
+                f"{run_dir} holds files but no run; choose another run_name or runs_dir",
                 "run_name",
             )
-        shutil.rmtree(run_dir)
+        if not overwrite:
+            advice = f"continue it with --resume {run_dir}, " if checkpoints(run_dir) else ""
+            raise ConfigError(
+                f"{run_dir} already holds a run: {advice}replace it with --overwrite, or choose "
+                "another run_name",
+                "run_name",
+            )
+        replace = True
     stale = sorted(checkpoint_dir(run_dir, 0).parent.glob(".*.tmp-*"))
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     if stale:
         names = ", ".join(p.name for p in stale)
         print(f"removed {len(stale)} unfinished checkpoint write(s): {names}", file=sys.stderr)
+    return replace

@@ -9,6 +9,7 @@ resolved config, TensorBoard logs, checkpoints and the final evaluation. Learner
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import time
@@ -25,7 +26,7 @@ from agents.memory import check_memory
 from agents.run_dir import claim_run_dir, hold_run_dir
 from agents.run_state import restore_run_state, resume_checkpoint, run_state
 from composable_rl.checkpoint import checkpoint_dir, nonfinite, prune_checkpoints, save_checkpoint
-from composable_rl.cli import folder_problem
+from composable_rl.cli import OutputWriteError, folder_problem, full_disk
 from composable_rl.config import Config, ConfigError, save_config, to_dict, validate
 from composable_rl.evaluation import exact_head_rows, head_return_rows
 from composable_rl.interrupts import StopRequests
@@ -131,23 +132,33 @@ def train(
     with StopRequests() as stop:
         validate(cfg)
         check_run_dir(run_dir)
+        if resume and not run_dir.is_dir():
+            raise FileNotFoundError(f"no run directory at {run_dir}")
         check_memory(cfg)
         with hold_run_dir(run_dir):
-            claim_run_dir(run_dir, resume, overwrite)
-            return _train(cfg, run_dir, resume, progress, command, stop, share)
+            replace = claim_run_dir(run_dir, resume, overwrite)
+            return _train(cfg, run_dir, resume, progress, command, stop, share, replace)
 
 
-def open_run_dir(cfg: Config, run_dir: Path, command: str | None) -> Logger:
-    """Create the run directory, append `command` to its command.txt, write the resolved config
-    and start its TensorBoard log (with the config as a table)."""
+def open_run_dir(cfg: Config, run_dir: Path, command: str | None, replace: bool) -> Logger:
+    """Create the run directory (first removing what it holds when `replace`), append `command`
+    to its command.txt, write the resolved config and start its TensorBoard log (with the
+    config as a table); a full disk is an OutputWriteError."""
+    if replace:
+        shutil.rmtree(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"runs_dir: cannot create the run directory {run_dir}: {err}") from err
-    if command is not None:
-        with (run_dir / "command.txt").open("a") as f:
-            f.write(command + "\n")
-    save_config(cfg, run_dir / "config.yaml")
+    try:
+        if command is not None:
+            with (run_dir / "command.txt").open("a") as f:
+                f.write(command + "\n")
+        save_config(cfg, run_dir / "config.yaml")
+    except OSError as err:
+        if (reason := full_disk(err)) is None:
+            raise
+        raise OutputWriteError(f"cannot write to the run directory {run_dir}: {reason}") from err
     logger = Logger(run_dir)
     logger.hparams_table(to_dict(cfg))
     return logger
@@ -161,6 +172,7 @@ def _train(
     command: str | None,
     stop: StopRequests,
     share: CoreShare | None,
+    replace: bool,
 ) -> dict:
     """The body of `train`, with SIGINT and SIGTERM already caught by `stop` and the run
     directory held."""
@@ -181,7 +193,7 @@ def _train(
         step, agent.updates = meta["step"], meta.get("updates", 0)
         exact = ", with its replay and random-number state" if saved is not None else ""
         print(f"resuming from {last_checkpoint} (step {step:,}){exact}", file=sys.stderr)
-    logger = open_run_dir(cfg, run_dir, command)
+    logger = open_run_dir(cfg, run_dir, command, replace)
 
     # Replay, behaviour tasks and the open episodes: fresh, or as the checkpoint left them.
     gen = torch.Generator(dev).manual_seed(cfg.seed + 7919 * step)

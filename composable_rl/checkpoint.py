@@ -7,7 +7,6 @@ holds a complete checkpoint or none; one with a non-finite value is never writte
 """
 
 import dataclasses
-import errno
 import json
 import os
 import pickle
@@ -27,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-from composable_rl.cli import OutputWriteError
+from composable_rl.cli import OutputWriteError, full_disk
 from composable_rl.config import to_dict
 
 FORMAT_VERSION = 1
@@ -101,10 +100,10 @@ def save_checkpoint(
         raise NonFiniteError(
             f"refusing to write checkpoint {path}: non-finite values in {_some(bad)}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    mask = _umask()
+    mask, tmp = _umask(), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
         tmp.chmod(0o777 & ~mask)
         save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "pt"})
         _fsync(tmp / MODEL_FILE)
@@ -121,17 +120,23 @@ def save_checkpoint(
         _fsync(tmp)
         _move_into_place(tmp, path)
     except (OSError, SafetensorError, RuntimeError) as err:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         optimizer = (t for _, t in _optimizer_tensors(optimizer_state))
         needed = _tensor_bytes(weights.values(), optimizer)
         if run_state is not None:
             needed += _tensor_bytes(run_state.values())
+        try:
+            free = f"{shutil.disk_usage(path.parent).free:,} are free there"
+        except OSError:
+            free = "free space unknown"
         raise CheckpointWriteError(
             f"cannot write checkpoint {path}: {write_failure(err)} (it needs up to "
-            f"{needed:,} bytes; {shutil.disk_usage(path.parent).free:,} are free there)"
+            f"{needed:,} bytes; {free})"
         ) from err
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
 
@@ -139,10 +144,8 @@ def save_checkpoint(
 def write_failure(err: BaseException) -> str:
     """Why a write failed, in a few words: the OS's reason for a full disk or quota, else the
     first line of the error."""
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return os.strerror(err.errno).lower()
     lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
+    return full_disk(err) or (lines[0] if lines else type(err).__name__)
 
 
 def _tensor_bytes(*groups: Iterable[torch.Tensor]) -> int:

@@ -4,6 +4,7 @@ output paths checked before any long work."""
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import signal
@@ -24,6 +25,17 @@ class OutputWriteError(OSError):
     message names the path, why and the bytes it needed, and nothing of it is left."""
 
 
+class InUseError(RuntimeError):
+    """Something another process holds, e.g. a run directory; the message names the holder."""
+
+
+def full_disk(err: BaseException) -> str | None:
+    """The OS's reason when an error is a full disk, a quota or a file too large, else None."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return os.strerror(err.errno).lower()
+    return None
+
+
 def run_command(main: Callable[[], object]) -> None:
     """A command's entry point: Ctrl-C exits with status 130 and an output that cannot be
     written with status 1, each as one line instead of a traceback (outputs are written whole or
@@ -35,7 +47,7 @@ def run_command(main: Callable[[], object]) -> None:
             "interrupted; files written before it are whole, none is half-written",
             128 + signal.SIGINT,
         )
-    except OutputWriteError as err:
+    except (OutputWriteError, InUseError) as err:
         fail(str(err), 1)
 
 

@@ -381,6 +381,8 @@ class Config:
 
     def problems(self) -> Iterator[tuple[str, str]]:
         """Yield (field, problem) for rules that involve several sections."""
+        if self.run_name in (".", "..") or "/" in self.run_name or "\\" in self.run_name:
+            yield "run_name", f"must be a plain folder name inside runs_dir, got {self.run_name!r}"
         starts = min(self.replay.learning_starts, self.replay.capacity)
         if starts >= self.total_steps:
             yield (

@@ -1,7 +1,6 @@
 """TensorBoard logging with the project's tag scheme; `global_step` is always environment steps."""
 
 import dataclasses
-import errno
 import io
 import json
 import os
@@ -12,7 +11,7 @@ from typing import Any
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from composable_rl.cli import OutputWriteError
+from composable_rl.cli import OutputWriteError, full_disk
 from composable_rl.config import to_dict
 
 EPISODIC_RETURN = "charts/episodic_return"
@@ -201,9 +200,8 @@ def write_bytes(data: bytes, path: Path) -> None:
         temporary.write_bytes(data)
         os.replace(temporary, path)
     except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        if (reason := full_disk(err)) is None:
             raise
-        reason = os.strerror(err.errno).lower()
         raise OutputWriteError(f"cannot write {path}: {reason} ({len(data):,} bytes)") from err
     finally:
         temporary.unlink(missing_ok=True)

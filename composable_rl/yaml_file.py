@@ -42,11 +42,6 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping
-)
-
-
 def parse_yaml(text: str, where: str) -> Any:
     """The YAML document `text` (from `where`, for messages), duplicate keys refused."""
     try:

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from agents.composition import load, resolve
 from agents.homeostatic import DriveReductionAgent, FixedWeightAgent, HomeostaticAgent
+from composable_rl.cli import non_negative_float
 from composable_rl.config import WorldConfig
 from composable_rl.homeostasis import (
     ValueProgram,
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument(
         "--alpha",
-        type=float,
+        type=non_negative_float,
         help="temperature of the composed heads' actions (default: the run's agent.alpha for "
         "discrete actions, 0 for continuous ones: the best candidate)",
     )

@@ -102,3 +102,22 @@ def test_a_second_train_with_the_same_run_name_is_refused_in_one_line(tmp_path):
     assert second.stderr.startswith(f"train.py: {tmp_path / 'same'} is in use by another run (pid ")
     assert second.stderr.count("\n") == 1 and f"pid {first.pid}," in second.stderr
     assert (tmp_path / "same" / "command.txt").read_text().count("\n") == 1  # only the first's
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/b", "/tmp/x"])
+def test_a_run_name_is_a_plain_folder_name(name):
+    with pytest.raises(ConfigError, match="run_name: must be a plain folder name"):
+        from_dict(Config, {**TINY, "run_name": name})
+
+
+def test_overwrite_replaces_only_runs_and_resume_needs_a_run_directory(tmp_path):
+    cfg = from_dict(Config, TINY)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "thesis.tex").write_text("x")
+    with pytest.raises(ConfigError, match="holds files but no run"):
+        training.train(cfg, other, progress=False, overwrite=True)
+    assert (other / "thesis.tex").read_text() == "x"
+    with pytest.raises(FileNotFoundError, match="no run directory at"):
+        training.train(cfg, tmp_path / "typo", resume=True, progress=False)
+    assert not (tmp_path / "typo").exists() and not (tmp_path / ".typo.lock").exists()

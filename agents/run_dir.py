@@ -125,10 +125,27 @@ def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
                 "run_name",
             )
         replace = True
-    stale = sorted(checkpoint_dir(run_dir, 0).parent.glob(".*.tmp-*"))
+    tidy_checkpoints(checkpoint_dir(run_dir, 0).parent)
+    return replace
+
+
+def tidy_checkpoints(folder: Path) -> None:
+    """Remove the temporary directories of checkpoint writes that a killed run left in
+    `folder`, and put back a whole checkpoint moved aside to be replaced (`.NAME.old-*`) where
+    the write that replaced it never finished; one note each on stderr."""
+    stale = sorted(folder.glob(".*.tmp-*"))
+    for old in sorted(folder.glob(".*.old-*")):
+        home = folder / old.name[1:].rsplit(".old-", 1)[0]
+        if home.exists() or not (old / "meta.json").is_file():
+            stale.append(old)
+        else:
+            old.rename(home)
+            print(
+                f"restored checkpoint {home.name}, moved aside by a write that never finished",
+                file=sys.stderr,
+            )
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     if stale:
         names = ", ".join(p.name for p in stale)
         print(f"removed {len(stale)} unfinished checkpoint write(s): {names}", file=sys.stderr)
-    return replace

@@ -16,13 +16,22 @@ import argparse
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from agents.factory import build
 from agents.training import train
-from bench.throughput import Scale, Target, interleaved_rates, learn_seconds, report, row
+from bench.throughput import (
+    Scale,
+    Target,
+    interleaved_rates,
+    learn_seconds,
+    measured,
+    report,
+    row,
+)
 from composable_rl.config import load_config
 from composable_rl.replay import TensorReplay
 from composable_rl.runtime import configure_cpu
@@ -139,11 +148,12 @@ def main(argv: Sequence[str] | None = None) -> list:
     scale = QUICK if args.quick else FULL
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    rows = [*ours(scale), *sb3(scale)]
+    rows = measured(
+        [partial(ours, scale), partial(sb3, scale), partial(updates, scale)], "continuous"
+    )
     if not isinstance(rows[1]["value"], str):
         ratio = rows[0]["value"] / rows[1]["value"]
-        rows.append(row("ours-sac", "ours / SB3 SAC env-steps/s", ratio, "x"))
-    rows += updates(scale)
+        rows.insert(2, row("ours-sac", "ours / SB3 SAC env-steps/s", ratio, "x"))
     return report(rows, targets(rows), args.json)
 
 

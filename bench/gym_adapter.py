@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+from bench.throughput import progress
 from composable_rl.config import from_dict
 from envs.gymnasium_world import GymnasiumConfig, make
 
@@ -73,7 +74,7 @@ def main() -> dict[str, float]:
         for step in steps.values():
             for i in range(WARMUP_CALLS):
                 step(i)
-        for _ in range(ROUNDS):
+        for _ in progress(range(ROUNDS), "gym adapter", "round"):
             for name, step in steps.items():
                 rates[name].append(steps_per_second(step, calls))
     finally:

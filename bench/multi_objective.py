@@ -30,6 +30,7 @@ import torch
 from agents.composition import evaluate_multi_objective, load
 from agents.training import train
 from bench.peers import peer_available, peer_values, peers_of, train_peer
+from bench.throughput import progress
 from composable_rl.config import load_config
 from composable_rl.mo_metrics import expected_utility, hypervolume, simplex_lattice
 
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if missing:
         print(f"peers skipped: {missing}")
     rows = []
-    for env_id in args.envs:
+    for env_id in progress(args.envs, "multi-objective", "env"):
         mine = ours(env_id, args.steps, args.divisions, args.episodes, args.seed, args.set)
         rows.append({"env": env_id, "steps": args.steps, **mine})
         for name in () if missing else peers_of(env_id):

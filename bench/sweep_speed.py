@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.shared_cores import median_sps
-from bench.throughput import QUICKSTART, Row, Target, cpu_name, report, row
+from bench.throughput import QUICKSTART, Row, Target, cpu_name, progress, report, row
 
 ROOT = QUICKSTART.parent.parent
 WALL_TARGET = 0.85  # sweep wall-clock / sequential solo runs
@@ -48,7 +48,7 @@ def bench_sweep(seeds: int, steps: int | None) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp)
         solo_seconds, solo_sps = 0.0, []
-        for seed in range(seeds):
+        for seed in progress(range(seeds), "solo runs", "run"):
             overrides = [f"runs_dir={runs}", f"run_name=solo{seed}", f"seed={seed}", *budget]
             command = [sys.executable, "train.py", "--config", str(QUICKSTART), "--no-progress"]
             solo_seconds += timed(command + [a for o in overrides for a in ("--set", o)])

@@ -13,14 +13,17 @@ import dataclasses
 import json
 import operator
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from agents.factory import build
 from agents.soft_q import MultiHeadSoftQ
@@ -92,6 +95,17 @@ def timed_rate(step: Callable[[int], object], seconds: float) -> float:
         step(calls)
         calls += 1
     return calls / elapsed
+
+
+def measured(parts: Sequence[Callable[[], list[Row]]], desc: str) -> list[Row]:
+    """The rows of a bench's measurements, taken in turn under a progress bar on stderr
+    (measurements done and left, and an estimate of the time left)."""
+    return [found for part in progress(parts, desc, "measurement") for found in part()]
+
+
+def progress(items: Iterable, desc: str, unit: str) -> tqdm:
+    """`items` under a progress bar on stderr, as every long command shows one."""
+    return tqdm(items, desc=desc, unit=unit, file=sys.stderr)
 
 
 def interleaved_rates(
@@ -435,14 +449,15 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     scale = QUICK if args.quick else FULL
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU: {cpu_name()}")
-    rows = [
-        *bench_env(scale),
-        *bench_act(scale),
-        *bench_update(scale),
-        *bench_quickstart_update(scale),
-        *bench_end_to_end(scale),
-        *bench_sb3(scale),
-    ]
+    parts = (
+        bench_env,
+        bench_act,
+        bench_update,
+        bench_quickstart_update,
+        bench_end_to_end,
+        bench_sb3,
+    )
+    rows = measured([partial(part, scale) for part in parts], "throughput")
     rows += sb3_ratio(rows)
     return report(rows, targets(rows), args.json)
 

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from agents.composition import all_boolean_tasks, evaluate_task, load
 from agents.sweep import (
@@ -427,22 +430,24 @@ def homeostasis_section(evaluator: Evaluator) -> str:
 def results_markdown(out: Path, trials: Sequence[Trial], summary: list[dict], quick: bool) -> str:
     """Every table whose sections have finished trials, as markdown."""
     evaluator = Evaluator(out, trials, quick)
+    sections: list[Callable[[], str]] = []
     groups = [g for g in ("quickstart", "boolean_rooms", "random_rooms") if evaluator.runs(g)]
-    parts = []
     if groups:
-        parts.append(heads_section(summary, evaluator, groups))
+        sections.append(partial(heads_section, summary, evaluator, groups))
     if groups := [g for g in ("quickstart", "boolean_rooms") if evaluator.runs(g)]:
-        parts.append(boolean_section(evaluator, groups))
+        sections.append(partial(boolean_section, evaluator, groups))
     if evaluator.runs("quickstart_sf"):
-        parts.append(linear_section(evaluator))
+        sections.append(partial(linear_section, evaluator))
     if evaluator.runs("office"):
-        parts.append(office_section(evaluator))
+        sections.append(partial(office_section, evaluator))
     if any(evaluator.runs(group) for group, _ in FORAGING_GROUPS):
-        parts.append(homeostasis_section(evaluator))
+        sections.append(partial(homeostasis_section, evaluator))
     if groups := [g for g in GYMNASIUM if evaluator.runs(g)]:
-        parts.append(gymnasium_section(summary, evaluator, groups))
+        sections.append(partial(gymnasium_section, summary, evaluator, groups))
     if evaluator.runs("linear_quadratic"):
-        parts.append(continuous_section(summary, evaluator))
+        sections.append(partial(continuous_section, summary, evaluator))
+    bar = tqdm(sections, desc="tables", unit="table", file=sys.stderr, disable=len(sections) < 2)
+    parts = [section() for section in bar]  # each evaluates its trials' checkpoints
     note = "Mean ± half-width of the 95% Student-t interval over seeds (n seeds); " + (
         "`--quick`: tiny budgets, a check of the machinery only." if quick else "full budgets."
     )

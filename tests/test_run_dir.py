@@ -75,6 +75,15 @@ def test_a_run_directory_is_reused_only_to_resume_or_overwrite(tmp_path, capsys)
     claim_run_dir(run_dir, resume=True, overwrite=False)
     assert not stale.exists() and checkpoints(run_dir)
     assert "removed 1 unfinished checkpoint write(s): .step_9.tmp-abc" in capsys.readouterr().err
+    (kept,) = checkpoints(run_dir)
+    aside = kept.with_name(f".{kept.name}.old-1234")
+    kept.rename(aside)  # killed between moving the old checkpoint aside and the new one in
+    (run_dir / "checkpoints" / f".{kept.name}.old-5678").mkdir()  # and one to drop
+    claim_run_dir(run_dir, resume=True, overwrite=False)
+    assert checkpoints(run_dir) == [kept] and not aside.exists()
+    assert sorted(p.name for p in kept.parent.iterdir()) == [kept.name]
+    err = capsys.readouterr().err
+    assert f"restored checkpoint {kept.name}" in err and f".{kept.name}.old-5678" in err
     (run_dir / "stray.txt").write_text("x")
     training.train(cfg, run_dir, progress=False, overwrite=True)
     assert not (run_dir / "stray.txt").exists() and checkpoints(run_dir)

@@ -68,6 +68,7 @@ NUMBERS = ("return", "success", "normalized_return", "ci95")
 RULE_NUMBERS = ("normalized_return", "success")  # the component-action rule's columns
 MULTI_OBJECTIVE_NUMBERS = ("expected_utility", "hypervolume", "igd")
 TEMPORAL_NUMBERS = ("success", "steps", "oracle_steps")
+RULE_TEMPORAL = ("success", "steps", "violations")  # the rule's columns on temporal tasks
 EXPRESSION_OPTIONS = ("--task", "--ltl", "--weights")
 
 
@@ -113,9 +114,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--component-rule",
         action="store_true",
-        help="Boolean tasks on world-value soft actor-critic heads: also score the Skill "
-        "Machines rule (each head acts for itself; OR / AND take the action of the child of "
-        "highest / lowest value) in columns rule_*",
+        help="Boolean or temporal tasks on world-value soft actor-critic heads: also score the "
+        "Skill Machines rule (each head acts for itself; OR / AND take the action of the child "
+        "of highest / lowest value; in each machine state for temporal tasks) in columns rule_*",
     )
     parser.add_argument("--seed", type=int, default=10_000, help="evaluation seed")
     parser.add_argument("--json", type=Path, help="write the rows as a JSON list")
@@ -144,13 +145,19 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
     with torch.no_grad():
         if args.ltl or args.rm:
             episodes = args.episodes or 100
-            return [
-                row
-                for task in progress(args.ltl or args.rm)
-                for row in evaluate_temporal_task(
+            rows = []
+            for task in progress(args.ltl or args.rm):
+                found = evaluate_temporal_task(
                     cfg, world, agent, task, episodes, args.seed, not args.no_plan
                 )
-            ]
+                if args.component_rule:
+                    rule = evaluate_temporal_task(
+                        cfg, world, agent, task, episodes, args.seed, rule=True
+                    )
+                    for row, other in zip(found, rule, strict=True):
+                        row.update({f"rule_{key}": other[key] for key in RULE_TEMPORAL})
+                rows += found
+            return rows
         episodes = args.episodes or 200
         if args.multi_objective:
             return [evaluate_multi_objective(cfg, agent, args.multi_objective, episodes, args.seed)]
@@ -172,8 +179,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     """Evaluate the requested tasks, print a table, write JSON, a plot and TensorBoard scalars."""
     args = parse_args(argv)
     temporal = args.ltl or args.rm
-    if args.component_rule and not (args.task or args.all_boolean):
-        fail("--component-rule scores Boolean tasks: use it with --task or --all-boolean")
+    if args.component_rule and not (args.task or args.all_boolean or temporal):
+        fail(
+            "--component-rule scores Boolean or temporal tasks: use it with --task, "
+            "--all-boolean, --ltl or --rm"
+        )
     try:
         run_dir = resolve(args.checkpoint).parent.parent
     except FileNotFoundError as err:
@@ -209,7 +219,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 if args.multi_objective
                 else (*NUMBERS, *(f"rule_{key}" for key in RULE_NUMBERS))
             )
-            for key in TEMPORAL_NUMBERS if temporal else keys:
+            temporal_keys = (*TEMPORAL_NUMBERS, *(f"rule_{key}" for key in RULE_TEMPORAL))
+            for key in temporal_keys if temporal else keys:
                 if row.get(key) is not None:
                     logger.scalar(f"{tag}/{key}", row[key], 0)
     return rows

@@ -3,6 +3,8 @@ Boolean composition with continuous actions: every literal (a head, or a negated
 itself with the actor of its best goal, and an OR (AND) takes the action of the child whose own
 value is the highest (lowest). The composed values are never maximised over actions, which is
 what `composition.composed_policy` does instead; the two sit side by side in zero_shot's table.
+For temporal tasks the rule runs each machine state's expression (`rule_machine_policy`), as
+the published skill machines do, beside the skill machine that acts on composed values.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from torch import Tensor
 from agents.heads import HeadsAgent
 from agents.world_value_actor_critic import WorldValueActorCritic
 from composable_rl import expressions
+from composable_rl.reward_machine import RewardMachine
+from composable_rl.skill_machine import skill_expression
 from composable_rl.world import Act
 
 
@@ -73,6 +77,34 @@ def rule_policy(agent: HeadsAgent, expr: expressions.Expr) -> Act:
             means = agent.actor_means(obs)  # [N, K * G, D] of (-1, 1)^D
             values = agent.head_values_at(obs, means)
             _, chosen = rule_choice(expr, values, agent.head_names)
+            rows = torch.arange(len(chosen), device=chosen.device)
+            return agent.to_box(means[rows, chosen])
+
+    return act
+
+
+def rule_machine_policy(agent: HeadsAgent, machine: RewardMachine) -> Act:
+    """The Skill Machines baseline for a temporal task: in each machine state the rule acts on
+    that state's Boolean expression (`skill_expression`, edges picked on the machine alone) over
+    world-value soft actor-critic heads. policy(obs, machine states [N]) -> actions."""
+    if not isinstance(agent, WorldValueActorCritic) or "MAX" not in agent.head_names:
+        raise ValueError(
+            "the component-action rule needs world-value soft actor-critic heads with the "
+            "bound heads MAX and MIN"
+        )
+    gamma = agent.cfg.gamma
+    texts = [skill_expression(machine, u, gamma) for u in range(len(machine.states))]
+    trees = [None if text is None else expressions.parse(text) for text in texts]
+
+    def act(obs: Tensor, state: Tensor) -> Tensor:
+        with torch.no_grad():
+            means = agent.actor_means(obs)  # [N, K * G, D] of (-1, 1)^D
+            values = agent.head_values_at(obs, means)
+            chosen = torch.zeros_like(state)
+            for u, tree in enumerate(trees):
+                if tree is not None:
+                    _, pick = rule_choice(tree, values, agent.head_names)
+                    chosen = torch.where(state == u, pick, chosen)
             rows = torch.arange(len(chosen), device=chosen.device)
             return agent.to_box(means[rows, chosen])
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from agents.component_rule import rule_policy
+from agents.component_rule import rule_machine_policy, rule_policy
 from agents.factory import build, build_world
 from agents.heads import HeadsAgent
 from agents.skill_machine import SkillMachineAgent
@@ -211,13 +211,17 @@ def evaluate_temporal_task(
     episodes: int,
     seed: int,
     plan: bool = True,
+    rule: bool = False,
 ) -> list[dict]:
-    """The world's temporal evaluation of a skill machine for `task` (LTL or machine file)."""
+    """The world's temporal evaluation of a skill machine for `task` (LTL or machine file);
+    `rule`: the component-action rule runs each machine state's expression instead."""
     entry = world_entry(cfg.env.name)
     if entry.evaluate_temporal is None:
         raise ValueError(f"the {cfg.env.name} world runs no temporal tasks")
 
     def make_policy(machine: RewardMachine):
+        if rule:
+            return rule_machine_policy(agent, machine)
         return skill_machine(world, agent, machine, plan).act
 
     return entry.evaluate_temporal(cfg.env, task, make_policy, episodes, seed, cfg.device)

@@ -136,6 +136,33 @@ def schedule_warnings(cfg: Config) -> list[str]:
     return found
 
 
+def wandering_slots(cfg: Config, num_envs: int) -> int:
+    """How many of the first training slots act uniformly at random (`tasks.uniform_slots`)."""
+    return round((cfg.tasks.uniform_slots or 0.0) * num_envs)
+
+
+def goal_warnings(cfg: Config, world: World) -> list[str]:
+    """A warning, naming the keys, where world-value actor-critic heads would train with goals
+    that no slot seeks: slot i seeks goal i mod G, and the first slots act uniformly."""
+    goals = list(getattr(world, "goal_names", []))
+    if not (head_type(cfg).continuous and cfg.agent.world_values and goals):
+        return []
+    n = world.num_envs
+    sought = {i % len(goals) for i in range(wandering_slots(cfg, n), n)}
+    missing = [name for g, name in enumerate(goals) if g not in sought]
+    if not missing:
+        return []
+    enough = next(
+        m for m in range(n, n + 2 * len(goals) + 2) if m - wandering_slots(cfg, m) >= len(goals)
+    )
+    return [
+        f"warning: no training slot seeks the goals {missing} (env.num_envs {n}, of which "
+        f"tasks.uniform_slots {cfg.tasks.uniform_slots:g} act uniformly; slot i seeks goal i "
+        f"mod {len(goals)}): their world values may never learn; raise env.num_envs to at "
+        f"least {enough}"
+    ]
+
+
 def build_agent(cfg: Config, world: World) -> HeadsAgent:
     """A fresh learner of `agent.heads` for `world`, on `cfg.device` (its null keys resolved
     as `resolve` does); a head type that does not learn the world's kind of actions is a

@@ -4,6 +4,8 @@ Each machine state owns a Boolean composition of the proposition heads (see
 `composable_rl.skill_machine`); the agent acts greedily on the composition of each env's current
 machine state. With `plan=True` (default) the composition's terminal rewards are replaced by the
 values of going on from each goal, so the agent also weighs what comes after the next edge.
+Discrete heads score every action; continuous (soft actor-critic) heads score the candidate
+actions their actors propose (`candidate_values`), and the best candidate is taken.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from agents.soft_q import MultiHeadSoftQ
+from agents.heads import HeadsAgent
 from composable_rl.expressions import evaluate
 from composable_rl.reward_machine import Label, RewardMachine
 from composable_rl.skill_machine import continuation_targets, planned_values, skill_expression
 
 
 class SkillMachineAgent:
-    """Acts on a reward machine with a world-value MultiHeadSoftQ (heads incl. MAX and MIN).
+    """Acts on a reward machine with world-value heads incl. MAX and MIN (`candidate_values`).
 
     The world is described by tensors so that agents never import envs: `alphabet` lists the
     labels by index, `goal_label` [G] is the label index of each goal, `goal_membership` [G, K]
@@ -30,7 +32,7 @@ class SkillMachineAgent:
 
     def __init__(
         self,
-        agent: MultiHeadSoftQ,
+        agent: HeadsAgent,
         machine: RewardMachine,
         alphabet: Sequence[Label],
         goal_label: Tensor,
@@ -40,10 +42,12 @@ class SkillMachineAgent:
         r_max: float,
         r_min: float,
         plan: bool = True,
+        seed: int = 0,
     ) -> None:
         if not agent.num_goals or "MAX" not in agent.head_names or "MIN" not in agent.head_names:
             raise ValueError("a skill machine needs world-value heads with the bounds MAX and MIN")
         self.agent, self.machine, self.plan = agent, machine, plan
+        self.generator = torch.Generator(device=goal_obs.device).manual_seed(seed)
         self.step_reward, self.gamma = step_reward, agent.cfg.gamma
         table, _ = machine.table(alphabet)
         self.expressions = [
@@ -66,14 +70,14 @@ class SkillMachineAgent:
         rejecting[list(machine.rejecting)] = True
         goal_next = table.to(device)[:, goal_label]  # [U, G]
         with torch.no_grad():
-            at_goals = self.compose(goal_obs)  # [U, G, G', A]
+            at_goals = self.compose(self.agent.candidate_values(goal_obs, self.generator)[0])
         self.target = continuation_targets(
             at_goals, self.terminal, goal_next, accepting, rejecting, step_reward, self.gamma, r_max
         )
 
-    def compose(self, obs: Tensor) -> Tensor:
-        """Composed world values [U, B, G, A] of every machine state's expression (0 if none)."""
-        q = self.agent.online(obs)
+    def compose(self, q: Tensor) -> Tensor:
+        """Composed world values [U, B, G, C] of every machine state's expression (0 if none)
+        from the heads' values q [B, K, G, C] at C actions."""
         heads = {name: q[:, k] for k, name in enumerate(self.agent.head_names)}
         bounds = (heads["MAX"], heads["MIN"])
         alpha = self.agent.cfg.alpha
@@ -88,10 +92,12 @@ class SkillMachineAgent:
 
     @torch.no_grad()
     def act(self, obs: Tensor, context: Tensor) -> Tensor:
-        """Greedy actions [N] for observations [N, ...] in the machine states `context` [N]."""
+        """Greedy actions [N, ...] for observations [N, ...] in the machine states `context`
+        [N]: an action index for discrete heads, the best candidate action for continuous."""
         state = context
         rows = torch.arange(obs.shape[0], device=obs.device)
-        values = self.compose(obs)[state, rows]  # [N, G, A]
+        q, candidates = self.agent.candidate_values(obs, self.generator)
+        values = self.compose(q)[state, rows]  # [N, G, C]
         terminal = self.terminal[state]
         if self.plan:
             values = planned_values(
@@ -100,4 +106,5 @@ class SkillMachineAgent:
         else:  # only goals that take the edge: reaching another one does not end the task
             wanted = terminal == terminal.amax(1, keepdim=True)
             values = values.masked_fill(~wanted.unsqueeze(-1), -torch.inf)
-        return values.amax(1).argmax(-1)
+        best = values.amax(1).argmax(-1)
+        return best if candidates is None else candidates[rows, best]

@@ -64,6 +64,13 @@ class MultiHeadSoftQ(DiscreteHeads):
         """Every head's values [N, K, A] (or [N, K, G, A] with world-value heads)."""
         return self.online(obs)
 
+    def candidate_values(
+        self, obs: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, None]:
+        """World values [B, K, G, A] of every action (the candidates are the actions themselves,
+        so none are returned; `generator` is unused)."""
+        return self.online(obs), None
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step on every head; returns detached diagnostics (no host sync)."""
         n = batch.obs.shape[0]

@@ -19,7 +19,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from agents.factory import build, build_world, resolve, schedule_warnings
+from agents.factory import (
+    build,
+    build_world,
+    goal_warnings,
+    resolve,
+    schedule_warnings,
+    wandering_slots,
+)
 from agents.heads import HeadsAgent
 from agents.log_window import LogWindow
 from agents.memory import check_memory
@@ -181,7 +188,7 @@ def _train(
     torch.manual_seed(cfg.seed)
     world, agent = build(cfg)
     cfg = resolve(cfg, world)  # the values the run uses, saved with it
-    for warning in schedule_warnings(cfg):
+    for warning in schedule_warnings(cfg) + goal_warnings(cfg, world):
         print(warning, file=sys.stderr)
     spec, actions_spec = world.observation_spec, world.action_spec
     n, k, dev = world.num_envs, len(world.head_names), cfg.device
@@ -216,7 +223,7 @@ def _train(
     )
     task_w, task_id = next(tasks)
     ep_return = torch.zeros(n, device=dev)
-    wanderers = round(tcfg.uniform_slots * n)  # the first slots act uniformly at random
+    wanderers = wandering_slots(cfg, n)  # the first slots act uniformly at random
     wandering = torch.arange(n, device=dev) < wanderers
     wander_rows = wandering.view(n, *[1] * len(actions_spec.shape))
     credit = 0.0

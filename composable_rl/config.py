@@ -171,6 +171,11 @@ class SoftActorCriticConfig:
         "The K actors share one hidden trunk and one output layer of K means and log-stds; "
         "false = K separate actor networks of agent.hidden each.",
     )
+    share_columns: bool = doc(
+        False,
+        "World-value heads: columns that learn the same problem (goal g paying r_max, or goal "
+        "g paying r_min) are one column and one actor, at most 2 x G instead of K x G.",
+    )
     clipped_double_q: bool = doc(
         True,
         "Targets, actors and composed acting use the smaller of the twin critics (which "

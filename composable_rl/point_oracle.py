@@ -15,6 +15,8 @@ Pure tensor functions, float64 where precision matters.
 
 from __future__ import annotations
 
+from math import inf
+
 import torch
 from torch import Tensor
 
@@ -32,9 +34,12 @@ def goal_steps(position: Tensor, centres: Tensor, radius: float, step_length: fl
     return torch.ceil(distance / step_length).long().clamp(min=1)
 
 
-def clear_paths(position: Tensor, centres: Tensor, radius: float) -> Tensor:
+def clear_paths(
+    position: Tensor, centres: Tensor, radius: float, exclude: Tensor | None = None
+) -> Tensor:
     """Whether [N, G] the straight segment from each position to the nearest point of disc g
-    stays strictly outside every other disc."""
+    stays strictly outside every other disc (but the discs `exclude` [N, G] marks, e.g. the one
+    a path starts in)."""
     p = position.double()[:, None, None]  # [N, 1, 1, 2]
     c = centres.double()
     offset = c - position.double()[:, None]  # [N, G, 2]
@@ -45,6 +50,8 @@ def clear_paths(position: Tensor, centres: Tensor, radius: float) -> Tensor:
     t = ((other * seg).sum(-1) / (seg * seg).sum(-1).clamp(min=1e-12)).clamp(0.0, 1.0)
     closest = (other - t[..., None] * seg).norm(dim=-1)  # [N, G (target), G (other)]
     others = ~torch.eye(centres.shape[1], dtype=torch.bool, device=centres.device)
+    if exclude is not None:
+        others = others & ~exclude[:, None, :]
     return ((closest > radius) | ~others).all(-1)
 
 
@@ -120,3 +127,64 @@ def staying_returns(
     absent = torch.full_like(steps, max_steps + 1)
     first = torch.where(membership[None], steps[..., None], absent[..., None]).amin(1)
     return (max_steps + 1 - first).clamp(min=0).double()
+
+
+def region_legs(
+    start: Tensor, centres: Tensor, radius: float, step_length: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Steps and clear paths of the legs between regions (discs) when entering a region puts
+    the point at its centre: from each start [N, 2] to each disc (steps [N, G], clear [N, G])
+    and from each disc's centre to each disc (steps [G, G], clear [G, G]; staying in a disc
+    takes one step). A leg takes at least ceil(edge distance / step_length) steps, at least
+    one, and exactly that many when it is clear (see `clear_paths`)."""
+    goals = centres.shape[0]
+    inside = torch.eye(goals, dtype=torch.bool, device=centres.device)
+    start_steps = goal_steps(start, centres.expand(len(start), -1, -1), radius, step_length)
+    start_clear = clear_paths(start, centres.expand(len(start), -1, -1), radius)
+    steps = goal_steps(centres, centres.expand(goals, -1, -1), radius, step_length)
+    clear = clear_paths(centres, centres.expand(goals, -1, -1), radius, exclude=inside)
+    return start_steps, start_clear, steps.masked_fill(inside, 1), clear | inside
+
+
+def product_steps(
+    start: Tensor,
+    centres: Tensor,
+    goal_labels: Tensor,
+    radius: float,
+    step_length: float,
+    table: Tensor,
+    accepting: Tensor,
+    rejecting: Tensor,
+    initial: int,
+) -> tuple[Tensor, Tensor]:
+    """Fewest steps [N] from each start [N, 2] to an accepting state of a reward machine
+    (table [U, L] of next states by label; label 0 = none), where entering region g (a disc
+    of `centres` [G, 2]) reads label goal_labels[g] and puts the point at g's centre; -1 where
+    no plan reaches acceptance without a rejecting state. Shortest paths over (region, machine
+    state) with the legs of `region_legs`: a lower bound on every policy's steps, exact [N]
+    where a plan of clear legs meets it. Steps outside every region read label 0, so the
+    machine must stay put on it."""
+    moving = ~(accepting | rejecting)
+    still = table[:, 0] == torch.arange(len(table), device=table.device)
+    if not bool((still | ~moving).all()):
+        raise ValueError("the machine changes state on steps without a label; no region oracle")
+    start_steps, start_clear, steps, clear = region_legs(start, centres, radius, step_length)
+    after = table[:, goal_labels].T  # [G, U]: the state after entering region g in state u
+    plans = []
+    for allowed in (None, clear):
+        legs = steps.double() if allowed is None else steps.double().masked_fill(~allowed, inf)
+        to_go = torch.full(after.shape, inf, dtype=torch.float64, device=centres.device)
+        for _ in range(to_go.numel() + 1):
+            arrive = torch.where(accepting[after], 0.0, to_go.gather(1, after))
+            arrive = arrive.masked_fill(rejecting[after], inf)  # [G (region entered), U]
+            new = (legs[:, :, None] + arrive[None]).amin(1)  # [G (region left), U]
+            if torch.equal(new, to_go):
+                break
+            to_go = new
+        first = start_steps.double()
+        if allowed is not None:
+            first = first.masked_fill(~start_clear, inf)
+        plans.append((first + arrive[:, initial]).amin(1))
+    lower, upper = plans
+    exact = lower == upper
+    return torch.where(lower.isfinite(), lower, -1).long(), exact

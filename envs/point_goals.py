@@ -25,7 +25,7 @@ from torch import Tensor
 from composable_rl import point_oracle as oracle
 from composable_rl.config import doc
 from composable_rl.evaluation import mean_ci, normalized_return
-from composable_rl.registry import register_world
+from composable_rl.registry import register_world, world_entry
 from composable_rl.world import BOUND_HEADS, Act, ActionSpec, ObservationSpec
 from envs.gridworld import BatchedEpisodes, GoalRewardsConfig, Seed, hash_uniform
 
@@ -128,15 +128,44 @@ def goal_centres(section: PointGoalsConfig, count: int) -> list[list[float]]:
     ]
 
 
-def move_point(agent: Tensor, actions: Tensor, speed: float, dt: float, size: float) -> Tensor:
+def move_point(
+    agent: Tensor, actions: Tensor, speed: float, dt: float, size: float | Tensor
+) -> Tensor:
     """Positions [N, 2] after x' = clip(x + dt * u, 0, size), with the actions [N, 2] clipped to
-    [-speed, speed]^2 and scaled down to length `speed` where longer."""
+    [-speed, speed]^2 and scaled down to length `speed` where longer; `size` is the side of a
+    square room or the [width, height] of a rectangular one."""
     u = actions.float().clamp(-speed, speed)
     u = u * (speed / u.norm(dim=1, keepdim=True).clamp(min=speed))
-    return (agent + dt * u).clamp(0.0, size)
+    moved = (agent + dt * u).clamp(min=0.0)
+    return torch.minimum(moved, size) if isinstance(size, Tensor) else moved.clamp(max=size)
 
 
-class PointGoals(BatchedEpisodes):
+class DiscOptimum:
+    """The exact oracle of a world of goal discs that end episodes (`agent`, `objects` [N, G, 2]
+    disc centres, `radius`, `step_length`, `step_reward`, `episode_steps`)."""
+
+    agent: Tensor
+    objects: Tensor
+    radius: float
+    step_length: float
+    step_reward: float
+    episode_steps: int
+
+    def optimum(self, goal_rewards: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """`point_oracle.optimal_returns` of the episodes just begun, for the task paying
+        goal_rewards [G] at the goals: (return [N], goal [N], exact [N])."""
+        return oracle.optimal_returns(
+            self.agent,
+            self.objects,
+            self.radius,
+            self.step_length,
+            goal_rewards,
+            self.step_reward,
+            self.episode_steps,
+        )
+
+
+class PointGoals(DiscOptimum, BatchedEpisodes):
     """N points stepped together; rewards [N, K], one head per attribute (and MAX / MIN with
     `bound_heads`). State: `agent` [N, 2] positions, `objects` [N, G, 2] goal centres, `t`,
     `seeds`, `episode` (every draw is a hash of seed and episode, as in the gridworlds)."""
@@ -211,19 +240,6 @@ class PointGoals(BatchedEpisodes):
         reward = torch.where(terminated[:, None], self.goal_reward[goal.clamp(min=0)], step)
         return agent, reward, terminated, goal
 
-    def optimum(self, goal_rewards: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """`point_oracle.optimal_returns` of the episodes just begun, for the task paying
-        goal_rewards [G] at the goals: (return [N], goal [N], exact [N])."""
-        return oracle.optimal_returns(
-            self.agent,
-            self.objects,
-            self.radius,
-            self.step_length,
-            goal_rewards,
-            self.step_reward,
-            self.episode_steps,
-        )
-
 
 def make(section: PointGoalsConfig, num_envs: int, device: str) -> PointGoals:
     """A world of `num_envs` points."""
@@ -270,15 +286,17 @@ def score_goal_task(
     success and length over the first episodes of seeds `seed`, `seed` + 1, ... beside the
     exact optimum and the uniform-random policy's return (an estimate from RANDOM_ROLLOUTS
     episodes per start), the normalised return, and the fraction of starts whose optimum is
-    exact (1.0 on ring layouts). The policy is given `context` (default: zeros [1])."""
-    world = PointGoals(section, episodes, device)
+    exact (1.0 on ring layouts). The policy is given `context` (default: zeros [1]). Any point
+    world registered with a section of this shape (an `optimum` oracle) is scored alike."""
+    make = world_entry(section.name).make
+    world = make(section, episodes, device)
     given = torch.zeros(1, device=world.device) if context is None else context.to(world.device)
     returns, success, length = goal_task_returns(
         world, act, given.expand(episodes, -1), goal_rewards, seed
     )
     world.reset(seed)
     best, _, exact = world.optimum(goal_rewards)
-    chance = PointGoals(section, episodes * RANDOM_ROLLOUTS, device)
+    chance = make(section, episodes * RANDOM_ROLLOUTS, device)
     seeds = world.seeds.repeat_interleave(RANDOM_ROLLOUTS)
     generator = torch.Generator(device=world.device).manual_seed(seed)
 
@@ -303,7 +321,7 @@ def score_goal_task(
 
 def evaluate(section: PointGoalsConfig, act: Act, episodes: int, device: str) -> list[dict]:
     """Every head's greedy policy on its own reward, scored against the exact optimum."""
-    world = PointGoals(section, 1, device)
+    world = world_entry(section.name).make(section, 1, device)
     eye = torch.eye(len(world.head_names), device=world.device)
     return [
         {

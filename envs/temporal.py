@@ -136,32 +136,74 @@ def evaluate_temporal(
     machine = office_machine(task)
     world = OfficeWorld(num_envs=episodes, starts=kind, observation=observation, device=device)
     world.reset(seed)
-    table, _ = machine.table(world.alphabet)
-    table = table.to(world.device)
-    accepting = torch.zeros(len(machine.states), dtype=torch.bool, device=world.device)
+    table, accepting, rejecting = machine_arrays(machine, world.alphabet, world.device)
+    oracle = product_steps(world.next_cell, world.cell_label, table, accepting)
+    cells = world.agent.clone()
+    oracle_steps = oracle[cells, machine.initial]
+
+    def move(cells: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        cells = world.next_cell[cells, actions.to(device=world.device, dtype=torch.long)]
+        return cells, world.labels(cells)
+
+    def observe(cells: Tensor) -> Tensor:
+        return world.observe(cells, world.objects)
+
+    machine_tensors = (machine.initial, table, accepting, rejecting)
+    run = machine_episodes(policy, observe, move, cells, machine_tensors, max_steps)
+    return temporal_row(task, starts, run, oracle_steps)
+
+
+def machine_arrays(
+    machine: RewardMachine, alphabet: list, device: str | torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A machine as tensors on `device`: next state [U, L] by label index of `alphabet`, and
+    its accepting and rejecting states as masks [U]."""
+    table, _ = machine.table(alphabet)
+    accepting = torch.zeros(len(machine.states), dtype=torch.bool, device=device)
     accepting[list(machine.accepting)] = True
     rejecting = torch.zeros_like(accepting)
     rejecting[list(machine.rejecting)] = True
-    oracle = product_steps(world.next_cell, world.cell_label, table, accepting)
-    cells = world.agent.clone()
-    state = torch.full_like(cells, machine.initial)
-    oracle_steps = oracle[cells, state]
-    possible = oracle_steps >= 0  # breadth-first search marks unreachable acceptance with -1
-    steps = torch.full_like(cells, max_steps)
-    running = torch.ones_like(cells, dtype=torch.bool)
+    return table.to(device), accepting, rejecting
+
+
+def machine_episodes(
+    policy: Act,
+    observe: Callable[[Tensor], Tensor],
+    move: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+    position: Tensor,
+    machine: tuple[int, Tensor, Tensor, Tensor],
+    max_steps: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Run policy(obs, machine states) from positions [N, ...] beside a reward machine
+    (initial state, next-state table [U, L], accepting [U], rejecting [U]) until each episode
+    accepts or rejects: (success [N], steps [N] to acceptance, max_steps if none; violated
+    [N]). move(positions, actions) -> (positions, labels [N]); observe(positions) -> obs."""
+    initial, table, accepting, rejecting = machine
+    state = torch.full(position.shape[:1], initial, dtype=torch.long, device=table.device)
+    steps = torch.full_like(state, max_steps)
+    running = torch.ones_like(state, dtype=torch.bool)
     violated = torch.zeros_like(running)
     with torch.no_grad():
         for t in range(1, max_steps + 1):
-            obs = world.observe(cells, world.objects)
-            actions = policy(obs, state).to(device=world.device, dtype=torch.long)
-            cells = torch.where(running, world.next_cell[cells, actions], cells)
-            state = torch.where(running, table[state, world.labels(cells)], state)
+            moved, label = move(position, policy(observe(position), state))
+            keep = running.view(-1, *[1] * (position.dim() - 1))
+            position = torch.where(keep, moved, position)
+            state = torch.where(running, table[state, label], state)
             steps = torch.where(running & accepting[state], t, steps)
             violated |= running & rejecting[state]
             running &= ~(accepting[state] | rejecting[state])
             if not running.any():
                 break
-    success = accepting[state]
+    return accepting[state], steps, violated
+
+
+def temporal_row(
+    task: str, starts: str, run: tuple[Tensor, Tensor, Tensor], oracle_steps: Tensor
+) -> dict:
+    """The result row of `machine_episodes`' run beside the oracle's steps [N] (-1: the task
+    cannot be completed from that start)."""
+    success, steps, violated = run
+    possible = oracle_steps >= 0
     return {
         "task": task,
         "start": starts,

@@ -109,4 +109,4 @@ def test_zero_shot_scores_the_rule_beside_the_composition(tmp_path):
     assert "component-action rule: 1 tasks: mean normalised return" in done.stdout
     linear = run_script("zero_shot.py", *args, "--multi-objective", "2", "--component-rule")
     assert linear.returncode == 2 and "Traceback" not in linear.stderr
-    assert "--component-rule scores Boolean tasks" in linear.stderr
+    assert "--component-rule scores Boolean or temporal tasks" in linear.stderr

@@ -112,7 +112,10 @@ def exact_agent(world: OfficeWorld) -> SimpleNamespace:
     q = torch.stack(heads, 1).float()  # [S, K, G, A]
     cfg = AgentConfig(gamma=GAMMA, alpha=0.0)
     return SimpleNamespace(
-        online=lambda obs: q[obs[:, 0]], head_names=world.head_names, num_goals=14, cfg=cfg
+        candidate_values=lambda obs, generator=None: (q[obs[:, 0]], None),
+        head_names=world.head_names,
+        num_goals=14,
+        cfg=cfg,
     )
 
 

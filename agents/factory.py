@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import count
 from typing import Any
 
 from agents import soft_q, successor, world_value_actor_critic
@@ -152,14 +153,15 @@ def goal_warnings(cfg: Config, world: World) -> list[str]:
     missing = [name for g, name in enumerate(goals) if g not in sought]
     if not missing:
         return []
-    enough = next(
-        m for m in range(n, n + 2 * len(goals) + 2) if m - wandering_slots(cfg, m) >= len(goals)
-    )
+    if (cfg.tasks.uniform_slots or 0.0) >= 1.0:
+        advice = "lower tasks.uniform_slots below 1"
+    else:  # the seeking slots grow with num_envs, so some count is enough
+        enough = next(m for m in count(n) if m - wandering_slots(cfg, m) >= len(goals))
+        advice = f"raise env.num_envs to at least {enough}"
     return [
         f"warning: no training slot seeks the goals {missing} (env.num_envs {n}, of which "
         f"tasks.uniform_slots {cfg.tasks.uniform_slots:g} act uniformly; slot i seeks goal i "
-        f"mod {len(goals)}): their world values may never learn; raise env.num_envs to at "
-        f"least {enough}"
+        f"mod {len(goals)}): their world values may never learn; {advice}"
     ]
 
 

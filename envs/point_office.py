@@ -152,8 +152,16 @@ class PointOffice(DiscOptimum, BatchedEpisodes):
 
     def labels(self, positions: Tensor) -> Tensor:
         """Label index [N] of each position (0 = none, 1 + i = proposition i)."""
+        return self.enter(positions)[1]
+
+    def enter(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Positions [N, 2] moved to the centre of the disc they lie in (the rule of temporal
+        tasks), and their label indices [N]."""
         goal = self.region(positions)
-        return torch.where(goal >= 0, self.goal_labels[goal.clamp(min=0)], 0)
+        inside = goal >= 0
+        centre = self.centres[goal.clamp(min=0)]
+        label = torch.where(inside, self.goal_labels[goal.clamp(min=0)], 0)
+        return torch.where(inside[:, None], centre, positions), label
 
     def goal_observations(self) -> Tensor:
         """Observation [G, 2] of the point at each disc's centre."""
@@ -197,11 +205,7 @@ def evaluate_point_temporal(
         )
 
         def move(position: Tensor, actions: Tensor, world: PointOffice = world):
-            moved = move_point(position, actions, world.speed, world.dt, world.extent)
-            goal = world.region(moved)
-            entered = world.centres[goal.clamp(min=0)]
-            moved = torch.where(goal[:, None] >= 0, entered, moved)
-            return moved, world.labels(moved)
+            return world.enter(move_point(position, actions, world.speed, world.dt, world.extent))
 
         def observe(position: Tensor, world: PointOffice = world) -> Tensor:
             return world.observe(position, world.objects)

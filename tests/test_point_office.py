@@ -258,3 +258,6 @@ def test_a_run_whose_slots_leave_goals_unsought_is_warned_naming_the_keys():
     enough = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, num_envs=18))
     world = make_world(enough.env)
     assert goal_warnings(resolve(enough, world), world) == []
+    every = dataclasses.replace(enough, tasks=dataclasses.replace(enough.tasks, uniform_slots=1.0))
+    (none,) = goal_warnings(resolve(every, world), world)
+    assert "lower tasks.uniform_slots below 1" in none

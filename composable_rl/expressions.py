@@ -4,9 +4,10 @@ Expressions such as `0.5*food + water` or `blue & ~square` are parsed by a prece
 parser over the shared tokenizer of `tokens` (never `eval`) into an immutable tree, printed back
 by `to_string`, and evaluated on head tensors of any shape with the operators of `operators`.
 
-Precedence, lowest first (as in Python): `|` (OR), `&` (AND), binary `+ -`, `* /`, unary `~`
-(NOT; `!` is read as a synonym and printed as `~`) and `-`, atoms (head names, numbers,
-parentheses, calls `softor/max/min(e1, e2, ...)`).
+The operators and functions, their precedence and what they compute come from one table,
+`operator_table`. Precedence, lowest first (as in Python): `|` (OR), `&` (AND), binary `+ -`,
+`* /`, unary `~` (NOT; `!` is read as a synonym and printed as `~`) and `-`, atoms (head names,
+numbers, parentheses, calls `softor/max/min(e1, e2, ...)`).
 Binary operators associate to the left. Rules, checked when parsing: the operands of the Boolean
 operators (`|`, `&`, `~`, and the calls) must depend on a head, since a constant is not a task;
 `*` needs a constant on at least one side and `/` a non-zero constant divisor, so every
@@ -18,14 +19,22 @@ operator is one). Errors are `tokens.ExpressionError`s with a caret at the culpr
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache, reduce
+from functools import lru_cache
 
 from torch import Tensor
 
-from composable_rl.operators import and_, not_, or_, soft_or
+from composable_rl.operator_table import (
+    FUNCTIONS,
+    INFIX,
+    PREFIX,
+    Context,
+    MissingBounds,
+    Operator,
+    canonical,
+    fold,
+)
 from composable_rl.tokens import NAME, ExpressionError, Token, TokenCursor
 
 __all__ = [
@@ -42,13 +51,11 @@ __all__ = [
     "to_string",
 ]
 
-_BOOLEAN_OPS = ("|", "&", "~")
-_FUNCTIONS = ("max", "min", "softor")
-_BINARY_LEVELS = (("|",), ("&",), ("+", "-"), ("*", "/"))
-_PRECEDENCE = {op: level + 1 for level, ops in enumerate(_BINARY_LEVELS) for op in ops}
-_UNARY_PRECEDENCE = len(_BINARY_LEVELS) + 1
+# prefix operators bind tighter than every infix one, atoms tightest (`operator_table`)
+_UNARY_PRECEDENCE = min(op.precedence for op in PREFIX.values())
+_LOOSEST = min(op.precedence for op in INFIX.values())
+_PREFIX_SYMBOLS = tuple(dict.fromkeys(op.symbol for op in PREFIX.values()))  # synonyms resolved
 _ATOM_PRECEDENCE = _UNARY_PRECEDENCE + 1
-_SYNONYMS = {"!": "~"}  # reward machines write NOT as in Toro Icarte et al.
 
 
 @dataclass(frozen=True)
@@ -79,19 +86,19 @@ class Number:
 
 @dataclass(frozen=True)
 class Unary:
-    """Prefix operator: '~' (Boolean NOT) or '-' (negation)."""
+    """Prefix operator of `operator_table` ('~' Boolean NOT, '-' negation), by its symbol."""
 
     op: str
     operand: Expr
     pos: int = field(default=0, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        _validate(self.op, (self.operand,), ("~", "-"))
+        _validate(self.op, (self.operand,), _PREFIX_SYMBOLS)
 
 
 @dataclass(frozen=True)
 class Binary:
-    """Infix operator: '|', '&', '+', '-', '*' or '/'."""
+    """Infix operator of `operator_table` ('|', '&', '+', '-', '*', '/', ...), by its symbol."""
 
     op: str
     left: Expr
@@ -99,12 +106,12 @@ class Binary:
     pos: int = field(default=0, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        _validate(self.op, (self.left, self.right), tuple(_PRECEDENCE))
+        _validate(self.op, (self.left, self.right), tuple(INFIX))
 
 
 @dataclass(frozen=True)
 class Call:
-    """Function call: softor, max or min over two or more arguments."""
+    """Function call of `operator_table` (softor, max, min) over two or more arguments."""
 
     fn: str
     args: tuple[Expr, ...]
@@ -112,7 +119,7 @@ class Call:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", tuple(self.args))
-        _validate(self.fn, self.args, _FUNCTIONS)
+        _validate(self.fn, self.args, tuple(FUNCTIONS))
 
 
 Expr = Head | Number | Unary | Binary | Call
@@ -140,26 +147,30 @@ def head_names(expr: Expr | str) -> set[str]:
 def is_linear(expr: Expr | str) -> bool:
     """True when the expression only scales and adds heads: a weighted sum of the heads."""
     tree = _parse_cached(expr) if isinstance(expr, str) else expr
-    if isinstance(tree, Call) or getattr(tree, "op", None) in _BOOLEAN_OPS:
+    if isinstance(tree, Call) or (isinstance(tree, Unary | Binary) and _operator(tree).boolean):
         return False
     return all(is_linear(child) for child in _children(tree))
+
+
+def _operator(node: Unary | Binary) -> Operator:
+    """The table entry of an operator node."""
+    return canonical(node.op, 1 if isinstance(node, Unary) else 2)
 
 
 def _problem(op: str, operands: Sequence[Expr]) -> tuple[str, int | None] | None:
     """Why `op` cannot combine `operands`: (reason, culprit operand index or None for op itself)."""
     constant = [not head_names(operand) for operand in operands]
-    if op in _FUNCTIONS and len(operands) < 2:
-        return f"{op}() needs at least 2 arguments, got {len(operands)}", None
-    if op in _BOOLEAN_OPS or op in _FUNCTIONS:
-        if any(constant):
-            return f"'{op}' needs head values, not a constant", constant.index(True)
-    elif op == "*" and not any(constant):
-        return "'*' needs a constant on one side", None
-    elif op == "/":
-        if not constant[1]:
-            return "'/' needs a constant divisor", 1
-        if _run(operands[1], {}, 0.0, None) == 0:
-            return "division by zero", 1
+    if op in FUNCTIONS:
+        if len(operands) < 2:
+            return f"{op}() needs at least 2 arguments, got {len(operands)}", None
+        boolean, rule = True, None
+    else:
+        entry = canonical(op, len(operands))
+        boolean, rule = entry.boolean, entry.rule
+    if boolean and any(constant):
+        return f"'{op}' needs head values, not a constant", constant.index(True)
+    if rule is not None:
+        return rule(constant, lambda i: _run(operands[i], {}, Context()))
     return None
 
 
@@ -190,7 +201,7 @@ class _Parser(TokenCursor):
         """The whole text as one expression that names a head."""
         if self.peek.kind == "end":
             raise self.error("empty expression", self.peek.pos)
-        expr, _ = self.binary(1)
+        expr, _ = self.binary(_LOOSEST)
         if self.peek.kind != "end":
             raise self.error(f"trailing input {self.peek.describe()}", self.peek.pos)
         if not head_names(expr):
@@ -201,19 +212,24 @@ class _Parser(TokenCursor):
         """A left-associated chain of the binary operators that bind at least as tightly as
         `precedence`, over unary expressions."""
         left, depth = self.unary()
-        while self.peek.kind == "symbol" and _PRECEDENCE.get(self.peek.text, 0) >= precedence:
+        while self.peek.kind == "symbol" and self.binds(self.peek.text) >= precedence:
             token = self.take()
-            right, right_depth = self.binary(_PRECEDENCE[token.text] + 1)
+            right, right_depth = self.binary(INFIX[token.text].precedence + 1)
             self.check(token, (left, right))
             depth = self.deeper(max(depth, right_depth), token)
             left = Binary(token.text, left, right, left.pos)
         return left, depth
 
+    @staticmethod
+    def binds(symbol: str) -> int:
+        """The precedence of an infix operator; 0 (binding nothing) for any other symbol."""
+        return INFIX[symbol].precedence if symbol in INFIX else 0
+
     def unary(self) -> tuple[Expr, int]:
-        """A prefix '~' ('!') or '-' applied to a unary expression, or an atom."""
-        if self.peek.kind == "symbol" and self.peek.text in "~!-":
+        """A prefix operator ('~' or '!', '-') applied to a unary expression, or an atom."""
+        if self.peek.kind == "symbol" and self.peek.text in PREFIX:
             written = self.take()
-            token = Token(written.kind, _SYNONYMS.get(written.text, written.text), written.pos)
+            token = Token(written.kind, PREFIX[written.text].symbol, written.pos)
             with self.nested(token):
                 operand, depth = self.unary()
             self.check(token, (operand,))
@@ -231,26 +247,26 @@ class _Parser(TokenCursor):
             return Head(token.text, token.pos), 0
         if token.text == "(":
             with self.nested(token):
-                expr, depth = self.binary(1)
+                expr, depth = self.binary(_LOOSEST)
                 self.close(token)
             return expr, depth + 1
         raise self.error(f"unexpected {token.describe()}", token.pos)
 
     def call(self, name: Token) -> tuple[Call, int]:
         """The arguments of a call to the function `name`, whose '(' is next."""
-        if name.text not in _FUNCTIONS:
+        if name.text not in FUNCTIONS:
             raise self.error(
-                f"unknown function {name.text!r}; known functions: {', '.join(_FUNCTIONS)}",
+                f"unknown function {name.text!r}; known functions: {', '.join(FUNCTIONS)}",
                 name.pos,
             )
         opening = self.take()
         args: list[tuple[Expr, int]] = []
         with self.nested(opening):
             if self.peek.text != ")":
-                args.append(self.binary(1))
+                args.append(self.binary(_LOOSEST))
                 while self.peek.text == ",":
                     self.take()
-                    args.append(self.binary(1))
+                    args.append(self.binary(_LOOSEST))
             self.close(opening)
         exprs = [expr for expr, _ in args]
         self.check(name, exprs)
@@ -280,7 +296,7 @@ def _format_number(value: float) -> str:
 def _precedence(expr: Expr) -> int:
     """How tightly the node's top operator binds (atoms bind tightest)."""
     if isinstance(expr, Binary):
-        return _PRECEDENCE[expr.op]
+        return INFIX[expr.op].precedence
     if isinstance(expr, Unary):
         return _UNARY_PRECEDENCE
     return _ATOM_PRECEDENCE
@@ -301,7 +317,7 @@ def to_string(expr: Expr) -> str:
     if isinstance(expr, Unary):
         return expr.op + _wrap(expr.operand, _precedence(expr.operand) < _UNARY_PRECEDENCE)
     if isinstance(expr, Binary):
-        level = _PRECEDENCE[expr.op]
+        level = INFIX[expr.op].precedence
         left = _wrap(expr.left, _precedence(expr.left) < level)
         return f"{left} {expr.op} {_wrap(expr.right, _precedence(expr.right) <= level)}"
     return f"{expr.fn}({', '.join(to_string(arg) for arg in expr.args)})"
@@ -315,22 +331,7 @@ class _NodeError(Exception):
         self.reason, self.node = reason, node
 
 
-_Value = Tensor | float
-_BINARY_FNS: dict[str, Callable[[_Value, _Value], _Value]] = {
-    "|": or_,
-    "&": and_,
-    "+": operator.add,
-    "-": operator.sub,
-    "*": operator.mul,
-    "/": operator.truediv,
-    "max": or_,
-    "min": and_,
-}
-
-
-def _run(
-    expr: Expr, heads: Mapping[str, Tensor], alpha: float, bounds: tuple[Tensor, Tensor] | None
-) -> _Value:
+def _run(expr: Expr, heads: Mapping[str, Tensor], context: Context) -> Tensor | float:
     """Recursive evaluation; numbers stay Python floats so that they broadcast as scalars."""
     if isinstance(expr, Number):
         return expr.value
@@ -339,20 +340,13 @@ def _run(
             known = ", ".join(sorted(heads)) or "(none)"
             raise _NodeError(f"unknown head {expr.name!r}; known heads: {known}", expr)
         return heads[expr.name]
-    if isinstance(expr, Binary):
-        left, right = (_run(side, heads, alpha, bounds) for side in (expr.left, expr.right))
-        return _BINARY_FNS[expr.op](left, right)
+    operands = [_run(child, heads, context) for child in _children(expr)]
     if isinstance(expr, Call):
-        args = [_run(arg, heads, alpha, bounds) for arg in expr.args]
-        if expr.fn == "softor":
-            return reduce(lambda a, b: soft_or(a, b, alpha), args)
-        return reduce(_BINARY_FNS[expr.fn], args)
-    operand = _run(expr.operand, heads, alpha, bounds)
-    if expr.op == "-":
-        return -operand
-    if bounds is None:
-        raise _NodeError("'~' needs bounds=(q_max, q_min)", expr)
-    return not_(operand, *bounds)
+        return fold(FUNCTIONS[expr.fn], operands, context)
+    try:
+        return _operator(expr).apply(*operands, context)
+    except MissingBounds as err:
+        raise _NodeError(str(err), expr) from None
 
 
 def _locate(tree: Expr, target: Expr, twin: Expr) -> int | None:
@@ -380,7 +374,7 @@ def evaluate(
     """
     tree = _parse_cached(expr) if isinstance(expr, str) else expr
     try:
-        result = _run(tree, heads, alpha, bounds)
+        result = _run(tree, heads, Context(alpha, bounds))
     except _NodeError as err:
         if isinstance(expr, str):
             raise ExpressionError(err.reason, expr, err.node.pos) from None

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from composable_rl.expressions import Binary, Call, Expr, Head, Unary, evaluate, parse
+from composable_rl.operator_table import INFIX, PREFIX
 from composable_rl.tokens import ExpressionError
 
 __all__ = [
@@ -145,9 +146,11 @@ def _arithmetic(tree: Expr, text: str) -> tuple[str, int] | None:
     if isinstance(tree, Call):
         return f"call {tree.fn}()", tree.pos
     if isinstance(tree, Unary):
-        return ("negation '-'", tree.pos) if tree.op == "-" else _arithmetic(tree.operand, text)
+        if not PREFIX[tree.op].boolean:
+            return f"negation '{tree.op}'", tree.pos
+        return _arithmetic(tree.operand, text)
     if isinstance(tree, Binary):
-        if tree.op not in "&|":
+        if not INFIX[tree.op].boolean:
             return f"arithmetic '{tree.op}'", text.rfind(tree.op, 0, tree.right.pos)
         return _arithmetic(tree.left, text) or _arithmetic(tree.right, text)
     return None

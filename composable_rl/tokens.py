@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from composable_rl.operator_table import SYMBOLS
+
 __all__ = ["MAX_DEPTH", "NAME", "ExpressionError", "Token", "TokenCursor", "tokenize"]
 
 MAX_DEPTH = 100  # levels of nesting; a parser recursion level costs a few Python frames
@@ -27,7 +29,6 @@ MAX_DEPTH = 100  # levels of nesting; a parser recursion level costs a few Pytho
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _NUMBER_RUN = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d*)?[A-Za-z0-9_.]*")
-_SYMBOLS = "|&+-*/~!(),"
 
 
 class ExpressionError(ValueError):
@@ -59,7 +60,7 @@ def tokenize(text: str) -> list[Token]:
         char = text[pos]
         if char.isspace():
             pos += 1
-        elif char in _SYMBOLS:
+        elif char in SYMBOLS:
             tokens.append(Token("symbol", char, pos))
             pos += 1
         elif (run := _NUMBER_RUN.match(text, pos)) is not None:

@@ -101,7 +101,7 @@ def test_sweep_bench_reports_wall_clock_and_speed_against_solo_runs(tmp_path):
     from bench.sweep_speed import main as sweep_speed
 
     path = tmp_path / "sweep.json"
-    rows = sweep_speed(["--seeds", "2", "--steps", "4096", "--json", str(path)])
+    rows = sweep_speed(["--seeds", "2", "--steps", "2048", "--json", str(path)])
     assert json.loads(path.read_text()) == rows
     sequential, sweep, ratio = (r["value"] for r in rows[:3])
     assert ratio == pytest.approx(sweep / sequential) and sequential > 0

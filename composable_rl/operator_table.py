@@ -49,11 +49,11 @@ class Context:
     alpha: float = 0.0
     bounds: tuple[Tensor, Tensor] | None = None
 
-    def bounds_for(self, symbol: str) -> tuple[Tensor, Tensor]:
-        """The bounds, or the error that `symbol` needs them."""
+    def not_(self, value: Value, symbol: str) -> Value:
+        """Boolean NOT of `value` within the bounds; `symbol` names the operator that needs them."""
         if self.bounds is None:
             raise MissingBounds(symbol)
-        return self.bounds
+        return not_(value, *self.bounds)
 
 
 class MissingBounds(Exception):
@@ -112,7 +112,7 @@ OPERATORS: tuple[Operator, ...] = (
     Operator("*", 2, 40, False, lambda a, b, _c: a * b, rule=_needs_constant_factor),
     Operator("/", 2, 40, False, lambda a, b, _c: a / b, rule=_needs_constant_divisor),
     # prefix: NOT is written `~` or, as in the reward machines of Toro Icarte et al., `!`
-    Operator("~", 1, 50, True, lambda a, c: not_(a, *c.bounds_for("~")), synonyms=("!",)),
+    Operator("~", 1, 50, True, lambda a, c: c.not_(a, "~"), synonyms=("!",)),
     Operator("-", 1, 50, False, lambda a, _c: -a),
 )
 

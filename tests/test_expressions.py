@@ -18,7 +18,12 @@ from composable_rl.expressions import (
     parse,
     to_string,
 )
+from composable_rl.operator_table import OPERATORS
 from composable_rl.tokens import MAX_DEPTH, ExpressionError
+
+# the operators that combine any two head values, and the prefix ones, as the table lists them
+FREE_INFIX = sorted(op.symbol for op in OPERATORS if op.arity == 2 and op.rule is None)
+PREFIXES = sorted(op.symbol for op in OPERATORS if op.arity == 1)
 
 
 @pytest.mark.parametrize(
@@ -78,8 +83,8 @@ CONSTANTS = st.recursive(
 def _values(inner: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
     """One level of head-dependent expressions over `inner`."""
     return st.one_of(
-        st.builds(Unary, st.sampled_from("~-"), inner),
-        st.builds(Binary, st.sampled_from("|&+-"), inner, inner),
+        st.builds(Unary, st.sampled_from(PREFIXES), inner),
+        st.builds(Binary, st.sampled_from(FREE_INFIX), inner, inner),
         st.builds(Binary, st.sampled_from("+-"), inner, CONSTANTS),
         st.builds(Binary, st.sampled_from("+-*"), CONSTANTS, inner),
         st.builds(Binary, st.sampled_from("*/"), inner, POSITIVE),

@@ -6,6 +6,7 @@ import yaml
 
 from composable_rl.expressions import evaluate
 from composable_rl.ltl import from_ltl
+from composable_rl.operator_table import INFIX
 from composable_rl.reward_machine import Edge, RewardMachine, RewardMachineError, all_labels
 from composable_rl.reward_machine_yaml import dump_reward_machine, load_reward_machine
 from tests.office_tasks import EXAMPLE, OFFICE, OFFICE_LABELS, TASKS, TASKS_DIR
@@ -132,3 +133,18 @@ def test_edge_formulas_evaluate_as_expressions():
     for edge in machine.edges:
         fires = evaluate(edge.formula, heads, bounds=(ones, 1 - ones)) > 0.5
         assert torch.equal(fires, following[edge.source] == edge.target)
+
+
+@pytest.mark.parametrize("symbol", sorted(INFIX))
+def test_edges_accept_exactly_the_boolean_operators_of_the_table(symbol):
+    formula = f"p {symbol} q" if INFIX[symbol].rule is None else f"p {symbol} 2"
+    edges = (Edge(0, 1, formula),)
+    if INFIX[symbol].boolean:
+        machine = RewardMachine(("p", "q"), ("a", "b"), 0, {1}, edges)
+        truth = {"p": torch.tensor([0.0, 1.0, 0.0, 1.0]), "q": torch.tensor([0.0, 0.0, 1.0, 1.0])}
+        fires = evaluate(formula, truth, bounds=(torch.ones(4), torch.zeros(4))) > 0.5
+        labels = [set(), {"p"}, {"q"}, {"p", "q"}]
+        assert [machine.step(0, label)[0] == 1 for label in labels] == fires.tolist()
+    else:
+        with pytest.raises(RewardMachineError, match=f"arithmetic '\\{symbol}'"):
+            RewardMachine(("p", "q"), ("a", "b"), 0, {1}, edges)

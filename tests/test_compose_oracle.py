@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from composable_rl.boolean_tasks import boolean_tasks
 from composable_rl.expressions import Binary, Call, Head, Unary, evaluate, to_string
 from composable_rl.functional import wrong_goal_penalty
+from composable_rl.operator_table import OPERATORS
 from composable_rl.oracle import soft_value_iteration, task_reward
 from composable_rl.oracle import world_value_iteration as world_vi
 from envs.gridworld import tabulate
@@ -102,13 +103,17 @@ def test_excluded_middle_fails_for_intermediate_goal_rewards(gamma):
     assert gap[0, :, [1, 5]].max() > 0.1 and gap[0, :, [0, 2, 3, 4]].abs().max() < 1e-6
 
 
+# every Boolean infix operator of the language's table
+BOOLEAN_INFIX = sorted(op.symbol for op in OPERATORS if op.arity == 2 and op.boolean)
+
+
 def boolean_expressions(names: tuple[str, ...]) -> st.SearchStrategy:
     """Random Boolean expression trees over the given heads."""
     return st.recursive(
         st.sampled_from(names).map(Head),
         lambda inner: st.one_of(
             st.builds(Unary, st.just("~"), inner),
-            st.builds(Binary, st.sampled_from("|&"), inner, inner),
+            st.builds(Binary, st.sampled_from(BOOLEAN_INFIX), inner, inner),
             st.builds(
                 Call,
                 st.sampled_from(["max", "min", "softor"]),

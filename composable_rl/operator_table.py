@@ -106,6 +106,10 @@ def _needs_constant_divisor(
 
 OPERATORS: tuple[Operator, ...] = (
     Operator("|", 2, 10, True, lambda a, b, _c: or_(a, b)),
+    # exclusive OR: (a & ~b) | (~a & b)
+    Operator(
+        "^", 2, 15, True, lambda a, b, c: or_(and_(a, c.not_(b, "^")), and_(c.not_(a, "^"), b))
+    ),
     Operator("&", 2, 20, True, lambda a, b, _c: and_(a, b)),
     Operator("+", 2, 30, False, lambda a, b, _c: operator.add(a, b)),
     Operator("-", 2, 30, False, lambda a, b, _c: operator.sub(a, b)),

@@ -39,6 +39,8 @@ PREFIXES = sorted(op.symbol for op in OPERATORS if op.arity == 1)
         ("a / 2 / 4", "(a / 2) / 4"),
         ("~~a", "~(~a)"),
         ("a+b|c&d", "(a + b) | (c & d)"),
+        ("a | b ^ c & d", "a | (b ^ (c & d))"),
+        ("a ^ b ^ c", "(a ^ b) ^ c"),
     ],
 )
 def test_precedence(text, same_as):
@@ -272,3 +274,16 @@ def test_is_linear_tells_weighted_sums_from_boolean_expressions():
     assert is_linear("-(blue + 2 * square)")
     for text in ("blue & square", "~blue", "blue | square", "softor(blue, square)", "0.5*(a | b)"):
         assert not is_linear(text), text
+
+
+def test_exclusive_or_is_or_of_the_two_differences():
+    a, b = torch.tensor([0.0, 1.0, 0.0, 1.0]), torch.tensor([0.0, 0.0, 1.0, 1.0])
+    truth = evaluate("a ^ b", {"a": a, "b": b}, bounds=(torch.ones(4), torch.zeros(4)))
+    assert truth.tolist() == [0.0, 1.0, 1.0, 0.0]
+    heads = {"a": torch.randn(5, 3), "b": torch.randn(5, 3)}
+    bounds = (torch.full((5, 3), 4.0), torch.full((5, 3), -4.0))
+    spelled = evaluate("(a & ~b) | (~a & b)", heads, bounds=bounds)
+    assert torch.equal(evaluate("a ^ b", heads, bounds=bounds), spelled)
+    with pytest.raises(ExpressionError) as info:
+        evaluate("a ^ b", heads)
+    assert info.value.reason == "'^' needs bounds=(q_max, q_min)" and info.value.position == 0

@@ -7,6 +7,7 @@
     python zero_shot.py --checkpoint DIR --all-boolean [--component-rule] [--plot PATH]
     python zero_shot.py --checkpoint DIR --ltl "F(f & F g) & G !n" [--json PATH]
     python zero_shot.py --checkpoint DIR --rm configs/tasks/abcd.yaml
+    python zero_shot.py --checkpoint DIR --task blue --quantile 1 --quantile 0.1 --quantile 0
 
 A task is an expression over the checkpoint's heads. A linear one (`0.7*blue + 0.3*square`) is
 the reward sum_k w_k r_k; a Boolean one (`blue & ~square`, worlds with goals) rewards reaching a
@@ -16,6 +17,13 @@ episode; others report its return with a 95% confidence interval. The normalised
 (R - R_random) / (R_oracle - R_random), is undefined (n/a; null in JSON) when the oracle does no
 better than random, e.g. `0*blue`. An expression option may take a value that starts with '-'
 as `--task -blue` as well as `--task=-blue`.
+
+`--quantile q` (repeatable, q in [0, 1]) acts with the q-quantiliser of the composed values
+instead of greedily: the base policy (uniform over the actions, or the soft policy of the head
+named by `--quantile-base`; with continuous actions, the sampler's candidates) restricted to
+its top q of probability mass by composed value, so that no action is taken more than 1/q
+times as often as the base policy takes it. q = 1 is the base policy, q = 0 the greedy one.
+Each task gets one row per q; `--plot` draws the scores against q.
 
 A temporal task (worlds whose goals carry propositions, e.g. office) is an LTL formula or a
 reward-machine YAML file run by a skill machine over the proposition heads, from the standard
@@ -59,10 +67,19 @@ from composable_rl.cli import (
     folder_problem,
     positive_int,
     run_command,
+    unit_fraction,
 )
 from composable_rl.config import ConfigError
 from composable_rl.expressions import ExpressionError
-from composable_rl.logging import Logger, format_table, plot_scores, score_summary, write_json
+from composable_rl.levers import Quantile
+from composable_rl.logging import (
+    Logger,
+    format_table,
+    plot_quantiles,
+    plot_scores,
+    score_summary,
+    write_json,
+)
 
 NUMBERS = ("return", "success", "normalized_return", "ci95")
 RULE_NUMBERS = ("normalized_return", "success")  # the component-action rule's columns
@@ -118,6 +135,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "Skill Machines rule (each head acts for itself; OR / AND take the action of the child "
         "of highest / lowest value; in each machine state for temporal tasks) in columns rule_*",
     )
+    parser.add_argument(
+        "--quantile",
+        action="append",
+        type=unit_fraction,
+        metavar="Q",
+        help="act with the q-quantiliser of the composed values, q in [0, 1] (1: the base "
+        "policy, 0: greedy); repeatable, one row per task and q",
+    )
+    parser.add_argument(
+        "--quantile-base",
+        metavar="HEAD",
+        help="the head whose soft policy is the quantiliser's base (default: uniform actions)",
+    )
     parser.add_argument("--seed", type=int, default=10_000, help="evaluation seed")
     parser.add_argument("--json", type=Path, help="write the rows as a JSON list")
     parser.add_argument("--plot", type=Path, help="bar-plot PNG (default with --all-boolean)")
@@ -165,6 +195,13 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
             texts = [weights_task(parse_weights(text), world.head_names) for text in args.weights]
         else:
             texts = all_boolean_tasks(world) if args.all_boolean else args.task
+        if args.quantile:
+            quantiles = [Quantile(q, args.quantile_base) for q in args.quantile]
+            pairs = [(text, quantile) for text in texts for quantile in quantiles]
+            return [
+                evaluate_task(cfg, world, agent, text, episodes, args.seed, quantile=quantile)
+                for text, quantile in progress(pairs)
+            ]
         rows = []
         for text in progress(texts):
             row = evaluate_task(cfg, world, agent, text, episodes, args.seed)
@@ -184,11 +221,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "--component-rule scores Boolean or temporal tasks: use it with --task, "
             "--all-boolean, --ltl or --rm"
         )
+    if args.quantile and not (args.task or args.weights or args.all_boolean):
+        fail("--quantile acts on composed tasks: use it with --task, --weights or --all-boolean")
+    if args.quantile and args.component_rule:
+        fail("--quantile quantilises the composed values; the component-action rule has none")
+    if args.quantile_base and not args.quantile:
+        fail("--quantile-base names the quantiliser's base policy: give --quantile too")
     try:
         run_dir = resolve(args.checkpoint).parent.parent
     except FileNotFoundError as err:
         fail(str(err))
-    plot_path = args.plot or (run_dir / "compose_boolean.png" if args.all_boolean else None)
+    bars = args.all_boolean and not args.quantile  # a bar per Boolean task, by default
+    plot_path = args.plot or (run_dir / "compose_boolean.png" if bars else None)
     for option, path in (("--json", args.json), ("--plot", plot_path)):
         if path is not None and (problem := file_problem(path)):
             fail(f"{option} {path}: {problem}")
@@ -201,7 +245,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         fail(str(err))
     print(format_table(rows))
     scored = not temporal and "normalized_return" in rows[0]
-    if scored:
+    if scored and args.quantile:
+        for q in dict.fromkeys(args.quantile):
+            print(f"q = {q:g}: {score_summary([r for r in rows if r['quantile'] == q])}")
+    elif scored:
         print(score_summary(rows))
         if args.component_rule:
             rule = [{"task": r["task"], **{k: r[f"rule_{k}"] for k in RULE_NUMBERS}} for r in rows]
@@ -209,11 +256,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.json:
         write_json(rows, args.json)
     if plot_path and scored:
-        plot_scores(rows, plot_path)
+        (plot_quantiles if args.quantile else plot_scores)(rows, plot_path)
         print(f"plot: {plot_path}")
     with Logger(args.logdir or run_dir) as logger:
         for row in rows:
             tag = f"compose/{row['task']}" + (f"/{row['start']}" if temporal else "")
+            tag += f"/q={row['quantile']:g}" if "quantile" in row else ""
             keys = (
                 MULTI_OBJECTIVE_NUMBERS
                 if args.multi_objective

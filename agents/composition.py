@@ -22,6 +22,7 @@ from composable_rl.boolean_tasks import boolean_tasks
 from composable_rl.checkpoint import latest_checkpoint, load_checkpoint, load_meta
 from composable_rl.config import Config, from_dict
 from composable_rl.evaluation import episode_returns, evaluate, mean_ci, multi_objective_row
+from composable_rl.levers import Quantile
 from composable_rl.mo_metrics import simplex_lattice
 from composable_rl.registry import world_entry
 from composable_rl.reward_machine import RewardMachine
@@ -65,21 +66,28 @@ def linear_weights(expr: expressions.Expr, head_names: list[str]) -> torch.Tenso
     return expressions.evaluate(expr, basis) - expressions.evaluate(expr, zeros)
 
 
-def composed_policy(agent: HeadsAgent, expr: expressions.Expr) -> Act:
-    """Greedy policy on the composed values: argmax_a (max_g for world-value heads). A linear
-    task acts on the agent's linear composition (GPI over successor features where it has
-    them); any other expression composes the heads' own values."""
+def composed_policy(
+    agent: HeadsAgent, expr: expressions.Expr, quantile: Quantile | None = None, seed: int = 0
+) -> Act:
+    """Greedy policy on the composed values: argmax_a (max_g for world-value heads), or the
+    `quantile` quantiliser of them (drawing from a generator seeded with `seed`). A linear task
+    acts on the agent's linear composition (GPI over successor features where it has them);
+    any other expression composes the heads' own values."""
+    device = next(agent.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    options = {"alpha": 0.0, "quantile": quantile, "generator": generator}
+    if quantile is not None:
+        quantile.base_index(agent.head_names)  # an unknown base head is refused before acting
     if expressions.is_linear(expr):
-        weights = linear_weights(expr, agent.head_names)
-        device = next(agent.parameters()).device
-        return lambda obs, _context: agent.greedy(obs, weights.to(device))
+        weights = linear_weights(expr, agent.head_names).to(device)
+        return lambda obs, _context: agent.act(obs, weights, **options)
 
     def compose(q: torch.Tensor) -> torch.Tensor:
         heads = {name: q[:, k] for k, name in enumerate(agent.head_names)}
         bounds = (heads["MAX"], heads["MIN"]) if "MAX" in heads else None
         return expressions.evaluate(expr, heads, alpha=agent.cfg.alpha, bounds=bounds)
 
-    return lambda obs, _context: agent.act_on(obs, compose, alpha=0.0)
+    return lambda obs, _context: agent.act_on(obs, compose, **options)
 
 
 def task_reward(expr: expressions.Expr, world: World) -> dict[str, torch.Tensor]:
@@ -110,27 +118,31 @@ def evaluate_task(
     episodes: int,
     seed: int,
     rule: bool = False,
+    quantile: Quantile | None = None,
 ) -> dict:
     """One result row: the composed policy's return, beside the exact oracle's where the world
     has a tabular model or scores goal tasks itself, else with a 95% confidence interval.
-    `rule`: the component-action rule acts instead (`component_rule`, Boolean tasks)."""
+    `rule`: the component-action rule acts instead (`component_rule`, Boolean tasks);
+    `quantile`: the quantiliser of the composed values acts (the row names its q)."""
+    if rule and quantile is not None:
+        raise ValueError("the component-action rule does not quantilise; score it without q")
     expr = expressions.parse(text)
     score_goals = world_entry(cfg.env.name).score_goals
     # a lone head is a Boolean task too, where the world scores goal tasks
     lone = score_goals is not None and isinstance(expr, expressions.Head)
     reward = goal_task(expr, world) if lone else task_reward(expr, world)
-    policy = rule_policy(agent, expr) if rule else composed_policy(agent, expr)
+    policy = rule_policy(agent, expr) if rule else composed_policy(agent, expr, quantile, seed)
+    head = {"task": text} if quantile is None else {"task": text, "quantile": quantile.q}
     if isinstance(world, TabularWorld):
-        result = evaluate(build_world(cfg, episodes), policy, seed=seed, **reward)
-        return {"task": text, **result}
+        return {**head, **evaluate(build_world(cfg, episodes), policy, seed=seed, **reward)}
     if "goal_rewards" in reward and score_goals is not None:
         row = score_goals(cfg.env, policy, reward["goal_rewards"], episodes, seed, cfg.device)
-        return {"task": text, **row}
+        return {**head, **row}
     if "weights" not in reward:
         raise ValueError(f"{text!r}: a Boolean task needs a world with an exact oracle")
     returns = episode_returns(build_world(cfg, episodes), policy, reward["weights"], seed)
     mean, half = mean_ci(returns @ reward["weights"].to(returns))
-    return {"task": text, "return": mean, "ci95": half, "episodes": episodes}
+    return {**head, "return": mean, "ci95": half, "episodes": episodes}
 
 
 def weights_task(weights: list[float], head_names: list[str]) -> str:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from composable_rl import functional as fn
 from composable_rl.config import AgentConfig
+from composable_rl.levers import Quantile, quantile_sample
 from composable_rl.replay import Batch
 from composable_rl.world import ActionSpec
 
@@ -58,10 +59,12 @@ class HeadsAgent(nn.Module):
         alpha: float | None = None,
         generator: torch.Generator | None = None,
         behaviour: bool = False,
+        quantile: Quantile | None = None,
     ) -> Tensor:
         """Actions for observations [N, ...] pursuing the linear task of weights `context`
         [N, K] (or [K]): sampled at temperature `alpha` (None: the heads' own, 0: greedy), a
-        uniform action instead with chance `epsilon`; `behaviour` acts as training does."""
+        uniform action instead with chance `epsilon`; `behaviour` acts as training does;
+        `quantile` quantilises the composed values instead of sampling at `alpha`."""
         raise NotImplementedError
 
     def act_on(
@@ -72,11 +75,13 @@ class HeadsAgent(nn.Module):
         alpha: float | None = None,
         generator: torch.Generator | None = None,
         weights: Tensor | None = None,
+        quantile: Quantile | None = None,
     ) -> Tensor:
         """Actions on a composition of the heads' own values (a value program, a Boolean
         expression): `compose` maps them [N, K, ..., A] to one composed value [N, ..., A].
         `weights` [N, K] are the composition's head weights where it has them (a learner that
-        samples candidate actions may propose where they point)."""
+        samples candidate actions may propose where they point); `quantile` quantilises the
+        composed values instead of sampling at `alpha` (`levers`)."""
         raise NotImplementedError
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
@@ -155,12 +160,12 @@ class DiscreteHeads(HeadsAgent):
         alpha: float | None = None,
         generator: torch.Generator | None = None,
         behaviour: bool = False,
+        quantile: Quantile | None = None,
     ) -> Tensor:
-        """Boltzmann actions on the linearly composed Q of weights `context` [N, K] (see
-        `HeadsAgent.act`)."""
+        """Boltzmann (or quantilised) actions on the linearly composed Q of weights `context`
+        [N, K] (see `HeadsAgent.act`)."""
         values = self.behaviour_values if behaviour else self.linear_values
-        q = values(obs, context)
-        actions = fn.boltzmann_sample(q, self.cfg.alpha if alpha is None else alpha, generator)
+        actions = self.sample(obs, values(obs, context), alpha, generator, quantile)
         return self.explore(actions, epsilon, generator)
 
     @torch.no_grad()
@@ -172,13 +177,34 @@ class DiscreteHeads(HeadsAgent):
         alpha: float | None = None,
         generator: torch.Generator | None = None,
         weights: Tensor | None = None,
+        quantile: Quantile | None = None,
     ) -> Tensor:
-        """Boltzmann actions on `compose(head values)`; world-value heads act on the best goal
-        (max over g) of the composed values (`weights` are not needed)."""
+        """Boltzmann (or quantilised) actions on `compose(head values)`; world-value heads act
+        on the best goal (max over g) of the composed values (`weights` are not needed)."""
         q = compose(self.head_values(obs))
         if self.num_goals:
             q = q.amax(1)
-        return fn.boltzmann_sample(q, self.cfg.alpha if alpha is None else alpha, generator)
+        return self.sample(obs, q, alpha, generator, quantile)
+
+    def sample(
+        self,
+        obs: Tensor,
+        q: Tensor,
+        alpha: float | None,
+        generator: torch.Generator | None,
+        quantile: Quantile | None,
+    ) -> Tensor:
+        """Actions on composed values q [N, A]: Boltzmann at `alpha` (None: the heads' own),
+        or quantilised over the base policy of `quantile` (uniform, or a head's soft policy)."""
+        if quantile is None:
+            return fn.boltzmann_sample(q, self.cfg.alpha if alpha is None else alpha, generator)
+        head = quantile.base_index(self.head_names)
+        if head is None:
+            base = torch.full_like(q, 1.0 / q.shape[-1])
+        else:
+            own = self.head_values(obs)[:, head]
+            base = fn.boltzmann_probs(own.amax(1) if self.num_goals else own, self.cfg.alpha)
+        return quantile_sample(q, base.to(q.dtype), quantile.q, generator)
 
     def build_networks(self, network: type[nn.Module], kwargs: dict) -> None:
         """Online and target copies of `network(**kwargs)` (the target frozen, starting equal),

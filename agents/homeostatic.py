@@ -21,10 +21,11 @@ from composable_rl.homeostasis import HomeostaticController, ValueProgram
 
 
 class _ComposedHeads:
-    """Boltzmann actions on the value program's composition of (optionally scaled) heads, with
-    the head weights of `head_weights` (defined by each subclass). Successor-feature heads act
-    on their linear composition (GPI) of the scaled weights instead: the program's `combine`
-    rule is for soft-Q heads, whose weighted sum is not the value of any policy.
+    """Boltzmann actions (quantilised where the program sets `quantile`) on the value
+    program's composition of (optionally scaled) heads, with the head weights of
+    `head_weights` (defined by each subclass). Successor-feature heads act on their linear
+    composition (GPI) of the scaled weights instead: the program's `combine` rule is for
+    soft-Q heads, whose weighted sum is not the value of any policy.
 
     `alpha` None is the run's `agent.alpha` for discrete actions, and 0 (the best of the
     candidate actions) for continuous ones, whose `agent.alpha` is only the temperature that
@@ -65,17 +66,15 @@ class _ComposedHeads:
         """Actions for observations and levels `context` [N, V]; reset_mask [N] marks new
         episodes."""
         weights = self.head_weights(context, reset_mask)
+        scaled = weights * self.head_scale
+        options = {"alpha": self.alpha, "generator": generator, "quantile": self.program.quantile}
         if self.agent.successor_features:
-            scaled = weights * self.head_scale
-            return self.agent.act(obs, scaled, alpha=self.alpha, generator=generator)
+            return self.agent.act(obs, scaled, **options)
 
         def compose(q: Tensor) -> Tensor:  # q [N, K, A]: values of every action or candidate
             return self.program.compose(q * self.head_scale[:, None], weights)
 
-        scaled = weights * self.head_scale
-        return self.agent.act_on(
-            obs, compose, alpha=self.alpha, generator=generator, weights=scaled
-        )
+        return self.agent.act_on(obs, compose, weights=scaled, **options)
 
 
 class HomeostaticAgent(_ComposedHeads):

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from agents.heads import Compose, HeadsAgent, make_adam
 from composable_rl import functional as fn
 from composable_rl.config import AgentConfig, Config, ConfigError
+from composable_rl.levers import Quantile, quantile_sample
 from composable_rl.replay import Batch
 from composable_rl.world import ActionSpec, World
 
@@ -210,15 +211,27 @@ class SoftActorCritic(HeadsAgent):
         weights: Tensor | None,
         alpha: float | Tensor,
         generator: torch.Generator | None,
+        quantile: Quantile | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """The candidate [N, D] of (-1, 1)^D that acting on `compose` picks (greedy for alpha = 0,
-        else drawn by importance sampling at temperature `alpha`), and the proposals' draws and
-        means (see `candidates`)."""
-        greedy = isinstance(alpha, float) and alpha == 0
+        else drawn by importance sampling at temperature `alpha`; or, given a `quantile`, drawn
+        by the quantiliser whose base is the proposals' mixture, every drawn candidate counting
+        alike), and the proposals' draws and means (see `candidates`)."""
+        if quantile is not None and quantile.base is not None:
+            raise ValueError(
+                "a quantile base head needs discrete actions; with continuous actions the base "
+                "is the sampler's candidates (leave the base out)"
+            )
+        greedy = quantile.q == 0 if quantile else isinstance(alpha, float) and alpha == 0
         drawn, log_q, means = self.candidates(obs, weights, greedy, generator)
         scores = compose(self.head_values_at(obs, drawn))
         rows = torch.arange(len(drawn), device=drawn.device)
-        return drawn[rows, fn.importance_choice(scores, log_q, alpha, generator)], drawn, means
+        if quantile is None:
+            index = fn.importance_choice(scores, log_q, alpha, generator)
+        else:
+            uniform = torch.full_like(scores, 1.0 / scores.shape[-1])
+            index = quantile_sample(scores, uniform, quantile.q, generator)
+        return drawn[rows, index], drawn, means
 
     @torch.no_grad()
     def act(
@@ -230,10 +243,12 @@ class SoftActorCritic(HeadsAgent):
         alpha: float | None = None,
         generator: torch.Generator | None = None,
         behaviour: bool = False,
+        quantile: Quantile | None = None,
     ) -> Tensor:
         """Actions [N, *shape] for the linear task of weights `context` [N, K] (or [K]), see
         the module docstring; `alpha` None is the composed temperature (`temperature`), 0 is
-        greedy; `behaviour` changes nothing here (every slot acts on its own task)."""
+        greedy; `behaviour` changes nothing here (every slot acts on its own task); `quantile`
+        quantilises the candidates (`choose`)."""
         if behaviour and self.one_task:
             u, _ = self.sample_unit(obs.flatten(1).float(), generator)
             return self.explore(self.to_box(u[:, 0]), epsilon, generator)
@@ -243,7 +258,9 @@ class SoftActorCritic(HeadsAgent):
             return (q * weights[:, :, None]).sum(1)
 
         temperature = self.temperature(weights) if alpha is None else float(alpha)
-        chosen, drawn, means = self.choose(obs, linear, weights, temperature, generator)
+        chosen, drawn, means = self.choose(obs, linear, weights, temperature, generator, quantile)
+        if quantile is not None:
+            return self.explore(self.to_box(chosen), epsilon, generator)
         # one head with a positive weight: that head's own actor (its mean when greedy, else
         # its first sample)
         rows = torch.arange(len(drawn), device=drawn.device)
@@ -262,14 +279,16 @@ class SoftActorCritic(HeadsAgent):
         alpha: float | None = None,
         generator: torch.Generator | None = None,
         weights: Tensor | None = None,
+        quantile: Quantile | None = None,
     ) -> Tensor:
         """Actions [N, *shape] on `compose` of the heads' values at the candidates
         ([N, K, C] -> [N, C]): the best candidate (alpha = 0) or one drawn by importance
-        sampling at temperature `alpha` (None: the mean of the heads' temperatures). `weights`
-        [N, K], the composition's head weights where it has them, add the actors' product as
-        a proposal."""
+        sampling at temperature `alpha` (None: the mean of the heads' temperatures), or by
+        the quantiliser of `quantile`. `weights` [N, K], the composition's head weights where
+        it has them, add the actors' product as a proposal."""
         temperature = float(self.log_alpha.exp().mean()) if alpha is None else float(alpha)
-        return self.to_box(self.choose(obs, compose, weights, temperature, generator)[0])
+        chosen = self.choose(obs, compose, weights, temperature, generator, quantile)[0]
+        return self.to_box(chosen)
 
     # --- learning -----------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from agents.soft_actor_critic import SoftActorCritic
 from agents.soft_q import goal_penalty
 from composable_rl import functional as fn
 from composable_rl.config import AgentConfig, Config, ConfigError
+from composable_rl.levers import Quantile
 from composable_rl.replay import Batch
 from composable_rl.world import ActionSpec, GoalWorld, World
 
@@ -105,9 +106,11 @@ class WorldValueActorCritic(SoftActorCritic):
         alpha: float | None = None,
         generator: torch.Generator | None = None,
         behaviour: bool = False,
+        quantile: Quantile | None = None,
     ) -> Tensor:
         """Actions [N, *shape] on max_g sum_k w_k Q_k(s, g, a) for weights `context` [N, K]
-        (or [K]); `alpha` None is the mean temperature, 0 is greedy. In training
+        (or [K]); `alpha` None is the mean temperature, 0 is greedy; `quantile` quantilises
+        the candidates (`SoftActorCritic.choose`). In training
         (`behaviour`), slot i pursues its task at goal i mod G alone, so that every goal is
         sought whatever the values of the others (with the uniformly acting slots of
         `tasks.uniform_slots`, which find the goals whose values are still wrong)."""
@@ -121,9 +124,8 @@ class WorldValueActorCritic(SoftActorCritic):
         def at_goal(q: Tensor) -> Tensor:
             return linear(q)[rows, goal, None]
 
-        actions = self.act_on(
-            obs, at_goal if behaviour else linear, alpha=alpha, generator=generator
-        )
+        compose = at_goal if behaviour else linear
+        actions = self.act_on(obs, compose, alpha=alpha, generator=generator, quantile=quantile)
         return self.explore(actions, epsilon, generator)
 
     @torch.no_grad()
@@ -135,17 +137,19 @@ class WorldValueActorCritic(SoftActorCritic):
         alpha: float | None = None,
         generator: torch.Generator | None = None,
         weights: Tensor | None = None,
+        quantile: Quantile | None = None,
     ) -> Tensor:
         """Actions [N, *shape] on max_g of `compose` of the columns' values at the candidates
         ([N, K, G, C] -> [N, G, C]): the best candidate (alpha = 0) or one drawn by importance
-        sampling at temperature `alpha` (None: the mean of the temperatures). `weights` are
-        not needed: every actor proposes."""
+        sampling at temperature `alpha` (None: the mean of the temperatures), or by the
+        quantiliser of `quantile`. `weights` are not needed: every actor proposes."""
         temperature = float(self.log_alpha.exp().mean()) if alpha is None else float(alpha)
 
         def best_goal(q: Tensor) -> Tensor:
             return compose(q).amax(1)
 
-        return self.to_box(self.choose(obs, best_goal, None, temperature, generator)[0])
+        chosen = self.choose(obs, best_goal, None, temperature, generator, quantile)[0]
+        return self.to_box(chosen)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         """One gradient step of every column on the extended rewards; diagnostics per head

@@ -109,6 +109,11 @@ def non_negative_float(text: str) -> float:
     return _float_option(text, lambda value: value >= 0, "a number of at least 0")
 
 
+def unit_fraction(text: str) -> float:
+    """A number option value in [0, 1]."""
+    return _float_option(text, lambda value: 0 <= value <= 1, "a number in [0, 1]")
+
+
 def _float_option(text: str, valid: Callable[[float], bool], expected: str) -> float:
     """`text` as a finite float that `valid` accepts, else an argparse error naming it."""
     try:

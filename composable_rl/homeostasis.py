@@ -38,6 +38,7 @@ from torch import Tensor
 from composable_rl import expressions
 from composable_rl.config import ConfigError, doc, from_dict
 from composable_rl.functional import compose_linear
+from composable_rl.levers import Quantile
 from composable_rl.operators import weighted_max
 from composable_rl.tokens import NAME, ExpressionError
 from composable_rl.yaml_file import YamlFileError, read_yaml
@@ -105,6 +106,16 @@ class _ProgramFile:
         "max",
         "How weighted heads make one Q: max (max over wanted heads of w_k Q_k plus the "
         "unwanted ones' w_k Q_k, operators.weighted_max) or sum (sum_k w_k Q_k).",
+    )
+    quantile: float | None = doc(
+        None,
+        "Act with the q-quantiliser of the composed Q (composable_rl.levers), q in [0, 1]: "
+        "1 is the base policy, 0 greedy; null = sample at the agent's temperature.",
+        ge=0,
+        le=1,
+    )
+    quantile_base: str | None = doc(
+        None, "The head whose soft policy is the quantiliser's base; null = uniform actions."
     )
 
 
@@ -214,13 +225,15 @@ class Drives:
 
 @dataclasses.dataclass(frozen=True)
 class ValueProgram:
-    """A validated value program: drives per variable, a linear weight per head, and the rule
-    (`combine`: max or sum) that turns the weighted heads into one Q."""
+    """A validated value program: drives per variable, a linear weight per head, the rule
+    (`combine`: max or sum) that turns the weighted heads into one Q, and the quantiliser that
+    acts on it (None: the agent's Boltzmann sampling)."""
 
     variables: dict[str, DriveSpec]
     heads: tuple[str, ...]
     weights: dict[str, expressions.Expr]
     combine: str = "max"
+    quantile: Quantile | None = None
 
     @property
     def setpoints(self) -> tuple[float, ...]:
@@ -286,7 +299,14 @@ def load_value_program(
         if not expressions.is_linear(weights[head]):
             message = f"{key}: must be linear (a weighted sum of drives), got {text!r}"
             raise ValueProgramError(f"{where}: {message}", key)
-    return ValueProgram(dict(spec.variables), heads, weights, spec.combine)
+    if spec.quantile_base is not None and spec.quantile is None:
+        message = "quantile_base: names the quantiliser's base policy; give quantile too"
+        raise ValueProgramError(f"{where}: {message}", "quantile_base")
+    if spec.quantile_base is not None and spec.quantile_base not in heads:
+        message = f"quantile_base: unknown head {spec.quantile_base!r}; heads: {', '.join(heads)}"
+        raise ValueProgramError(f"{where}: {message}", "quantile_base")
+    quantile = None if spec.quantile is None else Quantile(spec.quantile, spec.quantile_base)
+    return ValueProgram(dict(spec.variables), heads, weights, spec.combine, quantile)
 
 
 def _read_yaml(path: Path, where: str) -> Any:

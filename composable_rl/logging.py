@@ -150,6 +150,33 @@ def plot_scores(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_quantiles(rows: list[dict], path: Path) -> None:
+    """Normalised return and success of each task against the quantile q of its rows (one
+    line per task; q = 0 is the greedy policy, 1 the base policy); undefined points are left
+    out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    tasks = dict.fromkeys(row["task"] for row in rows)
+    for key, ax in zip(("normalized_return", "success"), axes, strict=True):
+        for task in tasks:
+            points = sorted(
+                (r["quantile"], r[key]) for r in rows if r["task"] == task and r[key] is not None
+            )
+            ax.plot(*zip(*points, strict=True), marker="o", label=task)
+        ax.set_xlabel("quantile q (0 = greedy, 1 = base policy)")
+        ax.set_ylabel(key.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0].axhline(1.0, color="black", linewidth=0.8)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path, 120)
+    plt.close(fig)
+
+
 def score_summary(rows: list[dict]) -> str:
     """Mean normalised return and success over the tasks, and the worst task; tasks whose
     normalised return is undefined count for success only, and the summary says how many."""

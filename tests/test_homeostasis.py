@@ -18,6 +18,7 @@ from composable_rl.homeostasis import (
     homeostatic_drive,
     load_value_program,
 )
+from composable_rl.levers import Quantile
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "values" / "default.yaml"
 HEADS = ["food", "water", "salt"]
@@ -225,6 +226,8 @@ def _mutated(path: str, value: object) -> dict:
         ("weights.food", 0.5, "weights.food", ["expected str"]),
         ("weights.food", "energy +", "weights.food", ["end of expression", "^"]),
         ("combine", "mean", "combine", ["'max', 'sum'", "'mean'"]),
+        ("quantile", 1.5, "quantile", ["1.5", "[0, 1]"]),
+        ("quantile_base", "food", "quantile_base", ["give quantile too"]),
     ],
 )
 def test_value_program_errors_name_the_culprit(path, value, key, fragments):
@@ -236,6 +239,14 @@ def test_value_program_errors_name_the_culprit(path, value, key, fragments):
     assert key in message
     for fragment in fragments:
         assert fragment in message
+
+
+def test_a_value_program_may_quantilise_over_a_heads_soft_policy():
+    program = load_value_program({**PROGRAM, "quantile": 0.2, "quantile_base": "water"}, HEADS)
+    assert program.quantile == Quantile(0.2, "water")
+    assert load_value_program(PROGRAM, HEADS).quantile is None
+    with pytest.raises(ValueProgramError, match="quantile_base: unknown head 'fod'; heads: food"):
+        load_value_program({**PROGRAM, "quantile": 0.2, "quantile_base": "fod"}, HEADS)
 
 
 def test_missing_value_program_file_is_reported(tmp_path):

@@ -2,6 +2,7 @@
 weighted-max composition, the acceptance figures of P1-P3 on a stub agent whose heads are the
 exact soft-Q values, the protocol metrics by hand, and the drive-reduction world's reward."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from agents.heads import DiscreteHeads
 from agents.homeostatic import FixedWeightAgent, HomeostaticAgent
 from composable_rl.config import AgentConfig, load_config
 from composable_rl.homeostasis import (
+    HomeostaticController,
     drive_reduction_reward,
     in_band_fraction,
     integrated_abs_error,
@@ -19,6 +21,7 @@ from composable_rl.homeostasis import (
     rise_time,
     settling_time,
 )
+from composable_rl.levers import Quantile
 from composable_rl.operators import weighted_max
 from composable_rl.oracle import soft_value_iteration
 from composable_rl.registry import make_world
@@ -177,6 +180,27 @@ def test_greedy_weighted_max_on_exact_heads_reaches_a_resource_from_every_free_c
             state = int(mdp.next_state[0, state, action])
         assert reached is not None, f"no resource from cell {cell}"
         assert reached == int(fewest[cell]), cell  # the nearest resource, by a shortest path
+
+
+def test_a_value_program_quantile_acts_greedy_at_zero_and_keeps_the_top_mass(exact):
+    _, program, world = exact
+    heads = ExactHeads(world)
+    cells = world.free_cells[:40]
+    obs = torch.zeros(len(cells), 1, dtype=torch.long)
+    obs[:, 0] = cells
+    levels = torch.full((len(cells), 3), 0.1)  # every need high
+    greedy = HomeostaticAgent(heads, program, len(cells), alpha=0.0).act(obs, levels)
+    zero = replace(program, quantile=Quantile(0.0))
+    assert torch.equal(HomeostaticAgent(heads, zero, len(cells)).act(obs, levels), greedy)
+    # q = 0.5 over 4 uniform actions: one of the two best, never the others
+    weights = HomeostaticController(program, len(cells)).weights(levels)  # a first step's
+    composed = program.compose(heads.head_values(obs), weights)
+    top_two = composed.argsort(dim=-1, descending=True, stable=True)[:, :2]
+    half = replace(program, quantile=Quantile(0.5))
+    for seed in range(5):
+        agent = HomeostaticAgent(heads, half, len(cells))
+        acted = agent.act(obs, levels, generator=torch.Generator().manual_seed(seed))
+        assert (top_two == acted[:, None]).any(1).all()
 
 
 def test_weighted_sum_of_exact_heads_stalls_between_equally_wanted_resources():

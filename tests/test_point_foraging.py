@@ -195,8 +195,9 @@ class ExactPointHeads(torch.nn.Module):
         q = pays + GAMMA * GAMMA ** (nearest - 1).float() / (1 - GAMMA)
         return q.view(n, c, -1).transpose(1, 2)
 
-    def act_on(self, obs, compose, *, alpha=None, generator=None, weights=None):
-        """The candidate of highest composed value."""
+    def act_on(self, obs, compose, *, alpha=None, generator=None, weights=None, quantile=None):
+        """The candidate of highest composed value (greedy: no quantiliser)."""
+        assert quantile is None
         position = (obs + 1) * self.world.size / 2
         actions = torch.cat(
             [self.even.expand(len(obs), -1, -1), toward(self.world, position, self.world.centres)],

@@ -162,3 +162,20 @@ def test_weights_may_start_with_a_minus(world_value_run, tmp_path):
     args = ["--checkpoint", str(world_value_run), "--episodes", "20"]
     (row,) = zero_shot_rows(tmp_path, *args, "--weights", "-1,0,0,0.5")
     assert row["task"] == "-1*blue + 0.5*square"
+
+
+def test_quantile_rows_one_per_task_and_q_with_a_plot(world_value_run, tmp_path):
+    plot = tmp_path / "q.png"
+    args = ["--checkpoint", str(world_value_run), "--episodes", "30", "--plot", str(plot)]
+    args += ["--task", "blue & ~square", "--task", "purple", "--quantile", "1", "--quantile", "0"]
+    rows = zero_shot_rows(tmp_path, *args)
+    assert [(row["task"], row["quantile"]) for row in rows] == [
+        ("blue & ~square", 1.0),
+        ("blue & ~square", 0.0),
+        ("purple", 1.0),
+        ("purple", 0.0),
+    ]
+    assert all(q0["normalized_return"] > q1["normalized_return"] for q1, q0 in (rows[:2], rows[2:]))
+    assert plot.stat().st_size > 1000
+    error = zero_shot_error("--checkpoint", str(world_value_run), "--task", "a", "--quantile", "2")
+    assert error.endswith("argument --quantile: must be a number in [0, 1], got '2' (see --help)\n")

@@ -1,0 +1,130 @@
+"""Quantilised acting: the quantiliser's guarantee, exactly, on random decisions and on every
+state of a tabulated world, its two ends (the base policy and greedy), and the agents' option."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents import factory
+from agents.composition import evaluate_task, load
+from composable_rl.config import Config, from_dict
+from composable_rl.functional import boltzmann_probs
+from composable_rl.levers import Quantile, quantile_probs, quantile_sample
+from composable_rl.oracle import finite_horizon_return, soft_value_iteration
+from envs.gridworld import tabulate
+from envs.object_rooms import ObjectRooms
+from tests.test_soft_actor_critic import SAC
+
+QS = (1.0, 0.5, 0.2, 0.1, 0.05)
+
+
+def guarantee_holds(probs: torch.Tensor, base: torch.Tensor, q: float, cost: torch.Tensor) -> bool:
+    """E_quantiliser[c] <= E_base[c] / q for the non-negative costs `cost` of every decision."""
+    return bool(((probs * cost).sum(-1) <= (base * cost).sum(-1) / q * (1 + 1e-9) + 1e-12).all())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 2**31 - 1),
+    st.integers(1, 9),
+    st.floats(1e-3, 1.0),
+    st.booleans(),
+)
+def test_quantiliser_never_pays_more_than_one_over_q_of_the_base_cost(seed, actions, q, ties):
+    gen = torch.Generator().manual_seed(seed)
+    values = torch.randn(64, actions, generator=gen, dtype=torch.float64)
+    if ties:
+        values = values.round()  # many equal values
+    base = torch.distributions.Dirichlet(torch.ones(actions, dtype=torch.float64)).sample((64,))
+    probs = quantile_probs(values, base, q)
+    assert torch.allclose(probs.sum(-1), torch.ones(64, dtype=torch.float64))
+    assert (probs >= 0).all() and (probs <= base / q * (1 + 1e-9) + 1e-12).all()
+    cost = torch.rand(64, actions, generator=gen, dtype=torch.float64) * 10
+    assert guarantee_holds(probs, base, q, cost)
+    # the mass kept lies on the best actions: nothing below an action the base left mass on
+    kept = probs > 0
+    worst_kept = torch.where(kept, values, torch.inf).amin(-1, keepdim=True)
+    assert ((values > worst_kept) <= kept | (base == 0)).all()
+
+
+def test_the_ends_are_the_base_policy_and_greedy():
+    values = torch.tensor([[0.0, 3.0, 3.0, 1.0], [2.0, -1.0, 2.0, 5.0]])
+    base = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]])
+    assert torch.allclose(quantile_probs(values, base, 1.0), base)
+    greedy = quantile_probs(values, base, 0.0)
+    assert greedy.tolist() == [[0, 1, 0, 0], [0, 0, 0, 1]]  # ties: the first, as argmax
+    assert quantile_sample(values, base, 0.0).tolist() == values.argmax(-1).tolist()
+    # q = 0.3 keeps action 1 (0.2) and a third of action 2 (0.1 of its 0.3), over 0.3
+    assert torch.allclose(quantile_probs(values, base, 0.3)[0], torch.tensor([0, 2 / 3, 1 / 3, 0]))
+    draws = quantile_sample(values[:1].expand(6000, -1), base[:1].expand(6000, -1), 0.3)
+    share = torch.bincount(draws, minlength=4) / 6000
+    assert torch.allclose(share, torch.tensor([0, 2 / 3, 1 / 3, 0]), atol=0.03)
+
+
+WORLD = ObjectRooms(
+    num_envs=1,
+    layout="open5",
+    heads=("purple", "blue", "square"),
+    object_positions=[[1, 1], [1, 5], [3, 3], [5, 1], [5, 5], [2, 4]],
+)
+MDP = tabulate(WORLD, WORLD.fixed_objects[None])
+
+
+@pytest.mark.parametrize("base_head", [None, 2])
+def test_the_guarantee_holds_at_every_state_of_a_tabulated_world(base_head):
+    """Exact soft-optimal Q of the task 'blue' and of the base head, every state, every q."""
+    q_task = soft_value_iteration(MDP, MDP.reward[..., 1], 0.95, 0.05)
+    if base_head is None:
+        base = torch.full_like(q_task, 1 / q_task.shape[-1])
+    else:
+        base = boltzmann_probs(soft_value_iteration(MDP, MDP.reward[..., 2], 0.95, 0.05), 0.05)
+    gen = torch.Generator().manual_seed(0)
+    for q in QS:
+        probs = quantile_probs(q_task, base, q)
+        for _ in range(20):
+            cost = torch.rand(q_task.shape, generator=gen, dtype=torch.float64)
+            cost = cost * (torch.rand(q_task.shape, generator=gen) < 0.3)  # sparse costs
+            assert guarantee_holds(probs, base, q, cost)
+    horizon = 30
+    blue = MDP.reward[..., 1]
+    base_return = finite_horizon_return(MDP, blue, horizon, base)
+    whole = finite_horizon_return(MDP, blue, horizon, quantile_probs(q_task, base, 1))
+    assert torch.allclose(whole, base_return, atol=1e-12, rtol=0)
+    greedy = torch.nn.functional.one_hot(q_task.argmax(-1), q_task.shape[-1]).double()
+    assert torch.equal(quantile_probs(q_task, base, 0.0), greedy)
+
+
+def test_bad_quantiles_and_base_heads_are_one_error():
+    for q in (-0.1, 1.5, float("nan"), float("inf"), True, "0.5"):
+        with pytest.raises(ValueError, match="quantile q must"):
+            Quantile(q)
+    assert Quantile(1).q == 1.0
+    with pytest.raises(ValueError, match="quantile base 'red' is not a head; heads: a, b"):
+        Quantile(0.5, "red").base_index(["a", "b"])
+
+
+def test_q_zero_is_greedy_exactly_for_a_checkpoint(world_value_run):
+    cfg, world, agent = load(world_value_run)
+    greedy = evaluate_task(cfg, world, agent, "blue & ~square", 40, 3)
+    zero = evaluate_task(cfg, world, agent, "blue & ~square", 40, 3, quantile=Quantile(0.0))
+    assert zero == {**greedy, "quantile": 0.0}
+    based = evaluate_task(cfg, world, agent, "blue", 40, 3, quantile=Quantile(1.0, "blue"))
+    assert based["quantile"] == 1.0 and based["normalized_return"] > 0.5  # blue's own policy
+    with pytest.raises(ValueError, match="does not quantilise"):
+        evaluate_task(cfg, world, agent, "blue", 40, 3, rule=True, quantile=Quantile(0.5))
+
+
+def test_continuous_actions_quantilise_the_samplers_candidates():
+    cfg = from_dict(Config, {**SAC, "agent": {**SAC["agent"], "hidden": [32]}})
+    agent = factory.build(cfg)[1]
+    obs, weights = torch.rand(5, 2) * 2 - 1, torch.tensor([0.3, 0.3, 0.4])
+    greedy = agent.act(obs, weights, alpha=0.0, generator=torch.Generator().manual_seed(4))
+    zero = agent.act(
+        obs, weights, quantile=Quantile(0.0), generator=torch.Generator().manual_seed(4)
+    )
+    assert torch.equal(zero, greedy)
+    wide = agent.act(obs, weights, quantile=Quantile(1.0), generator=torch.Generator())
+    assert wide.shape == (5, 2)
+    with pytest.raises(ValueError, match="a quantile base head needs discrete actions"):
+        agent.act(obs, weights, quantile=Quantile(0.5, "a"))

@@ -55,6 +55,8 @@ from envs.levels import (
     DEFAULT_CONSUMPTION,
     DEFAULT_DRIFT,
     DEFAULT_VARIABLES,
+    VIABLE_HIGH,
+    VIABLE_LOW,
     InitialRange,
     Levels,
     LevelsConfig,
@@ -81,6 +83,7 @@ DEFAULT_RESOURCES: Mapping[str, tuple[tuple[int, int], ...]] = MappingProxyType(
 )
 # A suggested hazard layout: on the shortest routes between the default resources.
 DEFAULT_HAZARD = ((1, 5), (5, 1), (5, 9))
+MAX_STEPS = 50  # steps before an episode is truncated, for the world and its config section
 HAZARD = "hazard"
 RESOURCE_RGB = {
     "food": (214, 150, 40),
@@ -124,10 +127,10 @@ class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
         initial_range: InitialRange = None,
         regrow: int = 0,
         death: bool = False,
-        viable_low: PerVariable = 0.05,
-        viable_high: PerVariable = 0.95,
+        viable_low: PerVariable = VIABLE_LOW,
+        viable_high: PerVariable = VIABLE_HIGH,
         start: Sequence[int] | None = None,
-        max_steps: int = 500,
+        max_steps: int = MAX_STEPS,
         observation: str = "indices",
         internal_in_obs: bool = False,
         levels_bins: int = 10,
@@ -429,7 +432,7 @@ class ForagingConfig(LevelsConfig):
 
     name: str = doc("foraging", "This world.")
 
-    max_steps: int = doc(50, "Steps before an episode is truncated (bootstrapped).", ge=1)
+    max_steps: int = doc(MAX_STEPS, "Steps before an episode is truncated (bootstrapped).", ge=1)
     observation: Literal["indices", "planes"] = doc(
         "indices",
         "indices: positions of the ones of the one-hot planes (fast sparse MLP); "

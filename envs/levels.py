@@ -24,6 +24,8 @@ PerVariable = float | Sequence[float] | Mapping[str, float]
 InitialRange = Sequence[float] | Mapping[str, Sequence[float]] | None
 
 DEFAULT_VARIABLES = ("energy", "hydration", "sodium")
+# the viable range of every level (death outside it, with `death`), for worlds and configs alike
+VIABLE_LOW, VIABLE_HIGH = 0.05, 0.95
 # A meal is worth 25 steps of drift; one bite is small beside the distance from a setpoint to the
 # edge of its band, so that a satiated agent that eats once by accident stays in its band.
 DEFAULT_DRIFT: Mapping[str, float] = MappingProxyType(
@@ -56,8 +58,8 @@ class Levels:
         initial_levels: PerVariable = 0.5,
         initial_range: InitialRange = None,
         death: bool = False,
-        viable_low: PerVariable = 0.05,
-        viable_high: PerVariable = 0.95,
+        viable_low: PerVariable = VIABLE_LOW,
+        viable_high: PerVariable = VIABLE_HIGH,
     ) -> None:
         """Check and store the variables' dynamics, initial levels and viable range."""
         self.variable_names = check_names(variables, "variable")
@@ -76,8 +78,8 @@ class Levels:
         initial = self._per_variable(initial_levels, "initial_levels", 0.5).double()
         low, high = self._initial_bounds(initial, initial_range)
         self._initial_low, self._initial_span = low, high - low
-        self.viable_low = self._per_variable(viable_low, "viable_low", 0.05)
-        self.viable_high = self._per_variable(viable_high, "viable_high", 0.95)
+        self.viable_low = self._per_variable(viable_low, "viable_low", VIABLE_LOW)
+        self.viable_high = self._per_variable(viable_high, "viable_high", VIABLE_HIGH)
         if not bool((self.viable_low < self.viable_high).all()):
             raise ValueError("viable_low must be below viable_high for every variable")
 
@@ -186,8 +188,8 @@ class LevelsConfig(WorldConfig):
         [0.1, 0.9], "Every level starts uniform in [low, high].", ge=0, le=1
     )
     death: bool = doc(False, "End an episode when a level leaves [viable_low, viable_high].")
-    viable_low: float = doc(0.05, "Death below this level (with death).", ge=0, le=1)
-    viable_high: float = doc(1.0, "Death above this level (with death).", ge=0, le=1)
+    viable_low: float = doc(VIABLE_LOW, "Death below this level (with death).", ge=0, le=1)
+    viable_high: float = doc(VIABLE_HIGH, "Death above this level (with death).", ge=0, le=1)
 
     def problems(self) -> Iterator[tuple[str, str]]:
         """Yield (field, problem) for rules that involve several fields."""

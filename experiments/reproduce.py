@@ -1,10 +1,10 @@
-"""Regenerate the README's results tables from sweeps over seeds, as mean +- 95% CI (n).
+"""Regenerate the results tables of docs/results.md from sweeps over seeds, as mean +- 95% CI (n).
 
     python -m experiments.reproduce [--quick] [--only SECTION ...] [--out runs/reproduce]
 
 Every config behind a table trains as one Ray Tune sweep (`agents.sweep`: one-CPU trials side
 by side, 5 seeds for runs under ten minutes, 3 for longer ones); then each trial's checkpoint
-is evaluated as the README's experiment does (all 63 Boolean tasks, linear zero-shot against
+is evaluated as docs/results.md describes (all 63 Boolean tasks, linear zero-shot against
 its seed's quickstart run, the Office skill machines, homeostasis P1-P3 against its seed's
 homeostatic-RL run, linear zero-shot with continuous actions against the exact optimum of the
 linear-quadratic world; Gymnasium runs by their own final evaluation). Numbers are means over

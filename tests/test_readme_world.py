@@ -1,5 +1,5 @@
-"""The README's own-world example, run as written: registered from user code, it passes
-check_world, trains from a config naming it by import path, and composes its heads."""
+"""The own-world example of docs/environments.md, run as written: registered from user code,
+it passes check_world, trains from a config naming it by import path, and composes its heads."""
 
 import re
 import sys
@@ -13,13 +13,13 @@ from composable_rl.config import Config, from_dict
 from composable_rl.registry import make_world
 from envs.check import check_world
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "environments.md"
 
 
 @pytest.fixture
 def my_worlds(tmp_path, monkeypatch):
-    """The README's my_worlds.py written to a temporary directory on sys.path."""
-    text = README.read_text()
+    """The docs' my_worlds.py written to a temporary directory on sys.path."""
+    text = PAGE.read_text()
     code = re.search(r"```python\n# my_worlds.py\n(.*?)```", text, re.S).group(1)
     (tmp_path / "my_worlds.py").write_text(code)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -1,10 +1,11 @@
 """Worlds: batched torch gridworlds, the linear-quadratic, point-goals, point-office and
 point-foraging worlds (each registered under its config name), the Gymnasium adapter, Gymnasium
-faces of the gridworlds, and `check_world` for user worlds."""
+faces of the gridworlds with their Gymnasium ids (registered on import), and `check_world` for
+user worlds."""
 
-from composable_rl import FORAGING_ID, OBJECT_ROOMS_ID, OFFICE_ID
 from envs import (
     foraging,
+    gym_ids,
     linear_quadratic,
     object_rooms,
     point_foraging,
@@ -12,12 +13,14 @@ from envs import (
     point_office,
     temporal,
 )
+from envs.gym_ids import FORAGING_ID, OBJECT_ROOMS_ID, OFFICE_ID
 
 __all__ = [
     "FORAGING_ID",
     "OBJECT_ROOMS_ID",
     "OFFICE_ID",
     "foraging",
+    "gym_ids",
     "linear_quadratic",
     "object_rooms",
     "point_foraging",

@@ -106,17 +106,19 @@ def test_every_world_is_registered():
         assert env.get_wrapper_attr("reward_space").shape == (env.unwrapped.world.num_heads,)
 
 
-@pytest.mark.parametrize("importing", ["import composable_rl", "pass"], ids=["import", "prefix"])
+@pytest.mark.parametrize("importing", ["import envs", "pass"], ids=["import", "prefix"])
 def test_ids_made_in_a_fresh_interpreter(tmp_path, importing):
-    """After `import composable_rl`, or with the module named in the id, every id is made."""
-    prefix = "" if importing != "pass" else "composable_rl:"
+    """After `import envs`, or with the package named in the id, every id is made; importing
+    the library alone registers none (it knows no world)."""
+    prefix = "" if importing != "pass" else "envs:"
     makes = "; ".join(
         f"gymnasium.make('{prefix}{env_id}').reset(seed=0)"
         for env_id in (OBJECT_ROOMS_ID, OFFICE_ID, FORAGING_ID)
     )
     root = str(Path(envs.__file__).parents[1])  # where CI's editable install points too
     environ = {**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": "1"}
-    code = f"import gymnasium; {importing}; {makes}"
+    bare = "import composable_rl; assert 'composable_rl/Office-v0' not in gymnasium.registry"
+    code = f"import gymnasium; {bare}; {importing}; {makes}"
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,

@@ -258,7 +258,7 @@ def test_meta_without_config_or_step_is_one_line(damaged_copy, key):
 
 def test_every_seed_gymnasium_accepts_resets_our_worlds():
     """Probe: reset(seed=2**64) raised OverflowError, though Gymnasium accepts any int >= 0."""
-    import composable_rl  # noqa: F401  (registers our ids)
+    import envs  # noqa: F401  (registers our ids)
 
     env = gymnasium.make("composable_rl/ObjectRooms-v0")
     first, _ = env.reset(seed=2**64)

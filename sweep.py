@@ -35,7 +35,8 @@ from agents.sweep import (
     trial_table,
     write_summary,
 )
-from composable_rl.cli import (
+from composable_rl.config import ConfigError, load_config
+from composable_rl.run.cli import (
     Parser,
     fail,
     non_negative_float,
@@ -43,8 +44,7 @@ from composable_rl.cli import (
     positive_int,
     run_command,
 )
-from composable_rl.config import ConfigError, load_config
-from composable_rl.logging import format_table, write_json
+from composable_rl.run.logging import format_table, write_json
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -31,17 +31,17 @@ from pathlib import Path
 from agents.factory import build_world
 from agents.run_dir import RunDirBusy, fresh_run_dir
 from agents.training import TrainingDiverged, TrainingInterrupted, check_run_dir, train
-from composable_rl.checkpoint import (
+from composable_rl.config import Config, ConfigError, describe, load_config
+from composable_rl.registry import world_entry
+from composable_rl.run.checkpoint import (
     CheckpointFormatError,
     CheckpointMismatchError,
     CheckpointWriteError,
     checkpoints,
 )
-from composable_rl.cli import OutputWriteError, Parser, fail
-from composable_rl.config import Config, ConfigError, describe, load_config
-from composable_rl.logging import format_table
-from composable_rl.registry import world_entry
-from composable_rl.runtime import configure_cpu
+from composable_rl.run.cli import OutputWriteError, Parser, fail
+from composable_rl.run.logging import format_table
+from composable_rl.run.runtime import configure_cpu
 from envs.check import WorldContractError, check_world  # importing envs registers its worlds
 
 

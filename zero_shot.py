@@ -60,7 +60,10 @@ from agents.composition import (
     resolve,
     weights_task,
 )
-from composable_rl.cli import (
+from composable_rl.config import ConfigError
+from composable_rl.languages.expressions import ExpressionError
+from composable_rl.maths.levers import Quantile
+from composable_rl.run.cli import (
     Parser,
     fail,
     file_problem,
@@ -69,10 +72,7 @@ from composable_rl.cli import (
     run_command,
     unit_fraction,
 )
-from composable_rl.config import ConfigError
-from composable_rl.expressions import ExpressionError
-from composable_rl.levers import Quantile
-from composable_rl.logging import (
+from composable_rl.run.logging import (
     Logger,
     format_table,
     plot_quantiles,

@@ -14,9 +14,9 @@ from torch import Tensor
 
 from agents.heads import HeadsAgent
 from agents.world_value_actor_critic import WorldValueActorCritic
-from composable_rl import expressions
-from composable_rl.reward_machine import RewardMachine
-from composable_rl.skill_machine import skill_expression
+from composable_rl.languages import expressions
+from composable_rl.languages.reward_machine import RewardMachine
+from composable_rl.languages.skill_machine import skill_expression
 from composable_rl.world import Act
 
 

@@ -17,15 +17,15 @@ from agents.component_rule import rule_machine_policy, rule_policy
 from agents.factory import build, build_world
 from agents.heads import HeadsAgent
 from agents.skill_machine import SkillMachineAgent
-from composable_rl import expressions
-from composable_rl.boolean_tasks import boolean_tasks
-from composable_rl.checkpoint import latest_checkpoint, load_checkpoint, load_meta
 from composable_rl.config import Config, from_dict
 from composable_rl.evaluation import episode_returns, evaluate, mean_ci, multi_objective_row
-from composable_rl.levers import Quantile
-from composable_rl.mo_metrics import simplex_lattice
+from composable_rl.languages import expressions
+from composable_rl.languages.boolean_tasks import boolean_tasks
+from composable_rl.languages.reward_machine import RewardMachine
+from composable_rl.maths.levers import Quantile
+from composable_rl.maths.mo_metrics import simplex_lattice
 from composable_rl.registry import world_entry
-from composable_rl.reward_machine import RewardMachine
+from composable_rl.run.checkpoint import latest_checkpoint, load_checkpoint, load_meta
 from composable_rl.world import (
     BOUND_HEADS,
     Act,

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
-from composable_rl import functional as fn
 from composable_rl.config import AgentConfig
-from composable_rl.levers import Quantile, quantile_sample
+from composable_rl.maths import functional as fn
+from composable_rl.maths.levers import Quantile, quantile_sample
 from composable_rl.replay import Batch
 from composable_rl.world import ActionSpec
 

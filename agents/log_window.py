@@ -8,7 +8,7 @@ import time
 import torch
 from torch import Tensor
 
-from composable_rl.logging import EPISODIC_RETURN
+from composable_rl.run.logging import EPISODIC_RETURN
 
 
 class LogWindow:

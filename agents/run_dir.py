@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from composable_rl.checkpoint import checkpoint_dir, checkpoints
-from composable_rl.cli import InUseError
 from composable_rl.config import ConfigError
+from composable_rl.run.checkpoint import checkpoint_dir, checkpoints
+from composable_rl.run.cli import InUseError
 
 _HELD: dict[Path, IO[str]] = {}
 

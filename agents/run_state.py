@@ -10,14 +10,14 @@ from pathlib import Path
 import torch
 
 from agents.heads import HeadsAgent
-from composable_rl.checkpoint import (
+from composable_rl.config import ConfigError
+from composable_rl.replay import TensorReplay
+from composable_rl.run.checkpoint import (
     CheckpointFormatError,
     checkpoints,
     load_checkpoint,
     load_run_state,
 )
-from composable_rl.config import ConfigError
-from composable_rl.replay import TensorReplay
 from composable_rl.tasks import TaskStream
 from composable_rl.world import ResumableWorld, World
 

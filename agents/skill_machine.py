@@ -1,9 +1,10 @@
 """Skill-machine agent: trained world-value heads run a temporal task zero-shot.
 
 Each machine state owns a Boolean composition of the proposition heads (see
-`composable_rl.skill_machine`); the agent acts greedily on the composition of each env's current
-machine state. With `plan=True` (default) the composition's terminal rewards are replaced by the
-values of going on from each goal, so the agent also weighs what comes after the next edge.
+`composable_rl.languages.skill_machine`); the agent acts greedily on the composition of each
+env's current machine state. With `plan=True` (default) the composition's terminal rewards are
+replaced by the values of going on from each goal, so the agent also weighs what comes after
+the next edge.
 Discrete heads score every action; continuous (soft actor-critic) heads score the candidate
 actions their actors propose (`candidate_values`), and the best candidate is taken.
 """
@@ -16,9 +17,13 @@ import torch
 from torch import Tensor
 
 from agents.heads import HeadsAgent
-from composable_rl.expressions import evaluate
-from composable_rl.reward_machine import Label, RewardMachine
-from composable_rl.skill_machine import continuation_targets, planned_values, skill_expression
+from composable_rl.languages.expressions import evaluate
+from composable_rl.languages.reward_machine import Label, RewardMachine
+from composable_rl.languages.skill_machine import (
+    continuation_targets,
+    planned_values,
+    skill_expression,
+)
 
 
 class SkillMachineAgent:

@@ -22,9 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from agents.heads import Compose, HeadsAgent, make_adam
-from composable_rl import functional as fn
 from composable_rl.config import AgentConfig, Config, ConfigError
-from composable_rl.levers import Quantile, quantile_sample
+from composable_rl.maths import functional as fn
+from composable_rl.maths.levers import Quantile, quantile_sample
 from composable_rl.replay import Batch
 from composable_rl.world import ActionSpec, World
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 
 from agents.heads import DiscreteHeads
-from composable_rl import functional as fn
 from composable_rl.config import AgentConfig, Config, ConfigError
-from composable_rl.functional import wrong_goal_penalty
+from composable_rl.maths import functional as fn
+from composable_rl.maths.functional import wrong_goal_penalty
 from composable_rl.networks import MultiHeadQNetwork
 from composable_rl.replay import Batch
 from composable_rl.world import ActionSpec, GoalWorld, World

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 
 from agents.heads import DiscreteHeads
-from composable_rl import functional as fn
 from composable_rl.config import AgentConfig, Config, ConfigError
+from composable_rl.maths import functional as fn
 from composable_rl.networks import ConditionedHeadsNetwork
 from composable_rl.replay import Batch
 from composable_rl.tasks import sphere_weights

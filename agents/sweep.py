@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from composable_rl.config import ConfigError, load_config
 from composable_rl.evaluation import mean_ci
-from composable_rl.logging import read_scalars, save_figure, write_json, write_text
+from composable_rl.run.logging import read_scalars, save_figure, write_json, write_text
 
 SPEC_FILE = "sweep.json"
 CURVES_FILE = "curves.png"
@@ -155,8 +155,8 @@ def run_trial(param: dict) -> dict:
     import envs  # noqa: F401  (registers the built-in worlds)
     from agents.run_dir import hold_run_dir
     from agents.training import train
-    from composable_rl.checkpoint import checkpoints
-    from composable_rl.runtime import CoreShare, configure_cpu, machine_cores
+    from composable_rl.run.checkpoint import checkpoints
+    from composable_rl.run.runtime import CoreShare, configure_cpu, machine_cores
 
     configure_cpu()
     overrides = [*spec["overrides"], f"seed={spec['seed']}"]

@@ -32,15 +32,20 @@ from agents.log_window import LogWindow
 from agents.memory import check_memory
 from agents.run_dir import claim_run_dir, hold_run_dir
 from agents.run_state import restore_run_state, resume_checkpoint, run_state
-from composable_rl.checkpoint import checkpoint_dir, nonfinite, prune_checkpoints, save_checkpoint
-from composable_rl.cli import OutputWriteError, folder_problem, full_disk
 from composable_rl.config import Config, ConfigError, save_config, to_dict, validate
 from composable_rl.evaluation import exact_head_rows, head_return_rows
-from composable_rl.interrupts import StopRequests
-from composable_rl.logging import EPISODIC_RETURN, SPS, Logger, write_json
 from composable_rl.registry import world_entry
 from composable_rl.replay import TensorReplay
-from composable_rl.runtime import CoreShare
+from composable_rl.run.checkpoint import (
+    checkpoint_dir,
+    nonfinite,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from composable_rl.run.cli import OutputWriteError, folder_problem, full_disk
+from composable_rl.run.interrupts import StopRequests
+from composable_rl.run.logging import EPISODIC_RETURN, SPS, Logger, write_json
+from composable_rl.run.runtime import CoreShare
 from composable_rl.tasks import TaskStream
 from composable_rl.world import TabularWorld
 

@@ -24,9 +24,9 @@ from agents import soft_actor_critic
 from agents.heads import Compose
 from agents.soft_actor_critic import SoftActorCritic
 from agents.soft_q import goal_penalty
-from composable_rl import functional as fn
 from composable_rl.config import AgentConfig, Config, ConfigError
-from composable_rl.levers import Quantile
+from composable_rl.maths import functional as fn
+from composable_rl.maths.levers import Quantile
 from composable_rl.replay import Batch
 from composable_rl.world import ActionSpec, GoalWorld, World
 

@@ -34,7 +34,7 @@ from bench.throughput import (
 )
 from composable_rl.config import load_config
 from composable_rl.replay import TensorReplay
-from composable_rl.runtime import configure_cpu
+from composable_rl.run.runtime import configure_cpu
 
 HOPPER = Path(__file__).resolve().parent.parent / "configs" / "hopper.yaml"
 FULL = Scale(seconds=3.0, warmup=20, train_steps=20_000, learning_starts=5_000, sb3_steps=20_000)

@@ -32,7 +32,7 @@ from agents.training import train
 from bench.peers import peer_available, peer_values, peers_of, train_peer
 from bench.throughput import progress
 from composable_rl.config import load_config
-from composable_rl.mo_metrics import expected_utility, hypervolume, simplex_lattice
+from composable_rl.maths.mo_metrics import expected_utility, hypervolume, simplex_lattice
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.throughput import QUICKSTART, Row, Target, cpu_name, report, row
-from composable_rl.logging import read_scalars
+from composable_rl.run.logging import read_scalars
 
 ROOT = QUICKSTART.parent.parent
 PAIR_TARGET = 0.70  # each run of a pair, as a fraction of a solo run's env-steps/s

@@ -31,7 +31,7 @@ from agents.training import train
 from composable_rl.config import AgentConfig, Config, WorldConfig, load_config
 from composable_rl.registry import make_world
 from composable_rl.replay import Batch, TensorReplay
-from composable_rl.runtime import configure_cpu
+from composable_rl.run.runtime import configure_cpu
 from composable_rl.world import World
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"

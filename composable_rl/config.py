@@ -14,8 +14,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from composable_rl.languages.yaml_file import YamlFileError, parse_yaml, read_yaml
 from composable_rl.registry import WorldLookupError, registered_worlds, world_entry
-from composable_rl.yaml_file import YamlFileError, parse_yaml, read_yaml
 
 T = TypeVar("T")
 GYMNASIUM = "gymnasium"  # the world of a section that gives an environment id but no name

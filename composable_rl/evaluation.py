@@ -11,8 +11,8 @@ from statistics import NormalDist
 import torch
 from torch import Tensor
 
-from composable_rl.mo_metrics import expected_utility, hypervolume, igd
-from composable_rl.oracle import discounted_optimal_policy, finite_horizon_return
+from composable_rl.maths.mo_metrics import expected_utility, hypervolume, igd
+from composable_rl.maths.oracle import discounted_optimal_policy, finite_horizon_return
 from composable_rl.world import Act, GoalWorld, TabularWorld, World
 
 

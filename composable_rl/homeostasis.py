@@ -35,13 +35,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from composable_rl import expressions
 from composable_rl.config import ConfigError, doc, from_dict
-from composable_rl.functional import compose_linear
-from composable_rl.levers import Quantile
-from composable_rl.operators import weighted_max
-from composable_rl.tokens import NAME, ExpressionError
-from composable_rl.yaml_file import YamlFileError, read_yaml
+from composable_rl.languages import expressions
+from composable_rl.languages.tokens import NAME, ExpressionError
+from composable_rl.languages.yaml_file import YamlFileError, read_yaml
+from composable_rl.maths.functional import compose_linear
+from composable_rl.maths.levers import Quantile
+from composable_rl.maths.operators import weighted_max
 
 __all__ = [
     "DriveSpec",
@@ -109,7 +109,7 @@ class _ProgramFile:
     )
     quantile: float | None = doc(
         None,
-        "Act with the q-quantiliser of the composed Q (composable_rl.levers), q in [0, 1]: "
+        "Act with the q-quantiliser of the composed Q (composable_rl.maths.levers), q in [0, 1]: "
         "1 is the base policy, 0 greedy; null = sample at the agent's temperature.",
         ge=0,
         le=1,

@@ -369,7 +369,7 @@ def _tabular_problems(world: Any) -> list[str]:
     if missing:
         return problems + [
             f"TabularWorld tabular_episodes() mdp: lacks {', '.join(missing)} "
-            "(the fields of composable_rl.oracle.TabularMDP)"
+            "(the fields of composable_rl.maths.oracle.TabularMDP)"
         ]
     return problems + _mdp_problems(mdp, which, start, world)
 

@@ -34,7 +34,7 @@ from torch import Tensor
 from composable_rl.config import doc
 from composable_rl.evaluation import evaluate_levels, exact_head_rows, head_return_rows
 from composable_rl.homeostasis import drive_reduction_reward, load_value_program
-from composable_rl.oracle import TabularMDP
+from composable_rl.maths.oracle import TabularMDP
 from composable_rl.registry import register_world
 from composable_rl.world import Act
 from envs.gridworld import (

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from composable_rl.config import WorldConfig, doc
-from composable_rl.oracle import TabularMDP
+from composable_rl.maths.oracle import TabularMDP
 from composable_rl.world import ActionSpec, ObservationSpec
 
 LAYOUTS: dict[str, tuple[str, ...]] = {

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from composable_rl.config import ConfigError, WorldConfig, doc
 from composable_rl.evaluation import head_return_rows, multi_objective_row, normalized_return
-from composable_rl.mo_metrics import simplex_lattice
+from composable_rl.maths.mo_metrics import simplex_lattice
 from composable_rl.registry import register_world
 from composable_rl.world import Act, ActionSpec, ObservationSpec, Step
 

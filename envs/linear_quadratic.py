@@ -8,7 +8,7 @@ whose soft optimum is exact for every head and every positive weighted sum of he
 
 The heads differ in their state-cost matrices, not only in their targets, so a weighted sum of
 the heads' optimal Q-functions is not the optimal Q of the weighted reward: composition loses
-something, and `composable_rl.lq_oracle` says exactly how much. Episodes never terminate; they
+something, and `composable_rl.maths.lq_oracle` says exactly how much. Episodes never terminate; they
 are truncated after `max_steps` steps. Walls at |x_i| = `wall` stop exploration from carrying
 the point far away (where rewards grow quadratically); the optimal policies from the start
 region never come near them, so the oracle stays exact there. With `weights`, the world pays
@@ -24,9 +24,9 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from composable_rl import lq_oracle as lq
 from composable_rl.config import WorldConfig, doc
 from composable_rl.evaluation import mean_ci, normalized_return
+from composable_rl.maths import lq_oracle as lq
 from composable_rl.registry import register_world
 from composable_rl.world import Act, ActionSpec, ObservationSpec
 from envs.gridworld import SavedEpisodes, hash_uniform, slot_seeds

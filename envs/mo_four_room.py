@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from composable_rl.oracle import TabularMDP, finite_horizon_return
+from composable_rl.maths.oracle import TabularMDP, finite_horizon_return
 
 
 def _moves(env: gymnasium.Env) -> Tensor:

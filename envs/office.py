@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from composable_rl.reward_machine import exclusive_labels
+from composable_rl.languages.reward_machine import exclusive_labels
 from composable_rl.world import BOUND_HEADS
 from envs.gridworld import GRID_ACTIONS, NUM_ACTIONS, GoalEpisodes, hash_bits
 from envs.render import AGENT_FILL, AGENT_OUTLINE, AGENT_RGB, CELL_PX, FLOOR_RGB, OUTLINE_RGB

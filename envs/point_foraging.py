@@ -22,9 +22,9 @@ from types import MappingProxyType
 import torch
 from torch import Tensor
 
-from composable_rl import point_oracle as oracle
 from composable_rl.config import doc
 from composable_rl.evaluation import episode_returns, mean_ci, normalized_return
+from composable_rl.maths import point_oracle as oracle
 from composable_rl.registry import register_world
 from composable_rl.world import Act, ActionSpec, ObservationSpec
 from envs.gridworld import SavedEpisodes, Seed, hash_uniform, slot_seeds

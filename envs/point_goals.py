@@ -1,5 +1,6 @@
 """A point with bounded velocity control in a square room of goal discs, each with a colour and
-a shape: object rooms with continuous actions, and an exact oracle (`composable_rl.point_oracle`).
+a shape: object rooms with continuous actions, and an exact oracle
+(`composable_rl.maths.point_oracle`).
 
     x' = clip(x + dt * u, 0, size),   |u| <= speed (longer actions are scaled down)
 
@@ -22,9 +23,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from composable_rl import point_oracle as oracle
 from composable_rl.config import doc
 from composable_rl.evaluation import mean_ci, normalized_return
+from composable_rl.maths import point_oracle as oracle
 from composable_rl.registry import register_world, world_entry
 from composable_rl.world import BOUND_HEADS, Act, ActionSpec, ObservationSpec
 from envs.gridworld import BatchedEpisodes, GoalRewardsConfig, Seed, hash_uniform

@@ -20,10 +20,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from composable_rl import point_oracle as oracle
 from composable_rl.config import doc
+from composable_rl.languages.reward_machine import RewardMachine
+from composable_rl.maths import point_oracle as oracle
 from composable_rl.registry import register_world
-from composable_rl.reward_machine import RewardMachine
 from composable_rl.world import BOUND_HEADS, Act, ActionSpec, ObservationSpec
 from envs.gridworld import BatchedEpisodes, GoalRewardsConfig, hash_uniform
 from envs.office import ALPHABET, HEIGHT, LABELLED, PROPOSITIONS, START, WIDTH

@@ -16,12 +16,12 @@ from torch import Tensor
 
 from composable_rl.config import doc
 from composable_rl.evaluation import exact_head_rows
-from composable_rl.functional import wrong_goal_penalty
-from composable_rl.ltl import from_ltl
-from composable_rl.oracle import product_steps
+from composable_rl.languages.ltl import from_ltl
+from composable_rl.languages.reward_machine import RewardMachine
+from composable_rl.languages.reward_machine_yaml import load_reward_machine
+from composable_rl.maths.functional import wrong_goal_penalty
+from composable_rl.maths.oracle import product_steps
 from composable_rl.registry import register_world
-from composable_rl.reward_machine import RewardMachine
-from composable_rl.reward_machine_yaml import load_reward_machine
 from composable_rl.world import Act
 from envs.gridworld import GoalGridConfig
 from envs.office import ALPHABET, PROPOSITIONS, OfficeWorld

@@ -7,9 +7,9 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from composable_rl.cli import run_command
-from composable_rl.logging import write_json
-from composable_rl.runtime import configure_cpu
+from composable_rl.run.cli import run_command
+from composable_rl.run.logging import write_json
+from composable_rl.run.runtime import configure_cpu
 
 
 def experiment_parser(

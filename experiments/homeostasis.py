@@ -38,7 +38,6 @@ from torch import Tensor
 
 from agents.composition import load, resolve
 from agents.homeostatic import DriveReductionAgent, FixedWeightAgent, HomeostaticAgent
-from composable_rl.cli import non_negative_float
 from composable_rl.config import WorldConfig
 from composable_rl.homeostasis import (
     ValueProgram,
@@ -49,8 +48,9 @@ from composable_rl.homeostasis import (
     rise_time,
     settling_time,
 )
-from composable_rl.logging import Logger, format_table, save_figure
 from composable_rl.registry import make_world
+from composable_rl.run.cli import non_negative_float
+from composable_rl.run.logging import Logger, format_table, save_figure
 from composable_rl.world import ResourceWorld
 from experiments.common import experiment_parser, report, run
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from agents.composition import load, resolve
 from agents.training import train
-from composable_rl.checkpoint import load_meta
+from composable_rl.run.checkpoint import load_meta
 from envs.linear_quadratic import HEADS, LinearQuadraticConfig, score_row
 from experiments.common import experiment_parser, report, run
 

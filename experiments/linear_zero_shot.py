@@ -24,8 +24,8 @@ from tqdm import tqdm
 from agents.composition import load, resolve
 from agents.factory import build_world
 from agents.training import train
-from composable_rl.checkpoint import load_meta
 from composable_rl.evaluation import evaluate
+from composable_rl.run.checkpoint import load_meta
 from composable_rl.world import BOUND_HEADS, TabularWorld
 from experiments.common import experiment_parser, report, run
 

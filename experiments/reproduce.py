@@ -40,9 +40,9 @@ from agents.sweep import (
     trial_table,
     write_summary,
 )
-from composable_rl.cli import Parser, fail, file_problem, positive_float
 from composable_rl.config import ConfigError
-from composable_rl.logging import format_table, write_json, write_text
+from composable_rl.run.cli import Parser, fail, file_problem, positive_float
+from composable_rl.run.logging import format_table, write_json, write_text
 from experiments import homeostasis, linear_continuous, linear_zero_shot, skill_machines
 from experiments.common import run
 

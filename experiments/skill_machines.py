@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from agents.composition import evaluate_temporal_task, load, resolve
 from agents.training import train
-from composable_rl.checkpoint import load_meta
-from composable_rl.logging import format_table
+from composable_rl.run.checkpoint import load_meta
+from composable_rl.run.logging import format_table
 from experiments.common import experiment_parser, report, run
 
 TASKS = (

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from composable_rl.config import WorldConfig, doc
-from composable_rl.oracle import TabularMDP
+from composable_rl.maths.oracle import TabularMDP
 from composable_rl.registry import register_world
 from composable_rl.world import ActionSpec, ObservationSpec
 

@@ -3,7 +3,7 @@ YAML, LTL and Boolean-task tests."""
 
 from pathlib import Path
 
-from composable_rl.reward_machine import exclusive_labels
+from composable_rl.languages.reward_machine import exclusive_labels
 
 OFFICE = tuple("abcdefgn")  # a-d rooms, e mail, f coffee, g office, n plant
 OFFICE_LABELS = exclusive_labels(OFFICE)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from composable_rl.boolean_tasks import boolean_tasks, set_expression
-from composable_rl.expressions import evaluate, head_names
+from composable_rl.languages.boolean_tasks import boolean_tasks, set_expression
+from composable_rl.languages.expressions import evaluate, head_names
 from tests.office_tasks import OFFICE, OFFICE_LABELS
 
 GOALS = ["beige_circle", "beige_square", "blue_circle", "blue_square", "purple_circle"]

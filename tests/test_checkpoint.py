@@ -8,8 +8,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from composable_rl import checkpoint as ckpt
-from composable_rl.checkpoint import (
+from composable_rl.config import Config, to_dict
+from composable_rl.run import checkpoint as ckpt
+from composable_rl.run.checkpoint import (
     CheckpointFormatError,
     CheckpointMismatchError,
     checkpoint_dir,
@@ -18,7 +19,6 @@ from composable_rl.checkpoint import (
     load_meta,
     save_checkpoint,
 )
-from composable_rl.config import Config, to_dict
 
 HEADS = ["blue", "square"]
 

@@ -4,7 +4,13 @@ import argparse
 
 import pytest
 
-from composable_rl.cli import Parser, attach_dash_values, file_problem, folder_problem, positive_int
+from composable_rl.run.cli import (
+    Parser,
+    attach_dash_values,
+    file_problem,
+    folder_problem,
+    positive_int,
+)
 
 
 def test_dash_values_attach_only_to_the_named_options():

@@ -10,7 +10,7 @@ from agents import training
 from agents.component_rule import rule_choice, rule_policy
 from agents.factory import build
 from composable_rl.config import Config, from_dict
-from composable_rl.expressions import parse
+from composable_rl.languages.expressions import parse
 from tests.scripts import run_script
 from tests.test_point_goals import tiny_run
 

@@ -7,12 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composable_rl.boolean_tasks import boolean_tasks
-from composable_rl.expressions import Binary, Call, Head, Unary, evaluate, to_string
-from composable_rl.functional import wrong_goal_penalty
-from composable_rl.operator_table import OPERATORS
-from composable_rl.oracle import soft_value_iteration, task_reward
-from composable_rl.oracle import world_value_iteration as world_vi
+from composable_rl.languages.boolean_tasks import boolean_tasks
+from composable_rl.languages.expressions import Binary, Call, Head, Unary, evaluate, to_string
+from composable_rl.languages.operator_table import OPERATORS
+from composable_rl.maths.functional import wrong_goal_penalty
+from composable_rl.maths.oracle import soft_value_iteration, task_reward
+from composable_rl.maths.oracle import world_value_iteration as world_vi
 from envs.gridworld import tabulate
 from envs.object_rooms import ObjectRooms
 

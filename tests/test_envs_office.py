@@ -10,7 +10,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from composable_rl.config import ConfigError, WorldConfig, from_dict
-from composable_rl.oracle import product_steps, task_reward, world_value_iteration
+from composable_rl.maths.oracle import product_steps, task_reward, world_value_iteration
 from composable_rl.registry import make_world
 from envs import OFFICE_ID
 from envs.gridworld import tabulate

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composable_rl.expressions import (
+from composable_rl.languages.expressions import (
     Binary,
     Call,
     Expr,
@@ -18,8 +18,8 @@ from composable_rl.expressions import (
     parse,
     to_string,
 )
-from composable_rl.operator_table import OPERATORS
-from composable_rl.tokens import MAX_DEPTH, ExpressionError
+from composable_rl.languages.operator_table import OPERATORS
+from composable_rl.languages.tokens import MAX_DEPTH, ExpressionError
 
 # the operators that combine any two head values, and the prefix ones, as the table lists them
 FREE_INFIX = sorted(op.symbol for op in OPERATORS if op.arity == 2 and op.rule is None)

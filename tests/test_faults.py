@@ -14,7 +14,7 @@ import gymnasium
 import pytest
 import yaml
 
-from composable_rl.ltl import from_ltl, holds
+from composable_rl.languages.ltl import from_ltl, holds
 from tests.office_tasks import EXAMPLE, OFFICE, OFFICE_LABELS
 from tests.scripts import run_script
 

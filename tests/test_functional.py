@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from composable_rl import functional as fn
+from composable_rl.maths import functional as fn
 
 
 def test_soft_value_matches_hand_computation():

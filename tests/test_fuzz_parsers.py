@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 
-from composable_rl.expressions import evaluate, parse, to_string
-from composable_rl.ltl import format_ltl, from_ltl, holds, parse_ltl
-from composable_rl.reward_machine import RewardMachineError
-from composable_rl.tokens import MAX_DEPTH, ExpressionError
+from composable_rl.languages.expressions import evaluate, parse, to_string
+from composable_rl.languages.ltl import format_ltl, from_ltl, holds, parse_ltl
+from composable_rl.languages.reward_machine import RewardMachineError
+from composable_rl.languages.tokens import MAX_DEPTH, ExpressionError
 
 SEED = 20_240_601
 NAMES = ["a", "b", "blue", "max", "min", "softor", "F", "G", "X", "true", "false", "_x1"]

@@ -18,7 +18,7 @@ from composable_rl.homeostasis import (
     homeostatic_drive,
     load_value_program,
 )
-from composable_rl.levers import Quantile
+from composable_rl.maths.levers import Quantile
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "values" / "default.yaml"
 HEADS = ["food", "water", "salt"]

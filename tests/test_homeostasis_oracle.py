@@ -21,9 +21,9 @@ from composable_rl.homeostasis import (
     rise_time,
     settling_time,
 )
-from composable_rl.levers import Quantile
-from composable_rl.operators import weighted_max
-from composable_rl.oracle import soft_value_iteration
+from composable_rl.maths.levers import Quantile
+from composable_rl.maths.operators import weighted_max
+from composable_rl.maths.oracle import soft_value_iteration
 from composable_rl.registry import make_world
 from envs.foraging import DEFAULT_HAZARD, DriveReductionWorld, ForagingWorld, tabulate_foraging
 from envs.gridworld import NUM_ACTIONS

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from agents import factory
 from agents.composition import evaluate_task, load
 from composable_rl.config import Config, from_dict
-from composable_rl.functional import boltzmann_probs
-from composable_rl.levers import Quantile, quantile_probs, quantile_sample
-from composable_rl.oracle import finite_horizon_return, soft_value_iteration
+from composable_rl.maths.functional import boltzmann_probs
+from composable_rl.maths.levers import Quantile, quantile_probs, quantile_sample
+from composable_rl.maths.oracle import finite_horizon_return, soft_value_iteration
 from envs.gridworld import tabulate
 from envs.object_rooms import ObjectRooms
 from tests.test_soft_actor_critic import SAC

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from composable_rl import lq_oracle as lq
 from composable_rl.config import Config, ConfigError, from_dict
+from composable_rl.maths import lq_oracle as lq
 from composable_rl.registry import make_world
 from envs.check import check_world
 from envs.linear_quadratic import (

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from composable_rl.config import Config
 from composable_rl.evaluation import mean_ci
-from composable_rl.logging import (
+from composable_rl.run.logging import (
     EPISODIC_RETURN,
     HPARAMS,
     POLICY_ENTROPY,

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composable_rl.ltl import (
+from composable_rl.languages.ltl import (
     Const,
     Junction,
     Prop,
@@ -19,14 +19,14 @@ from composable_rl.ltl import (
     holds,
     parse_ltl,
 )
-from composable_rl.reward_machine import (
+from composable_rl.languages.reward_machine import (
     RewardMachine,
     RewardMachineError,
     all_labels,
     exclusive_labels,
 )
-from composable_rl.reward_machine_yaml import load_reward_machine
-from composable_rl.tokens import MAX_DEPTH, ExpressionError
+from composable_rl.languages.reward_machine_yaml import load_reward_machine
+from composable_rl.languages.tokens import MAX_DEPTH, ExpressionError
 from tests.office_tasks import OFFICE, OFFICE_LABELS, TASKS, TASKS_DIR
 
 MORE = [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from composable_rl.oracle import TabularMDP, backup
+from composable_rl.maths.oracle import TabularMDP, backup
 from envs.mo_four_room import exact_returns, four_room_mdp, state_index
 
 HEADS = 3

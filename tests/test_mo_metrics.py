@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from composable_rl.mo_metrics import (
+from composable_rl.maths.mo_metrics import (
     expected_utility,
     hypervolume,
     igd,

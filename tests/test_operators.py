@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from composable_rl.expressions import evaluate
-from composable_rl.operators import and_, gpi, not_, or_, soft_or
+from composable_rl.languages.expressions import evaluate
+from composable_rl.maths.operators import and_, gpi, not_, or_, soft_or
 
 
 def test_operators_by_hand():

@@ -6,8 +6,8 @@ from collections import deque
 import pytest
 import torch
 
-from composable_rl.functional import soft_value
-from composable_rl.oracle import (
+from composable_rl.maths.functional import soft_value
+from composable_rl.maths.oracle import (
     TabularMDP,
     backup,
     discounted_optimal_policy,

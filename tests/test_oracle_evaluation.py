@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 
 from composable_rl.evaluation import RESULT_KEYS, evaluate
-from composable_rl.oracle import backup
+from composable_rl.maths.oracle import backup
 from envs.gridworld import tabulate
 from envs.object_rooms import ObjectRooms
 

@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composable_rl.functional import wrong_goal_penalty
-from composable_rl.oracle import soft_value_iteration, task_reward, world_value_iteration
+from composable_rl.maths.functional import wrong_goal_penalty
+from composable_rl.maths.oracle import soft_value_iteration, task_reward, world_value_iteration
 from envs.gridworld import tabulate
 from envs.object_rooms import ObjectRooms
 

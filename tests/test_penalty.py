@@ -5,11 +5,11 @@ from functools import cache
 import pytest
 import torch
 
-from composable_rl.boolean_tasks import boolean_tasks
 from composable_rl.config import load_config
-from composable_rl.expressions import evaluate
-from composable_rl.functional import wrong_goal_penalty
-from composable_rl.oracle import soft_value_iteration, task_reward, world_value_iteration
+from composable_rl.languages.boolean_tasks import boolean_tasks
+from composable_rl.languages.expressions import evaluate
+from composable_rl.maths.functional import wrong_goal_penalty
+from composable_rl.maths.oracle import soft_value_iteration, task_reward, world_value_iteration
 from envs.gridworld import tabulate
 from envs.object_rooms import ObjectRooms
 

@@ -11,9 +11,9 @@ import torch
 
 from agents import training
 from agents.homeostatic import FixedWeightAgent, HomeostaticAgent
-from composable_rl import point_oracle as po
 from composable_rl.config import AgentConfig, Config, ConfigError, from_dict
 from composable_rl.homeostasis import load_value_program
+from composable_rl.maths import point_oracle as po
 from composable_rl.registry import make_world
 from envs.check import check_world
 from envs.point_foraging import PointForaging, PointForagingConfig, evaluate

@@ -12,11 +12,11 @@ from agents.composition import evaluate_task
 from agents.factory import build, resolve
 from agents.soft_actor_critic import SoftActorCritic
 from agents.world_value_actor_critic import WorldValueActorCritic
-from composable_rl import point_oracle as po
-from composable_rl.boolean_tasks import boolean_tasks
 from composable_rl.config import Config, ConfigError, from_dict
-from composable_rl.expressions import Binary, evaluate, parse
-from composable_rl.functional import wrong_goal_penalty
+from composable_rl.languages.boolean_tasks import boolean_tasks
+from composable_rl.languages.expressions import Binary, evaluate, parse
+from composable_rl.maths import point_oracle as po
+from composable_rl.maths.functional import wrong_goal_penalty
 from composable_rl.registry import make_world
 from composable_rl.replay import Batch
 from envs.check import check_world

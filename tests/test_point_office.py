@@ -11,12 +11,12 @@ from agents.component_rule import rule_machine_policy
 from agents.composition import evaluate_temporal_task, skill_machine
 from agents.factory import build, goal_warnings, resolve
 from agents.world_value_actor_critic import WorldValueActorCritic, distinct_columns
-from composable_rl import point_oracle as po
 from composable_rl.config import Config, ConfigError, from_dict
-from composable_rl.functional import wrong_goal_penalty
-from composable_rl.ltl import from_ltl
+from composable_rl.languages.ltl import from_ltl
+from composable_rl.languages.reward_machine import exclusive_labels
+from composable_rl.maths import point_oracle as po
+from composable_rl.maths.functional import wrong_goal_penalty
 from composable_rl.registry import make_world
-from composable_rl.reward_machine import exclusive_labels
 from envs.check import check_world
 from envs.point_goals import move_point
 from envs.point_office import PointOffice, PointOfficeConfig, evaluate_point_temporal

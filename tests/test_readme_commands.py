@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from composable_rl.config import load_config
-from composable_rl.expressions import parse
-from composable_rl.ltl import from_ltl
-from composable_rl.reward_machine_yaml import load_reward_machine
+from composable_rl.languages.expressions import parse
+from composable_rl.languages.ltl import from_ltl
+from composable_rl.languages.reward_machine_yaml import load_reward_machine
 from envs.office import ALPHABET, PROPOSITIONS
 
 ROOT = Path(__file__).resolve().parent.parent

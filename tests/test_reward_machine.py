@@ -4,11 +4,16 @@ import pytest
 import torch
 import yaml
 
-from composable_rl.expressions import evaluate
-from composable_rl.ltl import from_ltl
-from composable_rl.operator_table import INFIX
-from composable_rl.reward_machine import Edge, RewardMachine, RewardMachineError, all_labels
-from composable_rl.reward_machine_yaml import dump_reward_machine, load_reward_machine
+from composable_rl.languages.expressions import evaluate
+from composable_rl.languages.ltl import from_ltl
+from composable_rl.languages.operator_table import INFIX
+from composable_rl.languages.reward_machine import (
+    Edge,
+    RewardMachine,
+    RewardMachineError,
+    all_labels,
+)
+from composable_rl.languages.reward_machine_yaml import dump_reward_machine, load_reward_machine
 from tests.office_tasks import EXAMPLE, OFFICE, OFFICE_LABELS, TASKS, TASKS_DIR
 
 

@@ -5,9 +5,9 @@ import re
 import pytest
 import yaml
 
-from composable_rl.ltl import from_ltl
-from composable_rl.reward_machine import RewardMachineError
-from composable_rl.reward_machine_yaml import (
+from composable_rl.languages.ltl import from_ltl
+from composable_rl.languages.reward_machine import RewardMachineError
+from composable_rl.languages.reward_machine_yaml import (
     dump_reward_machine,
     load_reward_machine,
     save_reward_machine,

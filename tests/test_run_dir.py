@@ -11,8 +11,8 @@ import pytest
 
 from agents import training
 from agents.run_dir import RunDirBusy, claim_run_dir, fresh_run_dir, hold_run_dir, lock_file
-from composable_rl.checkpoint import checkpoints
 from composable_rl.config import Config, ConfigError, from_dict
+from composable_rl.run.checkpoint import checkpoints
 from tests.scripts import ROOT, run_script
 
 TINY = {

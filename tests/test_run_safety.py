@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from agents import training
-from composable_rl.checkpoint import MODEL_FILE, RUN_STATE_FILE, checkpoints, load_run_state
 from composable_rl.config import Config, from_dict
+from composable_rl.run.checkpoint import MODEL_FILE, RUN_STATE_FILE, checkpoints, load_run_state
 from tests.scripts import ROOT, run_script
 from tests.test_train import SMALL
 

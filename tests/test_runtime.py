@@ -11,7 +11,7 @@ import pytest
 BUFFER_FAULTS = textwrap.dedent(
     """
     import ctypes, resource, statistics, sys, torch
-    from composable_rl.runtime import M_MMAP_THRESHOLD, configure_cpu
+    from composable_rl.run.runtime import M_MMAP_THRESHOLD, configure_cpu
     if sys.argv[1] == "tuned":
         tuned = configure_cpu()
     else:  # glibc's initial threshold, held fixed: every buffer is mapped afresh
@@ -51,7 +51,7 @@ def test_configure_cpu_keeps_step_buffers_mapped():
 
 
 def test_core_share_splits_cores_between_live_runs(tmp_path):
-    from composable_rl.runtime import CoreShare
+    from composable_rl.run.runtime import CoreShare
 
     finished = subprocess.Popen(["true"])
     finished.wait()
@@ -73,7 +73,7 @@ def test_core_share_splits_cores_between_live_runs(tmp_path):
 
 
 def test_machine_cores_ignores_omp_num_threads():
-    code = "import torch; from composable_rl.runtime import machine_cores; "
+    code = "import torch; from composable_rl.run.runtime import machine_cores; "
     code += "print(torch.get_num_threads(), machine_cores())"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

@@ -9,15 +9,15 @@ import torch
 from agents import composition
 from agents.skill_machine import SkillMachineAgent
 from composable_rl.config import AgentConfig
-from composable_rl.ltl import from_ltl
-from composable_rl.oracle import task_reward, world_value_iteration
-from composable_rl.reward_machine import Edge, RewardMachine
-from composable_rl.skill_machine import (
+from composable_rl.languages.ltl import from_ltl
+from composable_rl.languages.reward_machine import Edge, RewardMachine
+from composable_rl.languages.skill_machine import (
     continuation_targets,
     machine_values,
     planned_values,
     skill_expression,
 )
+from composable_rl.maths.oracle import task_reward, world_value_iteration
 from envs.gridworld import tabulate
 from envs.office import ALPHABET, PROPOSITIONS, OfficeWorld
 from envs.temporal import evaluate_temporal, office_machine

@@ -10,11 +10,11 @@ import torch
 
 from agents import composition, factory, training
 from agents.soft_actor_critic import SoftActorCritic
-from composable_rl import functional as fn
-from composable_rl import lq_oracle as lq
-from composable_rl.checkpoint import latest_checkpoint, load_checkpoint
 from composable_rl.config import Config, ConfigError, from_dict
+from composable_rl.maths import functional as fn
+from composable_rl.maths import lq_oracle as lq
 from composable_rl.replay import Batch
+from composable_rl.run.checkpoint import latest_checkpoint, load_checkpoint
 from envs.linear_quadratic import LinearQuadraticConfig, bases
 from tests.scripts import run_script
 

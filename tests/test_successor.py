@@ -9,12 +9,12 @@ import torch
 from agents import composition, factory, training
 from agents.homeostatic import HomeostaticAgent
 from agents.successor import SuccessorFeatures
-from composable_rl import functional as fn
 from composable_rl.config import AgentConfig, Config, ConfigError, from_dict
 from composable_rl.evaluation import multi_objective_row
 from composable_rl.homeostasis import load_value_program
-from composable_rl.mo_metrics import simplex_lattice
-from composable_rl.oracle import TabularMDP, soft_value_iteration
+from composable_rl.maths import functional as fn
+from composable_rl.maths.mo_metrics import simplex_lattice
+from composable_rl.maths.oracle import TabularMDP, soft_value_iteration
 from composable_rl.world import ActionSpec
 from tests.corridor_world import Corridor
 from tests.test_train import SMALL

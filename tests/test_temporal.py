@@ -5,7 +5,7 @@ import torch
 
 from agents import training
 from composable_rl.config import Config, from_dict
-from composable_rl.oracle import product_steps
+from composable_rl.maths.oracle import product_steps
 from envs.office import START, cell_of
 from envs.temporal import TEMPORAL_KEYS, OfficeTask, evaluate_temporal, office_machine
 

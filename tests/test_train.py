@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from agents import composition, factory, training
-from composable_rl.checkpoint import latest_checkpoint, load_checkpoint, load_meta
 from composable_rl.config import Config, from_dict, load_config
-from composable_rl.oracle import soft_value_iteration
+from composable_rl.maths.oracle import soft_value_iteration
+from composable_rl.run.checkpoint import latest_checkpoint, load_checkpoint, load_meta
 from envs.gridworld import tabulate
 from tests.scripts import run_script
 

@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from composable_rl import checkpoint as ckpt
-from composable_rl.cli import OutputWriteError, run_command
-from composable_rl.logging import save_figure, write_json
+from composable_rl.run import checkpoint as ckpt
+from composable_rl.run.cli import OutputWriteError, run_command
+from composable_rl.run.logging import save_figure, write_json
 from tests.scripts import ROOT
 
 
@@ -75,7 +75,7 @@ def test_train_stops_on_a_full_disk_naming_its_last_whole_checkpoint(tmp_path):
     """train.py run as a user does, with safetensors' writer failing from the second save on."""
     patched = (
         "import runpy, sys, errno\n"
-        "import composable_rl.checkpoint as c\n"
+        "import composable_rl.run.checkpoint as c\n"
         "calls = []\n"
         "def save(*args, **kwargs):\n"
         "    calls.append(1)\n"

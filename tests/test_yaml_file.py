@@ -5,9 +5,9 @@ import pytest
 
 from composable_rl.config import ConfigError, load_config
 from composable_rl.homeostasis import ValueProgramError, load_value_program
-from composable_rl.reward_machine import RewardMachineError
-from composable_rl.reward_machine_yaml import load_reward_machine
-from composable_rl.yaml_file import YamlFileError, parse_yaml, read_yaml
+from composable_rl.languages.reward_machine import RewardMachineError
+from composable_rl.languages.reward_machine_yaml import load_reward_machine
+from composable_rl.languages.yaml_file import YamlFileError, parse_yaml, read_yaml
 from tests.scripts import run_script
 
 

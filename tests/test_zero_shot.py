@@ -149,7 +149,7 @@ def test_multi_objective_option_reports_expected_utility_over_the_lattice(
 
 def test_linear_weights_leave_out_constant_terms():
     from agents.composition import linear_weights
-    from composable_rl.expressions import parse
+    from composable_rl.languages.expressions import parse
 
     names = ["a", "b", "c"]
     torch.testing.assert_close(linear_weights(parse("a + 1"), names), torch.tensor([1.0, 0, 0]))

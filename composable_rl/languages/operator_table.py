@@ -19,7 +19,7 @@ from functools import reduce
 
 from torch import Tensor
 
-from composable_rl.operators import and_, not_, or_, soft_or
+from composable_rl.maths.operators import and_, not_, or_, soft_or
 
 __all__ = [
     "FUNCTIONS",

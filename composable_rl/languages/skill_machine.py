@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from composable_rl import expressions
-from composable_rl.reward_machine import TRUE, RewardMachine
+from composable_rl.languages import expressions
+from composable_rl.languages.reward_machine import TRUE, RewardMachine
 
 
 def machine_values(machine: RewardMachine, gamma: float, tol: float = 1e-12) -> Tensor:

@@ -26,8 +26,8 @@ from safetensors.torch import load_file, save_file
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-from composable_rl.cli import OutputWriteError, full_disk
 from composable_rl.config import to_dict
+from composable_rl.run.cli import OutputWriteError, full_disk
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"

@@ -29,8 +29,8 @@ from functools import lru_cache
 
 import torch
 
-from composable_rl.boolean_tasks import set_expression
-from composable_rl.reward_machine import (
+from composable_rl.languages.boolean_tasks import set_expression
+from composable_rl.languages.reward_machine import (
     TRUE,
     Edge,
     Label,
@@ -40,7 +40,7 @@ from composable_rl.reward_machine import (
     check_propositions,
     default_labels,
 )
-from composable_rl.tokens import TokenCursor
+from composable_rl.languages.tokens import TokenCursor
 
 __all__ = [
     "MAX_LTL_STATES",

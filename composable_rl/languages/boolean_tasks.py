@@ -15,8 +15,8 @@ from functools import lru_cache, reduce
 import torch
 from torch import Tensor
 
-from composable_rl.expressions import Binary, Expr, Head, Unary, to_string
-from composable_rl.tokens import NAME
+from composable_rl.languages.expressions import Binary, Expr, Head, Unary, to_string
+from composable_rl.languages.tokens import NAME
 
 __all__ = ["boolean_tasks", "set_expression"]
 

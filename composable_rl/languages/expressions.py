@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from torch import Tensor
 
-from composable_rl.operator_table import (
+from composable_rl.languages.operator_table import (
     FUNCTIONS,
     INFIX,
     PREFIX,
@@ -35,7 +35,7 @@ from composable_rl.operator_table import (
     canonical,
     fold,
 )
-from composable_rl.tokens import NAME, ExpressionError, Token, TokenCursor
+from composable_rl.languages.tokens import NAME, ExpressionError, Token, TokenCursor
 
 __all__ = [
     "Binary",

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import yaml
 
-from composable_rl.reward_machine import (
+from composable_rl.languages.reward_machine import (
     TRUE,
     Edge,
     RewardMachine,
@@ -32,7 +32,7 @@ from composable_rl.reward_machine import (
     check_state_name,
     check_state_names,
 )
-from composable_rl.yaml_file import YamlFileError, read_yaml
+from composable_rl.languages.yaml_file import YamlFileError, read_yaml
 
 __all__ = [
     "dump_reward_machine",

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from composable_rl.cli import OutputWriteError, full_disk
 from composable_rl.config import to_dict
+from composable_rl.run.cli import OutputWriteError, full_disk
 
 EPISODIC_RETURN = "charts/episodic_return"
 SPS = "charts/SPS"

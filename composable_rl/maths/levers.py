@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from composable_rl.functional import boltzmann_sample
+from composable_rl.maths.functional import boltzmann_sample
 
 __all__ = ["Quantile", "quantile_probs", "quantile_sample"]
 

@@ -30,9 +30,9 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-from composable_rl.expressions import Binary, Call, Expr, Head, Unary, evaluate, parse
-from composable_rl.operator_table import INFIX, PREFIX
-from composable_rl.tokens import ExpressionError
+from composable_rl.languages.expressions import Binary, Call, Expr, Head, Unary, evaluate, parse
+from composable_rl.languages.operator_table import INFIX, PREFIX
+from composable_rl.languages.tokens import ExpressionError
 
 __all__ = [
     "MAX_EXHAUSTIVE_PROPOSITIONS",

@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from composable_rl.functional import extended_reward, soft_value
+from composable_rl.maths.functional import extended_reward, soft_value
 
 
 @dataclass

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from composable_rl.operator_table import SYMBOLS
+from composable_rl.languages.operator_table import SYMBOLS
 
 __all__ = ["MAX_DEPTH", "NAME", "ExpressionError", "Token", "TokenCursor", "tokenize"]
 

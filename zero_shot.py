@@ -23,7 +23,8 @@ instead of greedily: the base policy (uniform over the actions, or the soft poli
 named by `--quantile-base`; with continuous actions, the sampler's candidates) restricted to
 its top q of probability mass by composed value, so that no action is taken more than 1/q
 times as often as the base policy takes it. q = 1 is the base policy, q = 0 the greedy one.
-Each task gets one row per q; `--plot` draws the scores against q.
+Each task gets one row per q (per start for temporal tasks, whose skill machine then quantilises
+over a uniform base); `--plot` draws the scores of composed tasks against q.
 
 A temporal task (worlds whose goals carry propositions, e.g. office) is an LTL formula or a
 reward-machine YAML file run by a skill machine over the proposition heads, from the standard
@@ -173,8 +174,18 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
     """The result rows of every requested task."""
     cfg, world, agent = load(args.checkpoint)
     with torch.no_grad():
+        quantiles = [Quantile(q, args.quantile_base) for q in args.quantile or []]
         if args.ltl or args.rm:
             episodes = args.episodes or 100
+            if quantiles:
+                pairs = [(task, q) for task in args.ltl or args.rm for q in quantiles]
+                return [
+                    row
+                    for task, q in progress(pairs)
+                    for row in evaluate_temporal_task(
+                        cfg, world, agent, task, episodes, args.seed, not args.no_plan, quantile=q
+                    )
+                ]
             rows = []
             for task in progress(args.ltl or args.rm):
                 found = evaluate_temporal_task(
@@ -195,8 +206,7 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
             texts = [weights_task(parse_weights(text), world.head_names) for text in args.weights]
         else:
             texts = all_boolean_tasks(world) if args.all_boolean else args.task
-        if args.quantile:
-            quantiles = [Quantile(q, args.quantile_base) for q in args.quantile]
+        if quantiles:
             pairs = [(text, quantile) for text in texts for quantile in quantiles]
             return [
                 evaluate_task(cfg, world, agent, text, episodes, args.seed, quantile=quantile)
@@ -221,8 +231,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "--component-rule scores Boolean or temporal tasks: use it with --task, "
             "--all-boolean, --ltl or --rm"
         )
-    if args.quantile and not (args.task or args.weights or args.all_boolean):
-        fail("--quantile acts on composed tasks: use it with --task, --weights or --all-boolean")
+    if args.quantile and args.multi_objective:
+        fail(
+            "--quantile acts on composed tasks: use it with --task, --weights, --all-boolean, "
+            "--ltl or --rm"
+        )
     if args.quantile and args.component_rule:
         fail("--quantile quantilises the composed values; the component-action rule has none")
     if args.quantile_base and not args.quantile:

@@ -193,9 +193,14 @@ def all_boolean_tasks(world: World) -> list[str]:
 
 
 def skill_machine(
-    world: World, agent: HeadsAgent, machine: RewardMachine, plan: bool
+    world: World,
+    agent: HeadsAgent,
+    machine: RewardMachine,
+    plan: bool,
+    quantile: Quantile | None = None,
 ) -> SkillMachineAgent:
-    """The skill machine of a reward machine over a labelled world's proposition heads."""
+    """The skill machine of a reward machine over a labelled world's proposition heads (acting
+    greedily, or with the `quantile` quantiliser)."""
     if not isinstance(world, LabelledWorld) or not agent.num_goals:
         raise ValueError(
             "temporal tasks need a checkpoint of a world that labels its goals with "
@@ -212,6 +217,7 @@ def skill_machine(
         world.r_max,
         world.r_min,
         plan=plan,
+        quantile=quantile,
     )
 
 
@@ -224,16 +230,23 @@ def evaluate_temporal_task(
     seed: int,
     plan: bool = True,
     rule: bool = False,
+    quantile: Quantile | None = None,
 ) -> list[dict]:
     """The world's temporal evaluation of a skill machine for `task` (LTL or machine file);
-    `rule`: the component-action rule runs each machine state's expression instead."""
+    `rule`: the component-action rule runs each machine state's expression instead;
+    `quantile`: the skill machine quantilises (the rows name its q)."""
     entry = world_entry(cfg.env.name)
     if entry.evaluate_temporal is None:
         raise ValueError(f"the {cfg.env.name} world runs no temporal tasks")
+    if rule and quantile is not None:
+        raise ValueError("the component-action rule does not quantilise; score it without q")
 
     def make_policy(machine: RewardMachine):
         if rule:
             return rule_machine_policy(agent, machine)
-        return skill_machine(world, agent, machine, plan).act
+        return skill_machine(world, agent, machine, plan, quantile).act
 
-    return entry.evaluate_temporal(cfg.env, task, make_policy, episodes, seed, cfg.device)
+    rows = entry.evaluate_temporal(cfg.env, task, make_policy, episodes, seed, cfg.device)
+    if quantile is None:
+        return rows
+    return [{"task": row["task"], "quantile": quantile.q, **row} for row in rows]

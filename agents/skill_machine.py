@@ -6,7 +6,8 @@ env's current machine state. With `plan=True` (default) the composition's termin
 replaced by the values of going on from each goal, so the agent also weighs what comes after
 the next edge.
 Discrete heads score every action; continuous (soft actor-critic) heads score the candidate
-actions their actors propose (`candidate_values`), and the best candidate is taken.
+actions their actors propose (`candidate_values`), and the best candidate is taken (or, with a
+`quantile`, the quantiliser of those values draws one, over a uniform base).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from composable_rl.languages.skill_machine import (
     planned_values,
     skill_expression,
 )
+from composable_rl.maths.levers import Quantile, quantile_sample
 
 
 class SkillMachineAgent:
@@ -48,10 +50,13 @@ class SkillMachineAgent:
         r_min: float,
         plan: bool = True,
         seed: int = 0,
+        quantile: Quantile | None = None,
     ) -> None:
         if not agent.num_goals or "MAX" not in agent.head_names or "MIN" not in agent.head_names:
             raise ValueError("a skill machine needs world-value heads with the bounds MAX and MIN")
-        self.agent, self.machine, self.plan = agent, machine, plan
+        if quantile is not None and quantile.base is not None:
+            raise ValueError("a skill machine quantilises over a uniform base: leave the base out")
+        self.agent, self.machine, self.plan, self.quantile = agent, machine, plan, quantile
         self.generator = torch.Generator(device=goal_obs.device).manual_seed(seed)
         self.step_reward, self.gamma = step_reward, agent.cfg.gamma
         table, _ = machine.table(alphabet)
@@ -97,8 +102,9 @@ class SkillMachineAgent:
 
     @torch.no_grad()
     def act(self, obs: Tensor, context: Tensor) -> Tensor:
-        """Greedy actions [N, ...] for observations [N, ...] in the machine states `context`
-        [N]: an action index for discrete heads, the best candidate action for continuous."""
+        """Greedy (or quantilised) actions [N, ...] for observations [N, ...] in the machine
+        states `context` [N]: an action index for discrete heads, a candidate action for
+        continuous ones."""
         state = context
         rows = torch.arange(obs.shape[0], device=obs.device)
         q, candidates = self.agent.candidate_values(obs, self.generator)
@@ -111,5 +117,10 @@ class SkillMachineAgent:
         else:  # only goals that take the edge: reaching another one does not end the task
             wanted = terminal == terminal.amax(1, keepdim=True)
             values = values.masked_fill(~wanted.unsqueeze(-1), -torch.inf)
-        best = values.amax(1).argmax(-1)
+        scores = values.amax(1)
+        if self.quantile is None:
+            best = scores.argmax(-1)
+        else:
+            uniform = torch.full_like(scores, 1.0 / scores.shape[-1])
+            best = quantile_sample(scores, uniform, self.quantile.q, self.generator)
         return best if candidates is None else candidates[rows, best]

@@ -17,6 +17,7 @@ from composable_rl.languages.skill_machine import (
     planned_values,
     skill_expression,
 )
+from composable_rl.maths.levers import Quantile
 from composable_rl.maths.oracle import task_reward, world_value_iteration
 from envs.gridworld import tabulate
 from envs.office import ALPHABET, PROPOSITIONS, OfficeWorld
@@ -161,3 +162,23 @@ def test_agent_needs_world_values_with_bounds(office):
             2.0,
             -0.1,
         )
+
+
+def test_a_quantilising_skill_machine_is_greedy_at_zero_and_never_breaks_a_rule_at_small_q(office):
+    world, agent = office
+    machine = office_machine(OFFICE_TASKS[0])  # coffee, then office, never the plant
+    greedy = evaluate_temporal(OFFICE_TASKS[0], run_machine(world, agent, machine, None), "random")
+    zero = evaluate_temporal(OFFICE_TASKS[0], run_machine(world, agent, machine, 0.0), "random")
+    assert zero == greedy
+    # q = 0.5 over 4 uniform moves keeps the two best: never a step onto the plant (-inf)
+    half = evaluate_temporal(OFFICE_TASKS[0], run_machine(world, agent, machine, 0.5), "random")
+    assert half["violations"] == 0.0 and half["success"] == 1.0
+    assert half["steps"] > greedy["steps"]  # it wanders, within the better half of the moves
+    with pytest.raises(ValueError, match="uniform base"):
+        run_machine(world, agent, machine, 0.5, "f")
+
+
+def run_machine(world, agent, machine, q: float | None, base: str | None = None):
+    """The act of a look-ahead skill machine, quantilised at q (None: greedy)."""
+    quantile = None if q is None else Quantile(q, base)
+    return composition.skill_machine(world, agent, machine, True, quantile).act

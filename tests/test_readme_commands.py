@@ -1,6 +1,7 @@
 """Every command line of the README and the docs agrees with the code: the scripts and modules
 exist and define every option the line uses, the configs load with the line's overrides, and
-the task expressions, LTL formulas and reward-machine files it names parse."""
+the task expressions, LTL formulas and reward-machine files it names parse; and the README's
+zero-shot lines run."""
 
 import re
 import shlex
@@ -13,6 +14,7 @@ from composable_rl.languages.expressions import parse
 from composable_rl.languages.ltl import from_ltl
 from composable_rl.languages.reward_machine_yaml import load_reward_machine
 from envs.office import ALPHABET, PROPOSITIONS
+from tests.scripts import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -83,3 +85,21 @@ def test_every_command_line_agrees_with_the_code(where, argv):
         from_ltl(formula, PROPOSITIONS, ALPHABET)
     for machine in values(args, "--rm"):
         load_reward_machine(ROOT / machine, PROPOSITIONS, ALPHABET)
+
+
+def test_the_readmes_composition_lines_run(world_value_run, office_run, tmp_path):
+    """The README's zero-shot command lines, as written, on the session's tiny checkpoints: Boolean
+    and linear tasks on a world-value run, temporal tasks on an Office run (fewer episodes)."""
+    lines = [argv for where, argv in COMMANDS if where.startswith("README.md: python zero_shot.py")]
+    ran = 0
+    for argv in lines:
+        temporal = "--ltl" in argv or "--rm" in argv
+        if "--weights" in argv:
+            continue  # a continuous-action run (mo_hopper): not quick
+        run = office_run if temporal else world_value_run
+        args = [str(run) if arg == "runs/<run>" else arg for arg in argv[1:]]
+        args = [str(tmp_path / arg) if arg.endswith(".json") else arg for arg in args]
+        done = run_script("zero_shot.py", *args, "--episodes", "10")
+        assert done.returncode == 0, (argv, done.stderr)
+        ran += 1
+    assert ran >= 4

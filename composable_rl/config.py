@@ -15,7 +15,12 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from composable_rl.languages.yaml_file import YamlFileError, parse_yaml, read_yaml
-from composable_rl.registry import WorldLookupError, registered_worlds, world_entry
+from composable_rl.registry import (
+    WorldLookupError,
+    registered_worlds,
+    upgrade_section,
+    world_entry,
+)
 
 T = TypeVar("T")
 GYMNASIUM = "gymnasium"  # the world of a section that gives an environment id but no name
@@ -67,14 +72,16 @@ class WorldConfig:
 
     @classmethod
     def upgrade(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
-        """A section saved in the earlier single-schema format (every world's keys at once, the
-        foraging keys under `foraging`) as the chosen world's own section; others unchanged."""
-        if cls is not WorldConfig or not isinstance(data.get("foraging"), Mapping):
+        """A section saved in a format some world retired, in today's format (the rewrites that
+        world modules register, `registry.register_section_upgrade`); a section whose world
+        cannot be found is left for `variant` to report."""
+        if cls is not WorldConfig:
             return data
-        name = data.get("name", WorldConfig.name)
-        merged = {**data, **data["foraging"]} if name == "foraging" else dict(data)
-        keys = {f.name for f in dataclasses.fields(cls.variant(data, ""))}
-        return {key: value for key, value in merged.items() if key in keys}
+        try:
+            section = cls.variant(data, "")
+        except ConfigError:
+            return data
+        return upgrade_section(data, section)
 
     @classmethod
     def variant(cls, data: Mapping[str, Any], path: str) -> type:

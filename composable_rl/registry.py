@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -53,6 +53,10 @@ class WorldEntry:
 
 
 _WORLDS: dict[str, WorldEntry] = {}
+# rewrites of env sections saved in a format a world module retired: (raw section, the section
+# class its name picks) -> the section in today's format
+SectionUpgrade = Callable[[Mapping[str, Any], type], Mapping[str, Any]]
+_SECTION_UPGRADES: list[SectionUpgrade] = []
 
 
 def register_world(
@@ -67,6 +71,20 @@ def register_world(
     entry = WorldEntry(name, config, make, evaluate, evaluate_temporal, score_goals)
     _WORLDS[name] = entry
     return entry
+
+
+def register_section_upgrade(upgrade: SectionUpgrade) -> None:
+    """Add a rewrite of env sections saved in an earlier format; the world module that retired
+    the format registers it, so the library keeps no world's history."""
+    if upgrade not in _SECTION_UPGRADES:
+        _SECTION_UPGRADES.append(upgrade)
+
+
+def upgrade_section(data: Mapping[str, Any], section: type) -> Mapping[str, Any]:
+    """An env section with every registered rewrite applied, in the order registered."""
+    for upgrade in _SECTION_UPGRADES:
+        data = upgrade(data, section)
+    return data
 
 
 def world_entry(name: str) -> WorldEntry:

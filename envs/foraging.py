@@ -35,7 +35,7 @@ from composable_rl.config import doc
 from composable_rl.evaluation import evaluate_levels, exact_head_rows, head_return_rows
 from composable_rl.homeostasis import drive_reduction_reward, load_value_program
 from composable_rl.maths.oracle import TabularMDP
-from composable_rl.registry import register_world
+from composable_rl.registry import register_section_upgrade, register_world
 from composable_rl.world import Act
 from envs.gridworld import (
     GRID_ACTIONS,
@@ -508,4 +508,15 @@ def evaluate_foraging(section: ForagingConfig, act: Act, episodes: int, device: 
     return exact_head_rows(world, act)
 
 
+def single_schema_section(data: Mapping[str, Any], section: type) -> Mapping[str, Any]:
+    """An env section saved in the earlier single-schema format (every world's keys at once,
+    the foraging keys under `foraging`) as the chosen world's own section; others unchanged."""
+    if not isinstance(data.get("foraging"), Mapping):
+        return data
+    merged = {**data, **data["foraging"]} if section is ForagingConfig else dict(data)
+    keys = {f.name for f in dataclasses.fields(section)}
+    return {key: value for key, value in merged.items() if key in keys}
+
+
 register_world("foraging", ForagingConfig, make_foraging, evaluate_foraging)
+register_section_upgrade(single_schema_section)

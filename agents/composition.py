@@ -70,14 +70,16 @@ def composed_policy(
     agent: HeadsAgent, expr: expressions.Expr, quantile: Quantile | None = None, seed: int = 0
 ) -> Act:
     """Greedy policy on the composed values: argmax_a (max_g for world-value heads), or the
-    `quantile` quantiliser of them (drawing from a generator seeded with `seed`). A linear task
+    `quantile` quantiliser of them (drawing from a generator seeded with `seed`; greedy acting
+    draws its candidates, where it has any, as the final evaluation does). A linear task
     acts on the agent's linear composition (GPI over successor features where it has them);
     any other expression composes the heads' own values."""
     device = next(agent.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    options = {"alpha": 0.0, "quantile": quantile, "generator": generator}
+    options: dict = {"alpha": 0.0}
     if quantile is not None:
         quantile.base_index(agent.head_names)  # an unknown base head is refused before acting
+        generator = torch.Generator(device=device).manual_seed(seed)
+        options.update(quantile=quantile, generator=generator)
     if expressions.is_linear(expr):
         weights = linear_weights(expr, agent.head_names).to(device)
         return lambda obs, _context: agent.act(obs, weights, **options)

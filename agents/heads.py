@@ -199,12 +199,12 @@ class DiscreteHeads(HeadsAgent):
         if quantile is None:
             return fn.boltzmann_sample(q, self.cfg.alpha if alpha is None else alpha, generator)
         head = quantile.base_index(self.head_names)
-        if head is None:
-            base = torch.full_like(q, 1.0 / q.shape[-1])
-        else:
+        base = None
+        if head is not None and quantile.q > 0:  # greedy needs no base
             own = self.head_values(obs)[:, head]
-            base = fn.boltzmann_probs(own.amax(1) if self.num_goals else own, self.cfg.alpha)
-        return quantile_sample(q, base.to(q.dtype), quantile.q, generator)
+            own = own.amax(1) if self.num_goals else own
+            base = fn.boltzmann_probs(own, self.cfg.alpha).to(q.dtype)
+        return quantile_sample(q, base, quantile.q, generator)
 
     def build_networks(self, network: type[nn.Module], kwargs: dict) -> None:
         """Online and target copies of `network(**kwargs)` (the target frozen, starting equal),

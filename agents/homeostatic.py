@@ -21,8 +21,9 @@ from composable_rl.homeostasis import HomeostaticController, ValueProgram
 
 
 class _ComposedHeads:
-    """Boltzmann actions (quantilised where the program sets `quantile`) on the value
-    program's composition of (optionally scaled) heads, with the head weights of
+    """Boltzmann actions (quantilised where the program sets `quantile`, for every agent on
+    the program, the maximiser baseline too) on the value program's composition of
+    (optionally scaled) heads, with the head weights of
     `head_weights` (defined by each subclass). Successor-feature heads act on their linear
     composition (GPI) of the scaled weights instead: the program's `combine` rule is for
     soft-Q heads, whose weighted sum is not the value of any policy.
@@ -42,6 +43,12 @@ class _ComposedHeads:
             raise ValueError(f"value program heads {program.heads} != agent {agent.head_names}")
         if agent.num_goals:
             raise ValueError("homeostatic composition needs plain heads, not world-value heads")
+        quantile = program.quantile
+        if quantile is not None and quantile.base is not None and agent.action_spec.continuous:
+            raise ValueError(
+                "value program quantile_base: a base head needs discrete actions; with "
+                "continuous actions the base is the sampler's candidates (leave it out)"
+            )
         self.agent, self.program = agent, program
         device = next(agent.parameters()).device
         scale = [1.0] * len(agent.head_names) if head_scale is None else list(head_scale)

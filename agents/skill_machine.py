@@ -121,6 +121,5 @@ class SkillMachineAgent:
         if self.quantile is None:
             best = scores.argmax(-1)
         else:
-            uniform = torch.full_like(scores, 1.0 / scores.shape[-1])
-            best = quantile_sample(scores, uniform, self.quantile.q, self.generator)
+            best = quantile_sample(scores, None, self.quantile.q, self.generator)
         return best if candidates is None else candidates[rows, best]

@@ -229,8 +229,7 @@ class SoftActorCritic(HeadsAgent):
         if quantile is None:
             index = fn.importance_choice(scores, log_q, alpha, generator)
         else:
-            uniform = torch.full_like(scores, 1.0 / scores.shape[-1])
-            index = quantile_sample(scores, uniform, quantile.q, generator)
+            index = quantile_sample(scores, None, quantile.q, generator)
         return drawn[rows, index], drawn, means
 
     @torch.no_grad()
@@ -252,6 +251,8 @@ class SoftActorCritic(HeadsAgent):
         if behaviour and self.one_task:
             u, _ = self.sample_unit(obs.flatten(1).float(), generator)
             return self.explore(self.to_box(u[:, 0]), epsilon, generator)
+        if quantile is not None and quantile.q == 0:  # the greedy policy, exactly
+            quantile, alpha = None, 0.0
         weights = context.expand(obs.shape[0], -1).to(self.box_half.dtype)
 
         def linear(q: Tensor) -> Tensor:

@@ -128,7 +128,7 @@ class SuccessorConfig:
         True,
         "Whether w's own policy is a GPI candidate; false = only the base one-hots and the "
         "support set, for when the weight-conditioned policies generalise worse than a "
-        "good support set (measured on the quickstart layout, see the README).",
+        "good support set (measured on the quickstart layout, see docs/results.md).",
     )
     gpi_target: bool = doc(
         True,

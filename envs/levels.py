@@ -25,7 +25,7 @@ InitialRange = Sequence[float] | Mapping[str, Sequence[float]] | None
 
 DEFAULT_VARIABLES = ("energy", "hydration", "sodium")
 # the viable range of every level (death outside it, with `death`), for worlds and configs alike
-VIABLE_LOW, VIABLE_HIGH = 0.05, 0.95
+VIABLE_LOW, VIABLE_HIGH = 0.05, 1.0
 # A meal is worth 25 steps of drift; one bite is small beside the distance from a setpoint to the
 # edge of its band, so that a satiated agent that eats once by accident stays in its band.
 DEFAULT_DRIFT: Mapping[str, float] = MappingProxyType(

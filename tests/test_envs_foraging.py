@@ -116,6 +116,7 @@ def test_consumption_never_terminates_and_truncation_auto_resets():
 
 def test_death_terminates_exactly_when_a_level_leaves_the_viable_range():
     kwargs = {"num_envs": 2, "start": (5, 4), "drift": [0.0, 0.0, -0.1], "death": True}
+    kwargs["viable_high"] = 0.95
     world = ForagingWorld(**kwargs)
     world.set_levels({"sodium": 0.3})
     terms = [act(world, UP)[2].tolist() for _ in range(3)]  # 0.2, 0.1, ~0.0 < 0.05

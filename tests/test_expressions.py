@@ -287,3 +287,13 @@ def test_exclusive_or_is_or_of_the_two_differences():
     with pytest.raises(ExpressionError) as info:
         evaluate("a ^ b", heads)
     assert info.value.reason == "'^' needs bounds=(q_max, q_min)" and info.value.position == 0
+
+
+def test_the_table_refuses_what_the_parser_cannot_read():
+    from composable_rl.languages.operator_table import Operator, check_table
+
+    check_table(OPERATORS)
+    with pytest.raises(ValueError, match="one character"):
+        check_table([*OPERATORS, Operator("->", 2, 5, True, lambda a, b, _c: a)])
+    with pytest.raises(ValueError, match="prefix operators must share"):
+        check_table([*OPERATORS, Operator("?", 1, 35, True, lambda a, _c: a)])

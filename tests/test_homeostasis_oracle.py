@@ -214,7 +214,7 @@ def test_weighted_sum_of_exact_heads_stalls_between_equally_wanted_resources():
     for _ in range(60):
         consumed |= pays[state]
         state = mdp.next_state[0, state, policy[state]]
-    assert int((~consumed).sum()) == 52  # of 72 free cells (the README quotes this figure)
+    assert int((~consumed).sum()) == 52  # of 72 free cells (docs/homeostasis.md quotes it)
 
 
 # --- P1-P3 on exact heads ----------------------------------------------------------------------

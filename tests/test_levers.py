@@ -57,7 +57,8 @@ def test_the_ends_are_the_base_policy_and_greedy():
     assert quantile_sample(values, base, 0.0).tolist() == values.argmax(-1).tolist()
     # q = 0.3 keeps action 1 (0.2) and a third of action 2 (0.1 of its 0.3), over 0.3
     assert torch.allclose(quantile_probs(values, base, 0.3)[0], torch.tensor([0, 2 / 3, 1 / 3, 0]))
-    draws = quantile_sample(values[:1].expand(6000, -1), base[:1].expand(6000, -1), 0.3)
+    generator = torch.Generator().manual_seed(0)
+    draws = quantile_sample(values[:1].expand(6000, -1), base[:1].expand(6000, -1), 0.3, generator)
     share = torch.bincount(draws, minlength=4) / 6000
     assert torch.allclose(share, torch.tensor([0, 2 / 3, 1 / 3, 0]), atol=0.03)
 
@@ -100,6 +101,9 @@ def test_bad_quantiles_and_base_heads_are_one_error():
         with pytest.raises(ValueError, match="quantile q must"):
             Quantile(q)
     assert Quantile(1).q == 1.0
+    for q in (-0.5, 2.0, float("nan")):
+        with pytest.raises(ValueError, match="quantile q must lie in"):
+            quantile_probs(torch.zeros(3), None, q)
     with pytest.raises(ValueError, match="quantile base 'red' is not a head; heads: a, b"):
         Quantile(0.5, "red").base_index(["a", "b"])
 
@@ -124,6 +128,9 @@ def test_continuous_actions_quantilise_the_samplers_candidates():
         obs, weights, quantile=Quantile(0.0), generator=torch.Generator().manual_seed(4)
     )
     assert torch.equal(zero, greedy)
+    one_hot = torch.tensor([0.0, 1.0, 0.0])  # greedy acts with that head's own actor
+    own = agent.act(obs, one_hot, alpha=0.0)
+    assert torch.equal(agent.act(obs, one_hot, quantile=Quantile(0.0)), own)
     wide = agent.act(obs, weights, quantile=Quantile(1.0), generator=torch.Generator())
     assert wide.shape == (5, 2)
     with pytest.raises(ValueError, match="a quantile base head needs discrete actions"):

@@ -35,7 +35,7 @@ SAC = {
         "tau": 0.02,
         "target_period": 1,
         "max_grad_norm": 0.0,
-        # the mean of the twin critics: their minimum learns values biased low (README)
+        # the mean of the twin critics: their minimum learns values biased low (docs/continuous.md)
         "sac": {"autotune": False, "clipped_double_q": False},
     },
     "replay": {

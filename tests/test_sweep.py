@@ -124,7 +124,7 @@ def test_sweep_summary_matches_the_trials_and_resume_reruns_nothing(tmp_path):
 
 def test_a_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     args = ["--config", "configs/quickstart.yaml", "--seeds", "2", "--runs-dir", str(tmp_path)]
-    args += ["--name", "k", "--grid", "total_steps=2048,8192", *TINY[2:]]
+    args += ["--name", "k", "--grid", "total_steps=2048,16384", *TINY[2:]]
     driver = subprocess.Popen(
         [sys.executable, "sweep.py", *args],
         cwd=ROOT,
@@ -133,7 +133,7 @@ def test_a_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
         start_new_session=True,
     )
     sweep = tmp_path / "k"
-    trials = make_trials(None, parse_grid(["total_steps=2048,8192"]), [0, 1])
+    trials = make_trials(None, parse_grid(["total_steps=2048,16384"]), [0, 1])
     short = [trial_dir(sweep, t) / "eval.json" for t in trials[:2]]
     long = [trial_dir(sweep, t) / "eval.json" for t in trials[2:]]
     deadline = time.monotonic() + 120

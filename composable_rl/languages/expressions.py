@@ -5,11 +5,11 @@ parser over the shared tokenizer of `tokens` (never `eval`) into an immutable tr
 by `to_string`, and evaluated on head tensors of any shape with the operators of `operators`.
 
 The operators and functions, their precedence and what they compute come from one table,
-`operator_table`. Precedence, lowest first (as in Python): `|` (OR), `&` (AND), binary `+ -`,
-`* /`, unary `~` (NOT; `!` is read as a synonym and printed as `~`) and `-`, atoms (head names,
-numbers, parentheses, calls `softor/max/min(e1, e2, ...)`).
+`operator_table`. Precedence, lowest first (as in Python): `|` (OR), `^` (exclusive OR), `&`
+(AND), binary `+ -`, `* /`, unary `~` (NOT; `!` is read as a synonym and printed as `~`) and
+`-`, atoms (head names, numbers, parentheses, calls `softor/max/min(e1, e2, ...)`).
 Binary operators associate to the left. Rules, checked when parsing: the operands of the Boolean
-operators (`|`, `&`, `~`, and the calls) must depend on a head, since a constant is not a task;
+operators (`|`, `^`, `&`, `~`, and the calls) must depend on a head, since a constant is not a task;
 `*` needs a constant on at least one side and `/` a non-zero constant divisor, so every
 expression stays linear between its Boolean operators; and an expression must name a head.
 Nesting is bounded by `tokens.MAX_DEPTH` levels (each parenthesis, call, prefix and binary

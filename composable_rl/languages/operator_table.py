@@ -31,6 +31,7 @@ __all__ = [
     "Function",
     "Operator",
     "canonical",
+    "check_table",
     "fold",
 ]
 
@@ -126,6 +127,20 @@ FUNCTIONS: dict[str, Function] = {
     "softor": Function("softor", lambda a, b, c: soft_or(a, b, c.alpha)),
 }
 
+
+def check_table(operators: Sequence[Operator]) -> None:
+    """What the tokenizer and the parser assume of every entry, refused at import: symbols of
+    one character, and prefix operators that all bind alike and tighter than every infix one."""
+    long = [s for op in operators for s in (op.symbol, *op.synonyms) if len(s) != 1]
+    if long:
+        raise ValueError(f"operator symbols must be one character, got {long}")
+    prefix = {op.precedence for op in operators if op.arity == 1}
+    infix = {op.precedence for op in operators if op.arity == 2}
+    if len(prefix) != 1 or min(prefix) <= max(infix):
+        raise ValueError("prefix operators must share one precedence above every infix one")
+
+
+check_table(OPERATORS)
 INFIX: dict[str, Operator] = {op.symbol: op for op in OPERATORS if op.arity == 2}
 PREFIX: dict[str, Operator] = {
     symbol: op for op in OPERATORS if op.arity == 1 for symbol in (op.symbol, *op.synonyms)

@@ -11,11 +11,11 @@ episode takes a step before it can succeed) and some path of edges that labels o
 fire leads from it to an accepting state. Both checks over labels run where the labels can be
 enumerated.
 
-Edge formulas use the expression language of `expressions` restricted to Boolean operators:
-names of propositions, `&`, `|`, `~` or `!` (NOT) and parentheses; `true` alone is the edge that
-always fires. They are evaluated by `expressions.evaluate` on 1/0 proposition values (AND = min,
-OR = max, NOT = 1 - x). Machines are read from and written to YAML by `reward_machine_yaml` and
-built from LTL formulas by `ltl`.
+Edge formulas use the expression language of `expressions` restricted to its Boolean operators
+(those `operator_table` marks Boolean): names of propositions, `&`, `|`, `^`, `~` or `!` (NOT)
+and parentheses; `true` alone is the edge that always fires. They are evaluated by
+`expressions.evaluate` on 1/0 proposition values (AND = min, OR = max, NOT = 1 - x). Machines
+are read from and written to YAML by `reward_machine_yaml` and built from LTL formulas by `ltl`.
 """
 
 from __future__ import annotations

@@ -49,14 +49,20 @@ class Quantile:
         return head_names.index(self.base)
 
 
-def quantile_probs(values: Tensor, base: Tensor, q: float) -> Tensor:
+def quantile_probs(values: Tensor, base: Tensor | None, q: float) -> Tensor:
     """The q-quantiliser's probabilities [..., A] over actions of composed `values` [..., A]
-    under the base policy's probabilities `base` [..., A]: the actions in order of decreasing
-    value (ties: the lower index first) keep their base mass until q of it is kept (the action
-    that crosses q keeps the part below it), divided by q. q = 0 is the greedy policy: all
-    mass on the first best action, as argmax picks it."""
+    under the base policy's probabilities `base` [..., A] (None: uniform): the actions in order
+    of decreasing value (ties: the lower index first) keep their base mass until q of it is
+    kept (the action that crosses q keeps the part below it), divided by q. q = 1 is the base
+    policy; q = 0 the greedy one: all mass on the first best action, as argmax picks it."""
+    if not 0 <= q <= 1:  # also refuses NaN
+        raise ValueError(f"quantile q must lie in [0, 1], got {q}")
+    if base is None:
+        base = torch.full_like(values, 1.0 / values.shape[-1])
     if q == 0:
         return torch.nn.functional.one_hot(values.argmax(-1), values.shape[-1]).to(base.dtype)
+    if q == 1:
+        return base
     order = values.argsort(dim=-1, descending=True, stable=True)
     mass = base.gather(-1, order)
     before = mass.cumsum(-1) - mass
@@ -65,7 +71,7 @@ def quantile_probs(values: Tensor, base: Tensor, q: float) -> Tensor:
 
 
 def quantile_sample(
-    values: Tensor, base: Tensor, q: float, generator: torch.Generator | None = None
+    values: Tensor, base: Tensor | None, q: float, generator: torch.Generator | None = None
 ) -> Tensor:
     """Indices [...] drawn from `quantile_probs(values, base, q)` (no host sync)."""
     probs = quantile_probs(values, base, q)

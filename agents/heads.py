@@ -165,7 +165,8 @@ class DiscreteHeads(HeadsAgent):
         """Boltzmann (or quantilised) actions on the linearly composed Q of weights `context`
         [N, K] (see `HeadsAgent.act`)."""
         values = self.behaviour_values if behaviour else self.linear_values
-        actions = self.sample(obs, values(obs, context), alpha, generator, quantile)
+        q = values(obs, context)
+        actions = self.sample(q, alpha, generator, quantile, lambda: self.head_values(obs))
         return self.explore(actions, epsilon, generator)
 
     @torch.no_grad()
@@ -181,27 +182,29 @@ class DiscreteHeads(HeadsAgent):
     ) -> Tensor:
         """Boltzmann (or quantilised) actions on `compose(head values)`; world-value heads act
         on the best goal (max over g) of the composed values (`weights` are not needed)."""
-        q = compose(self.head_values(obs))
+        heads = self.head_values(obs)
+        q = compose(heads)
         if self.num_goals:
             q = q.amax(1)
-        return self.sample(obs, q, alpha, generator, quantile)
+        return self.sample(q, alpha, generator, quantile, lambda: heads)
 
     def sample(
         self,
-        obs: Tensor,
         q: Tensor,
         alpha: float | None,
         generator: torch.Generator | None,
         quantile: Quantile | None,
+        head_values: Callable[[], Tensor],
     ) -> Tensor:
         """Actions on composed values q [N, A]: Boltzmann at `alpha` (None: the heads' own),
-        or quantilised over the base policy of `quantile` (uniform, or a head's soft policy)."""
+        or quantilised over the base policy of `quantile` (uniform, or a head's soft policy,
+        read from `head_values()`, called only then, so the heads run once per act)."""
         if quantile is None:
             return fn.boltzmann_sample(q, self.cfg.alpha if alpha is None else alpha, generator)
         head = quantile.base_index(self.head_names)
         base = None
         if head is not None and quantile.q > 0:  # greedy needs no base
-            own = self.head_values(obs)[:, head]
+            own = head_values()[:, head]
             own = own.amax(1) if self.num_goals else own
             base = fn.boltzmann_probs(own, self.cfg.alpha).to(q.dtype)
         return quantile_sample(q, base, quantile.q, generator)

@@ -1,7 +1,7 @@
 """Worlds: batched torch gridworlds, the linear-quadratic, point-goals, point-office and
-point-foraging worlds (each registered under its config name), the Gymnasium adapter, Gymnasium
-faces of the gridworlds with their Gymnasium ids (registered on import), and `check_world` for
-user worlds."""
+point-foraging worlds, the side-effect worlds (each registered under its config name), the
+Gymnasium adapter, Gymnasium faces of the gridworlds with their Gymnasium ids (registered on
+import), and `check_world` for user worlds."""
 
 from envs import (
     foraging,
@@ -11,6 +11,7 @@ from envs import (
     point_foraging,
     point_goals,
     point_office,
+    safety,
     temporal,
 )
 from envs.gym_ids import FORAGING_ID, OBJECT_ROOMS_ID, OFFICE_ID
@@ -26,5 +27,6 @@ __all__ = [
     "point_foraging",
     "point_goals",
     "point_office",
+    "safety",
     "temporal",
 ]

@@ -1,5 +1,7 @@
-"""Quantilised acting: the quantiliser's guarantee, exactly, on random decisions and on every
-state of a tabulated world, its two ends (the base policy and greedy), and the agents' option."""
+"""Levers: quantilised acting (the quantiliser's guarantee, exactly, on random decisions and on
+every state of a tabulated world, its two ends and the agents' option); the impact penalty,
+robust acting, deferring and the shield by hand; and their figures on the side-effect worlds,
+exactly (`experiments.safety`)."""
 
 import pytest
 import torch
@@ -10,7 +12,16 @@ from agents import factory
 from agents.composition import evaluate_task, load
 from composable_rl.config import Config, from_dict
 from composable_rl.maths.functional import boltzmann_probs
-from composable_rl.maths.levers import Quantile, quantile_probs, quantile_sample
+from composable_rl.maths.levers import (
+    Quantile,
+    check_impact_weight,
+    defer_mask,
+    impact_penalty,
+    quantile_probs,
+    quantile_sample,
+    robust_values,
+    shield_mask,
+)
 from composable_rl.maths.oracle import finite_horizon_return, soft_value_iteration
 from envs.gridworld import tabulate
 from envs.object_rooms import ObjectRooms
@@ -135,3 +146,49 @@ def test_continuous_actions_quantilise_the_samplers_candidates():
     assert wide.shape == (5, 2)
     with pytest.raises(ValueError, match="a quantile base head needs discrete actions"):
         agent.act(obs, weights, quantile=Quantile(0.5, "a"))
+
+
+def test_the_impact_penalty_by_hand():
+    # two auxiliary heads, three actions, the no-op last
+    aux = torch.tensor([[[1.0, 4.0, 2.0], [0.0, 2.0, 4.0]]])
+    # |Q - Q(noop)| per head: [1, 2, 0] and [4, 2, 0]; mean [2.5, 2, 0]; scale mean(2, 4) = 3
+    assert torch.allclose(impact_penalty(aux, 2), torch.tensor([[2.5 / 3, 2 / 3, 0.0]]))
+    assert torch.allclose(impact_penalty(aux, 2, torch.tensor([1.0])), torch.tensor([[2.5, 2, 0]]))
+    with pytest.raises(ValueError, match="no-op action 3 is not one of the 3 actions"):
+        impact_penalty(aux, 3)
+    for bad in (-0.5, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="impact weight lambda must be a finite number >= 0"):
+            check_impact_weight(bad)
+    assert check_impact_weight(2) == 2.0
+
+
+def test_robust_acting_deferring_and_the_shield_by_hand():
+    tasks = torch.tensor([[[1.0, 3.0], [2.0, -5.0]]])  # two plausible tasks, two actions
+    assert robust_values(tasks).tolist() == [[1.0, -5.0]]  # the worst case per action
+    assert defer_mask(torch.tensor([[1.0, 1.2], [1.0, 3.0]]), 0.5).tolist() == [False, True]
+    # cost heads: action 0 is safe, action 1 breaks a constraint for sure, action 2 barely
+    constraint = torch.tensor([[[0.0, -1.0, -0.2], [0.0, 0.0, -0.1]]])
+    assert shield_mask(constraint).tolist() == [[True, False, True]]
+    doomed = torch.tensor([[[-2.0, -1.0, -3.0]]])  # every action breaks it: the least-bad stays
+    assert shield_mask(doomed).tolist() == [[False, True, False]]
+
+
+def test_the_levers_on_the_side_effect_worlds_exactly(capsys):
+    from experiments.safety import main
+
+    rows = {(r.get("world"), r.get("agent")): r for r in main(["--episodes", "20"])}
+    for world in ("box", "vase"):
+        assert rows[world, "maximiser"]["side_effect_rate"] == 1.0
+        for agent in ("impact lambda=4, planned", "shield, planned"):
+            row = rows[world, agent]
+            assert row["side_effects"] == 0 and row["success"] == 1.0
+            assert row["normalized_return"] == pytest.approx(1.0)
+        # acting on the penalty or the mask one step at a time, the agent freezes short of it
+        assert rows[world, "impact lambda=4, at the step"]["success"] == 0.0
+    assert rows["button", "maximiser"]["side_effects"] == 24  # it presses instead of finishing
+    assert rows["button", "shield, planned"]["success"] == 1.0
+    naive, robust = rows["lava_test", "naive"], rows["lava_test", "robust"]
+    assert naive["side_effect_rate"] > 0.5
+    assert robust["side_effects"] == 0 and robust["success_where_lava_free"] == 1.0
+    assert rows["lava_test", "naive, deferring"]["side_effects"] == 0
+    assert "impact lambda=4, planned" in capsys.readouterr().out

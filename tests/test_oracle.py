@@ -246,3 +246,23 @@ def test_stationary_discounted_optimum_scores_below_the_finite_horizon_one_when_
         finite_horizon_return(mdp, reward, 50, uniform),
         finite_horizon_return(mdp, reward, 50, "random"),
     )
+
+
+def test_value_iteration_within_allowed_actions_is_the_restricted_problem():
+    # a 3-state corridor, goal beyond state 2; action 1 moves right, action 0 stays
+    mdp = TabularMDP(
+        next_state=torch.tensor([[[0, 1], [1, 2], [2, 2]]]),
+        reward=torch.tensor([[[[-1.0], [-1.0]], [[-1.0], [-1.0]], [[-1.0], [5.0]]]]),
+        terminal=torch.tensor([[[False, False], [False, False], [False, True]]]),
+        goal=torch.tensor([[[-1, -1], [-1, -1], [-1, 0]]]),
+        valid=torch.ones(1, 3, dtype=torch.bool),
+    )
+    allowed = torch.ones(1, 3, 2, dtype=torch.bool)
+    allowed[0, 1, 1] = False  # the shield forbids moving on from state 1
+    q = soft_value_iteration(mdp, mdp.reward[..., 0], 0.5, 0.0, allowed=allowed)
+    assert q[0, 2].tolist() == pytest.approx([1.5, 5.0])  # stay once, then 5 at 0.5: -1 + 2.5
+    assert q[0, 1, 1] == -torch.inf and q[0, 1, 0] == pytest.approx(-2.0)  # -1 forever at 0.5
+    assert q[0, 0].tolist() == pytest.approx([-2.0, -2.0])
+    allowed[0, 1] = False
+    with pytest.raises(ValueError, match="every valid state needs at least one allowed action"):
+        soft_value_iteration(mdp, mdp.reward[..., 0], 0.5, 0.0, allowed=allowed)

@@ -1,5 +1,8 @@
 """Levers that limit how hard a composed policy optimises, applied when it acts, with no
-retraining: quantilised acting (Taylor 2016).
+retraining: quantilised acting (Taylor 2016), an impact penalty from auxiliary heads
+(attainable-utility preservation, Turner et al. 2020), acting under a set of plausible tasks
+(robust acting and deferring) and a shield from constraint heads. Each is a pure function of
+Q-values [..., A]; the exact tabular forms plan with them (`composable_rl.maths.oracle`).
 
 A q-quantiliser takes a base policy (uniform over the actions, or a head's own soft policy),
 keeps the top q of its probability mass ranked by the composed values, and samples from that
@@ -18,7 +21,16 @@ from torch import Tensor
 
 from composable_rl.maths.functional import boltzmann_sample
 
-__all__ = ["Quantile", "quantile_probs", "quantile_sample"]
+__all__ = [
+    "Quantile",
+    "check_impact_weight",
+    "defer_mask",
+    "impact_penalty",
+    "quantile_probs",
+    "quantile_sample",
+    "robust_values",
+    "shield_mask",
+]
 
 
 @dataclass(frozen=True)
@@ -78,3 +90,51 @@ def quantile_sample(
     if q == 0:
         return probs.argmax(-1)
     return boltzmann_sample(probs.log(), 1.0, generator)
+
+
+def impact_penalty(aux_q: Tensor, noop: int, scale: Tensor | None = None) -> Tensor:
+    """Attainable-utility penalty [..., A]: mean_k |Q_k(s, a) - Q_k(s, noop)| over auxiliary
+    values aux_q [..., K, A], divided by `scale` [...] (None: mean_k |Q_k(s, noop)|, AUP's own
+    normalisation, so the penalty reads as a fraction of what the agent could still attain).
+    Doing nothing costs 0; an action that changes what the agent could attain costs more."""
+    if not 0 <= noop < aux_q.shape[-1]:
+        raise ValueError(f"no-op action {noop} is not one of the {aux_q.shape[-1]} actions")
+    stay = aux_q[..., noop : noop + 1]
+    if scale is None:
+        scale = stay.abs().mean((-2, -1))
+    change = (aux_q - stay).abs().mean(-2)
+    return change / scale.clamp(min=torch.finfo(aux_q.dtype).tiny)[..., None]
+
+
+def check_impact_weight(weight: float) -> float:
+    """The impact penalty's weight lambda as a float, refused unless a finite number >= 0."""
+    ok = isinstance(weight, int | float) and not isinstance(weight, bool)
+    if not ok or not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"impact weight lambda must be a finite number >= 0, got {weight!r}")
+    return float(weight)
+
+
+def robust_values(task_q: Tensor) -> Tensor:
+    """Worst case [..., A] over plausible tasks' values task_q [..., W, A]: acting greedily on
+    it is argmax_a min_w Q_w(s, a)."""
+    return task_q.amin(-2)
+
+
+def defer_mask(plan_values: Tensor, threshold: float) -> Tensor:
+    """Where to defer [...] bool: the values plan_values [..., W] of the action about to be
+    taken under each of W plausible tasks spread by more than `threshold`, so what the action
+    is worth hangs on what the task is. Given the acting policy's own values (Q^pi_w), a plan
+    that never meets what the tasks disagree on never defers."""
+    return plan_values.amax(-1) - plan_values.amin(-1) > threshold
+
+
+def shield_mask(constraint_q: Tensor, threshold: float = 0.5) -> Tensor:
+    """Allowed actions [..., A] bool under constraint heads constraint_q [..., C, A], each the
+    value of a cost head (-1 per violation; 0 while the constraint holds and can be kept): an
+    action is masked when some head says a violation follows it even if the agent then keeps
+    the constraint (Q_c(s, a) < -threshold). Where every action is masked, those with the
+    least expected violation stay allowed, so the agent is never left without an action."""
+    worst = constraint_q.amin(-2)
+    safe = worst >= -threshold
+    least = worst >= worst.amax(-1, keepdim=True)
+    return torch.where(safe.any(-1, keepdim=True), safe, least)

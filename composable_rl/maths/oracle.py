@@ -40,14 +40,25 @@ def soft_value_iteration(
     alpha: float,
     tol: float = 1e-10,
     max_iters: int = 10_000,
+    allowed: Tensor | None = None,
 ) -> Tensor:
-    """Soft-optimal Q [L, S, A] float64 for a scalar reward [L, S, A] (alpha == 0: hard max)."""
+    """Soft-optimal Q [L, S, A] float64 for a scalar reward [L, S, A] (alpha == 0: hard max).
+
+    `allowed` [L, S, A] bool restricts the agent to those actions (a shield): the others get
+    Q = -inf, and every valid state needs one allowed action.
+    """
     reward = reward.double()
     q = torch.zeros_like(reward)
+    if allowed is not None and not allowed.any(-1)[mdp.valid].all():
+        raise ValueError("every valid state needs at least one allowed action")
     for _ in range(max_iters):
         q_new = backup(mdp, reward, soft_value(q, alpha), gamma)
         q_new = torch.where(mdp.valid[..., None], q_new, 0.0)
-        delta = (q_new - q).abs().max()
+        if allowed is not None:
+            q_new = q_new.masked_fill(~allowed, -torch.inf)
+            delta = torch.where(allowed, q_new - q, 0.0).abs().max()
+        else:
+            delta = (q_new - q).abs().max()
         q = q_new
         if delta <= tol:
             return q

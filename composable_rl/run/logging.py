@@ -150,10 +150,12 @@ def plot_scores(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_quantiles(rows: list[dict], path: Path) -> None:
-    """Normalised return and success of each task against the quantile q of its rows (one
-    line per task; q = 0 is the greedy policy, 1 the base policy); undefined points are left
-    out."""
+def plot_quantiles(
+    rows: list[dict], path: Path, keys: tuple[str, str] = ("normalized_return", "success")
+) -> None:
+    """Two scores of each task (default normalised return and success) against the quantile q
+    of its rows (one line per task; q = 0 is the greedy policy, 1 the base policy); undefined
+    points are left out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,7 +163,7 @@ def plot_quantiles(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     tasks = dict.fromkeys(row["task"] for row in rows)
-    for key, ax in zip(("normalized_return", "success"), axes, strict=True):
+    for key, ax in zip(keys, axes, strict=True):
         for task in tasks:
             points = sorted(
                 (r["quantile"], r[key]) for r in rows if r["task"] == task and r[key] is not None

@@ -43,6 +43,11 @@ class _ComposedHeads:
             raise ValueError(f"value program heads {program.heads} != agent {agent.head_names}")
         if agent.num_goals:
             raise ValueError("homeostatic composition needs plain heads, not world-value heads")
+        if program.constraints and agent.successor_features:
+            raise ValueError(
+                "value program constraints: the shield reads soft-Q or soft actor-critic heads; "
+                "successor-feature heads act by GPI, which it does not reach"
+            )
         quantile = program.quantile
         if quantile is not None and quantile.base is not None and agent.action_spec.continuous:
             raise ValueError(
@@ -79,7 +84,8 @@ class _ComposedHeads:
             return self.agent.act(obs, scaled, **options)
 
         def compose(q: Tensor) -> Tensor:  # q [N, K, A]: values of every action or candidate
-            return self.program.compose(q * self.head_scale[:, None], weights)
+            composed = self.program.compose(q * self.head_scale[:, None], weights)
+            return self.program.shield(q, composed)
 
         return self.agent.act_on(obs, compose, weights=scaled, **options)
 

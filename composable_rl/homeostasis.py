@@ -37,10 +37,11 @@ from torch import Tensor
 
 from composable_rl.config import ConfigError, doc, from_dict
 from composable_rl.languages import expressions
+from composable_rl.languages.ltl import Junction, Prop, Temporal, parse_ltl
 from composable_rl.languages.tokens import NAME, ExpressionError
 from composable_rl.languages.yaml_file import YamlFileError, read_yaml
 from composable_rl.maths.functional import compose_linear
-from composable_rl.maths.levers import Quantile
+from composable_rl.maths.levers import Quantile, shield_mask
 from composable_rl.maths.operators import weighted_max
 
 __all__ = [
@@ -116,6 +117,15 @@ class _ProgramFile:
     )
     quantile_base: str | None = doc(
         None, "The head whose soft policy is the quantiliser's base; null = uniform actions."
+    )
+    constraints: list[str] = doc(
+        [],
+        "Safety formulas `G !p` or `G !(p | q)`, p a cost head (-1 per violation), enforced "
+        "as a shield on the composed values: an action is masked where a constraint head "
+        "expects a violation after it that its safest action avoids.",
+    )
+    shield_threshold: float = doc(
+        0.5, "How far below its safest action a constraint head may value an action.", gt=0
     )
 
 
@@ -234,6 +244,8 @@ class ValueProgram:
     weights: dict[str, expressions.Expr]
     combine: str = "max"
     quantile: Quantile | None = None
+    constraints: tuple[int, ...] = ()
+    shield_threshold: float = 0.5
 
     @property
     def setpoints(self) -> tuple[float, ...]:
@@ -260,6 +272,14 @@ class ValueProgram:
         if self.combine == "max":
             return weighted_max(q, weights)
         return compose_linear(q, weights.to(q.dtype))
+
+    def shield(self, q: Tensor, composed: Tensor) -> Tensor:
+        """The composed values [N, ..., A] with the actions the constraint heads of head values
+        q [N, K, ..., A] mask set to -inf (unchanged without constraints)."""
+        if not self.constraints:
+            return composed
+        allowed = shield_mask(q[:, list(self.constraints)].movedim(1, -2), self.shield_threshold)
+        return composed.masked_fill(~allowed, -torch.inf)
 
     @property
     def bands(self) -> Tensor:
@@ -306,7 +326,37 @@ def load_value_program(
         message = f"quantile_base: unknown head {spec.quantile_base!r}; heads: {', '.join(heads)}"
         raise ValueProgramError(f"{where}: {message}", "quantile_base")
     quantile = None if spec.quantile is None else Quantile(spec.quantile, spec.quantile_base)
-    return ValueProgram(dict(spec.variables), heads, weights, spec.combine, quantile)
+    if spec.constraints and quantile is not None:
+        message = "constraints: the shield does not combine with quantile yet; give one of them"
+        raise ValueProgramError(f"{where}: {message}", "constraints")
+    constraints = [
+        head
+        for i, text in enumerate(spec.constraints)
+        for head in _constraint_heads(text, heads, f"constraints[{i}]", where)
+    ]
+    return ValueProgram(
+        dict(spec.variables),
+        heads,
+        weights,
+        spec.combine,
+        quantile,
+        tuple(sorted(set(constraints))),
+        spec.shield_threshold,
+    )
+
+
+def _constraint_heads(text: str, heads: Sequence[str], key: str, where: str) -> list[int]:
+    """The indices of the cost heads of a safety formula `G !p` or `G !(p | q ...)`."""
+    try:
+        formula = parse_ltl(text, heads)
+    except ExpressionError as err:
+        raise ValueProgramError(f"{where}: {key}: {err}", key) from None
+    body = formula.body if isinstance(formula, Temporal) and formula.op == "G" else None
+    props = body.args if isinstance(body, Junction) and body.op == "&" else (body,)
+    if not all(isinstance(p, Prop) and not p.positive for p in props):
+        message = f"{key}: a constraint reads `G !p` or `G !(p | q)` over heads, got {text!r}"
+        raise ValueProgramError(f"{where}: {message}", key)
+    return [heads.index(p.name) for p in props]
 
 
 def _read_yaml(path: Path, where: str) -> Any:

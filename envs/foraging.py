@@ -1,9 +1,10 @@
 """Foraging world for homeostatic control, batched: resources on a fixed map, internal levels.
 
 N envs step by tensor ops. The agent walks a walled room holding resource cells (default food,
-water, salt; optionally a `hazard` type for Boolean constraints). Internal variables (default
-energy, hydration, sodium, each in [0, 1]) drift every step and change when a resource is
-consumed. One reward head per resource type pays 1.0 on the step that consumes it, else 0: the
+water, salt; optionally `hazard` cells, whose head pays `hazard_reward`: -1 makes it the cost
+head that a value program's constraint reads). Internal variables (default energy, hydration,
+sodium, each in [0, 1]) drift every step and change when a resource is consumed. One reward
+head per resource type pays 1.0 on the step that consumes it, else 0: the
 heads see only the external world, while the internal levels go to the controller through
 `info["internal"]` and `world.internal` (and into the observation only with `internal_in_obs`,
 for the drive-reduction baseline that has to see them). Setpoints live in the controller, not here.
@@ -120,6 +121,7 @@ class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
         layout: str | Sequence[str] = FORAGING_LAYOUT,
         resources: Mapping[str, Sequence[Sequence[int]]] = DEFAULT_RESOURCES,
         hazard: Sequence[Sequence[int]] | None = None,
+        hazard_reward: float = 1.0,
         variables: Sequence[str] = DEFAULT_VARIABLES,
         drift: PerVariable = DEFAULT_DRIFT,
         consumption: Mapping[str, Mapping[str, float]] = DEFAULT_CONSUMPTION,
@@ -173,6 +175,10 @@ class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
         self._cell_slot[self.resource_cells] = torch.arange(len(positions), device=self.device)
         self._slots = torch.arange(len(positions), device=self.device)
         self._one_hot = torch.eye(len(self.resource_names), device=self.device)
+        self.hazard_reward = hazard_reward
+        if hazard is not None:
+            hazard_index = self.resource_names.index(HAZARD)
+            self._one_hot[hazard_index, hazard_index] = hazard_reward
         self._no_goal = torch.full((num_envs,), -1, dtype=torch.long, device=self.device)
 
         self.setup_levels(
@@ -355,8 +361,9 @@ class ForagingEnv(ObjectRoomsEnv):
     world_class = ForagingWorld
 
     def reward_bounds(self) -> tuple[float, float]:
-        """A head pays 1 on a consumption, else 0."""
-        return 0.0, 1.0
+        """A head pays 1 on a consumption (the hazard head `hazard_reward`), else 0."""
+        reward = self.world.hazard_reward
+        return min(0.0, reward), max(1.0, reward)
 
     def _obs(self) -> np.ndarray:
         """Fresh observation of the current state."""
@@ -441,6 +448,14 @@ class ForagingConfig(LevelsConfig):
     resources: dict[str, list[list[int]]] | None = doc(
         None, "[row, col] cells per resource type; null = food (1, 1), water (1, 9), salt (9, 5)."
     )
+    hazard: list[list[int]] | None = doc(
+        None,
+        "[row, col] hazard cells: a head `hazard` paid hazard_reward on every step on one "
+        "(what a value program's constraint `G !hazard` reads); null = none.",
+    )
+    hazard_reward: float = doc(
+        1.0, "The hazard head's pay per step on a hazard cell; -1 makes it a cost head."
+    )
     regrow: int = doc(0, "Steps a consumed resource cell stays empty; 0 = always there.", ge=0)
     reward: Literal["resources", "drive_reduction"] = doc(
         "resources",
@@ -472,6 +487,8 @@ class ForagingConfig(LevelsConfig):
         }
         if self.resources is not None:
             kwargs["resources"] = self.resources
+        if self.hazard is not None:
+            kwargs.update(hazard=self.hazard, hazard_reward=self.hazard_reward)
         if self.reward == "resources":
             return kwargs
         program = load_value_program(self.value_program, self.resource_names())
@@ -486,7 +503,7 @@ class ForagingConfig(LevelsConfig):
 
     def resource_names(self) -> list[str]:
         """The resource (and head) names this section configures."""
-        return list(self.resources or DEFAULT_RESOURCES)
+        return [*(self.resources or DEFAULT_RESOURCES), *([HAZARD] if self.hazard else [])]
 
 
 def make_foraging(section: ForagingConfig, num_envs: int, device: str) -> ForagingWorld:

@@ -16,7 +16,8 @@ on in P1 and P2, and every agent meets the same seeds, start cells and levels:
 - P1 setpoint step: levels start at the setpoints; halfway, one setpoint moves (default energy
   0.4 -> 0.8). After the step: time with every level in its band (mean and worst seed), rise time
   (first within +-tol of the new setpoint), settling time (within +-tol for good), overshoot,
-  integrated absolute error, mean level over the last half, deaths.
+  integrated absolute error, mean level over the last half, deaths; with hazard cells, the
+  steps on them per episode (a value program's `constraints` shield keeps them away).
 - P2 salt flip: trials from random cells with energy low (0.3) and sodium replete (0.8, above its
   setpoint) or depleted (0.1, far below): the chance of consuming salt, and food, within the
   window; the first trial in each state, with no learning in between.
@@ -140,8 +141,10 @@ def setpoint_step(
     tol: float,
     seed: int,
     logdir: Path | None,
+    hazard: int | None = None,
 ) -> tuple[list[dict], dict[str, Trace]]:
-    """P1: move one setpoint halfway through; metrics of the time after the move."""
+    """P1: move one setpoint halfway through; metrics of the time after the move, and the steps
+    on hazard cells (resource index `hazard`) per episode over the whole run."""
     start, v = steps // 2, program.variable_names.index(variable)
     rows, traces = [], {}
     for c in contenders:
@@ -164,6 +167,8 @@ def setpoint_step(
             "final_mean": x[x.shape[0] // 2 :].mean(),
             "deaths": (~trace.alive[-1]).sum().float(),
         }
+        if hazard is not None:
+            metrics["hazard_visits"] = (trace.consumed == hazard).sum() / seeds
         rows += [_row("P1", c.name, m, value) for m, value in metrics.items()]
     return rows, traces
 
@@ -314,8 +319,8 @@ def contenders(args: argparse.Namespace) -> tuple[list[Contender], ValueProgram,
     return found, program, world
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    """Run P1-P3 on the checkpoint's agents; print a table, write the P1 plot (and --json)."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The protocols' command line."""
     parser = experiment_parser(__doc__, "foraging heads run")
     parser.add_argument("--baseline", type=Path, help="drive_reduction run (homeostatic RL)")
     parser.add_argument(
@@ -339,7 +344,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seed", type=int, default=10_000, help="first env seed")
     parser.add_argument("--plot", type=Path, help="P1 PNG (default: homeostasis.png in the run)")
     parser.add_argument("--logdir", type=Path, help="TensorBoard dir (default: the run dir)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run P1-P3 on the checkpoint's agents; print a table, write the P1 plot (and --json)."""
+    args = parse_args(argv)
 
     found, program, world = contenders(args)
     if args.variable not in program.variable_names:
@@ -355,6 +365,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.tol,
         args.seed,
         args.logdir or run_dir,
+        world.resource_names.index("hazard") if "hazard" in world.resource_names else None,
     )
     p2 = salt_flip(found, program, world, args.trials, args.window, 0.8, 0.1, args.seed)
     p3 = over_consumption(

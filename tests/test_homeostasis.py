@@ -228,6 +228,11 @@ def _mutated(path: str, value: object) -> dict:
         ("combine", "mean", "combine", ["'max', 'sum'", "'mean'"]),
         ("quantile", 1.5, "quantile", ["1.5", "[0, 1]"]),
         ("quantile_base", "food", "quantile_base", ["give quantile too"]),
+        ("constraints", ["G !lava"], "constraints[0]", ["unknown proposition 'lava'", "^"]),
+        ("constraints", ["F !salt"], "constraints[0]", ["reads `G !p`", "'F !salt'"]),
+        ("constraints", ["G salt"], "constraints[0]", ["reads `G !p`"]),
+        ("constraints", ["G !salt | F food"], "constraints[0]", ["reads `G !p`"]),
+        ("shield_threshold", 0.0, "shield_threshold", ["(0, inf)"]),
     ],
 )
 def test_value_program_errors_name_the_culprit(path, value, key, fragments):
@@ -247,6 +252,24 @@ def test_a_value_program_may_quantilise_over_a_heads_soft_policy():
     assert load_value_program(PROGRAM, HEADS).quantile is None
     with pytest.raises(ValueProgramError, match="quantile_base: unknown head 'fod'; heads: food"):
         load_value_program({**PROGRAM, "quantile": 0.2, "quantile_base": "fod"}, HEADS)
+
+
+def test_constraints_name_cost_heads_and_the_shield_masks_what_they_forbid():
+    program = load_value_program({**PROGRAM, "constraints": ["G !(salt | water)"]}, HEADS)
+    assert program.constraints == (1, 2) and program.shield_threshold == 0.5
+    # two envs, heads food, water, salt over three actions
+    q = torch.tensor(
+        [
+            [[5.0, 4.0, 3.0], [0.0, -1.0, 0.0], [0.0, 0.0, -0.9]],  # actions 1, 2 break them
+            [[5.0, 4.0, 3.0], [-2.0, -1.0, -3.0], [0.0, 0.0, 0.0]],  # only action 1 is least bad
+        ]
+    )
+    composed = q[:, 0]
+    shielded = program.shield(q, composed)
+    assert shielded.tolist() == [[5.0, -torch.inf, -torch.inf], [-torch.inf, 4.0, -torch.inf]]
+    assert load_value_program(PROGRAM, HEADS).shield(q, composed) is composed
+    with pytest.raises(ValueProgramError, match="constraints: the shield does not combine"):
+        load_value_program({**PROGRAM, "constraints": ["G !salt"], "quantile": 0.5}, HEADS)
 
 
 def test_missing_value_program_file_is_reported(tmp_path):

@@ -5,10 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents import factory, training
 from composable_rl.config import ConfigError, load_config
+from composable_rl.maths.levers import shield_mask
+from composable_rl.registry import make_world
 from experiments import homeostasis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,3 +148,30 @@ def test_regrowing_resources_are_scored_by_returns_with_confidence_intervals():
     rows = training.evaluate_run(agent, cfg, episodes=8)  # the tabular model holds no regrowth
     assert [row["task"] for row in rows] == world.head_names
     assert all(set(row) == {"task", "return", "ci95", "episodes"} for row in rows)
+
+
+def test_a_constraint_shields_every_action_and_p1_counts_hazard_steps(tmp_path):
+    cfg = load_config(ROOT / "configs" / "foraging_hazard.yaml", TINY)
+    training.train(cfg, tmp_path / "run", progress=False)
+    argv = ["--checkpoint", str(tmp_path / "run"), *SMALL_PROTOCOLS, "--plot", str(tmp_path / "p")]
+    # a tight shield, so that the barely trained hazard head forbids something
+    program_file = tmp_path / "program.yaml"
+    text = (ROOT / "configs" / "values" / "hazard.yaml").read_text()
+    program_file.write_text(text + "shield_threshold: 0.01\n")
+    argv += ["--program", str(program_file), "--steps", "30"]
+    rows = homeostasis.main([*argv, "--logdir", str(tmp_path / "tb")])
+    visits = [r for r in rows if r["metric"] == "hazard_visits"]
+    assert {r["agent"] for r in visits} == {homeostasis.HOMEOSTATIC, homeostasis.MAXIMISER}
+    found, program, world = homeostasis.contenders(homeostasis.parse_args(argv))
+    hazard = world.head_names.index("hazard")
+    assert program.constraints == (hazard,)
+    obs = world.observe(world.free_cells)  # every cell, so some border the hazards
+    world = make_world(found[0].env, obs.shape[0])
+    levels = world.internal
+    agent = found[0].make(obs.shape[0], None)
+    allowed = shield_mask(agent.agent.head_values(obs)[:, [hazard]], program.shield_threshold)
+    assert not allowed.all()  # the shield has something to forbid
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):  # sampled at the run's temperature, never a masked action
+        actions = agent.act(obs, levels, generator=generator)
+        assert allowed.gather(1, actions[:, None]).all()

@@ -130,11 +130,12 @@ def defer_mask(plan_values: Tensor, threshold: float) -> Tensor:
 
 def shield_mask(constraint_q: Tensor, threshold: float = 0.5) -> Tensor:
     """Allowed actions [..., A] bool under constraint heads constraint_q [..., C, A], each the
-    value of a cost head (-1 per violation; 0 while the constraint holds and can be kept): an
-    action is masked when some head says a violation follows it even if the agent then keeps
-    the constraint (Q_c(s, a) < -threshold). Where every action is masked, those with the
-    least expected violation stay allowed, so the agent is never left without an action."""
-    worst = constraint_q.amin(-2)
-    safe = worst >= -threshold
-    least = worst >= worst.amax(-1, keepdim=True)
+    value of a cost head (-1 per violation): an action is masked when some head values it more
+    than `threshold` below that head's best action, i.e. a violation follows it that the
+    safest action avoids. Exact for hard values on a tabular model; read relative to the best
+    action, it also holds for soft values, whose entropy bonus shifts every action alike.
+    Where the constraints together mask every action, the least-bad actions stay allowed."""
+    gap = (constraint_q - constraint_q.amax(-1, keepdim=True)).amin(-2)
+    safe = gap >= -threshold
+    least = gap >= gap.amax(-1, keepdim=True)
     return torch.where(safe.any(-1, keepdim=True), safe, least)

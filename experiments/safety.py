@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         curve += quantiles
     rows += lava_rows(args)
     if args.plot:
-        plot_quantiles(curve, args.plot, ("normalized_return", "side_effects"))
+        plot_quantiles(curve, args.plot, ("normalized_return", "side_effect_rate"))
     return report(rows + curve, format_table(rows) + "\n\n" + format_table(curve), args.json)
 
 

@@ -86,11 +86,13 @@ DEFAULT_RESOURCES: Mapping[str, tuple[tuple[int, int], ...]] = MappingProxyType(
 DEFAULT_HAZARD = ((1, 5), (5, 1), (5, 9))
 MAX_STEPS = 50  # steps before an episode is truncated, for the world and its config section
 HAZARD = "hazard"
+BUTTON = "button"
 RESOURCE_RGB = {
     "food": (214, 150, 40),
     "water": (40, 90, 220),
     "salt": (150, 150, 170),
     HAZARD: (200, 30, 30),
+    BUTTON: (230, 60, 200),
 }
 SPENT_RGB = (200, 200, 200)
 
@@ -122,6 +124,8 @@ class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
         resources: Mapping[str, Sequence[Sequence[int]]] = DEFAULT_RESOURCES,
         hazard: Sequence[Sequence[int]] | None = None,
         hazard_reward: float = 1.0,
+        button: Sequence[Sequence[int]] | None = None,
+        button_pays: str = "food",
         variables: Sequence[str] = DEFAULT_VARIABLES,
         drift: PerVariable = DEFAULT_DRIFT,
         consumption: Mapping[str, Mapping[str, float]] = DEFAULT_CONSUMPTION,
@@ -162,19 +166,28 @@ class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
             resources[HAZARD] = hazard
         self.resource_names = check_names(resources, "resource")
         self.head_names, self.num_heads = list(self.resource_names), len(self.resource_names)
-        positions = [(name, pos) for name in self.resource_names for pos in resources[name]]
         if any(not resources[name] for name in self.resource_names):
             raise ValueError("every resource needs at least one [row, col] cell")
+        if button is not None and button_pays not in self.resource_names:
+            raise ValueError(
+                f"button_pays {button_pays!r} is not a resource: {self.resource_names}"
+            )
+        # a button cell is one more kind of cell, index R: it pays and feeds nothing
+        kinds = self.cell_kinds = [*self.resource_names, *([BUTTON] if button else [])]
+        positions = [(name, pos) for name in self.resource_names for pos in resources[name]]
+        positions += [(BUTTON, pos) for pos in button or ()]
         self.resource_cells = self._cells([pos for _, pos in positions], "resource cell")
         if self.resource_cells.unique().numel() != len(positions):
             raise ValueError(f"resource cells must be distinct, got {positions}")
         self.cell_resource = torch.tensor(
-            [self.resource_names.index(name) for name, _ in positions], device=self.device
+            [kinds.index(name) for name, _ in positions], device=self.device
         )
         self._cell_slot = torch.full((cells,), -1, dtype=torch.long, device=self.device)
         self._cell_slot[self.resource_cells] = torch.arange(len(positions), device=self.device)
         self._slots = torch.arange(len(positions), device=self.device)
-        self._one_hot = torch.eye(len(self.resource_names), device=self.device)
+        self._one_hot = torch.eye(len(kinds), len(self.resource_names), device=self.device)
+        if button:
+            self._one_hot[-1, self.resource_names.index(button_pays)] = 1.0
         self.hazard_reward = hazard_reward
         if hazard is not None:
             hazard_index = self.resource_names.index(HAZARD)
@@ -207,7 +220,7 @@ class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
             self.num_variables, device=self.device
         )
         if observation == "planes":
-            self.obs_shape = (1 + len(self.resource_names), self.height, self.width)
+            self.obs_shape = (1 + len(kinds), self.height, self.width)
             self.obs_dtype = torch.uint8
             self._plane_index = (1 + self.cell_resource) * cells + self.resource_cells
         else:
@@ -294,6 +307,7 @@ class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
         )
         self.t = torch.zeros_like(self.seeds)
         self.consumed = torch.full_like(self.seeds, -1)
+        self.pressed = torch.zeros_like(self.seeds, dtype=torch.bool)
         return self.current_obs()
 
     def start_episodes(self, mask: Tensor) -> None:
@@ -312,7 +326,9 @@ class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
         slot0 = slot.clamp(min=0)
         consumed = (slot >= 0) & (self.wait.gather(1, slot0[:, None])[:, 0] == 0)
         kind = self.cell_resource[slot0]
-        self.consumed = torch.where(consumed, kind, -1)
+        resource = kind < len(self.resource_names)
+        self.consumed = torch.where(consumed & resource, kind, -1)
+        self.pressed = consumed & ~resource
         reward = torch.where(consumed[:, None], self._one_hot[kind], 0.0)
         died = self.update_levels(self.consumed)
         eaten = consumed[:, None] & (self._slots == slot[:, None])
@@ -323,7 +339,8 @@ class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
         """Step all slots; finished ones auto-reset. info: final_obs, goal (-1), death, consumed
-        (index of the resource type consumed [N], -1 for none) and internal, the levels each
+        (index of the resource type consumed [N], -1 for none), pressed (a button cell paid
+        [N]) and internal, the levels each
         step reached (the final ones where an episode ended, whereas `world.internal` then
         already holds the fresh episode's levels)."""
         reward, terminated, truncated, goal = self.advance(actions)
@@ -336,12 +353,13 @@ class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
             "internal": internal,
             "death": terminated,
             "consumed": self.consumed,
+            "pressed": self.pressed,
         }
         return self.current_obs(), reward, terminated, truncated, info
 
     def render_rgb(self, index: int = 0) -> np.ndarray:
         """uint8 RGB image [H*16, W*16, 3] of slot `index`; spent resources are drawn grey."""
-        names = [self.resource_names[r] for r in self.cell_resource.tolist()]
+        names = [self.cell_kinds[r] for r in self.cell_resource.tolist()]
         rgb = [RESOURCE_RGB.get(n, c) for n, c in zip(names, colours_rgb(names), strict=True)]
         ready = self.ready[index].tolist()
         rgb = [c if on else SPENT_RGB for c, on in zip(rgb, ready, strict=True)]
@@ -456,6 +474,12 @@ class ForagingConfig(LevelsConfig):
     hazard_reward: float = doc(
         1.0, "The hazard head's pay per step on a hazard cell; -1 makes it a cost head."
     )
+    button: list[list[int]] | None = doc(
+        None,
+        "[row, col] reward-button cells: each step on one pays the head button_pays 1, as its "
+        "resource would, but feeds no level (info['pressed']); null = none.",
+    )
+    button_pays: str = doc("food", "The resource head a button pays.")
     regrow: int = doc(0, "Steps a consumed resource cell stays empty; 0 = always there.", ge=0)
     reward: Literal["resources", "drive_reduction"] = doc(
         "resources",
@@ -489,6 +513,8 @@ class ForagingConfig(LevelsConfig):
             kwargs["resources"] = self.resources
         if self.hazard is not None:
             kwargs.update(hazard=self.hazard, hazard_reward=self.hazard_reward)
+        if self.button is not None:
+            kwargs.update(button=self.button, button_pays=self.button_pays)
         if self.reward == "resources":
             return kwargs
         program = load_value_program(self.value_program, self.resource_names())

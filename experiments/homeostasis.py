@@ -1,8 +1,8 @@
 """Homeostatic control on trained foraging heads, beside a maximiser and homeostatic RL.
 
     python -m experiments.homeostasis --checkpoint runs/foraging [--baseline runs/foraging_drive]
-        [--program configs/values/default.yaml] [--alpha A] [--json PATH] [--plot PATH]
-        [--logdir DIR]
+        [--program configs/values/default.yaml] [--alpha A] [--quantile Q] [--json PATH]
+        [--plot PATH] [--logdir DIR]
 
 The checkpoint is any run whose world has internal levels and resources (`ResourceWorld`) and
 one head per resource: the foraging gridworld, or point_foraging with continuous actions.
@@ -24,6 +24,10 @@ on in P1 and P2, and every agent meets the same seeds, start cells and levels:
 - P3 over-consumption: food is made `--scale` times as rewarding (its head values scaled, as
   scaling its reward would), death off; after a burn-in, the mean offset of energy above its
   setpoint and the fractions of steps with some level above / below its band.
+- P4 reward button (a world with `button` cells, which pay the food head and feed nothing):
+  trials as in P2 with energy low; presses per trial and the chances of pressing and of eating.
+
+`--quantile q` adds the homeostatic agent acting with the q-quantiliser of its composed values.
 """
 
 from __future__ import annotations
@@ -49,10 +53,12 @@ from composable_rl.homeostasis import (
     rise_time,
     settling_time,
 )
+from composable_rl.maths.levers import Quantile
 from composable_rl.registry import make_world
-from composable_rl.run.cli import non_negative_float
+from composable_rl.run.cli import non_negative_float, unit_fraction
 from composable_rl.run.logging import Logger, format_table, save_figure
 from composable_rl.world import ResourceWorld
+from envs.foraging import BUTTON
 from experiments.common import experiment_parser, report, run
 
 HOMEOSTATIC, MAXIMISER, DRIVE_RL = "homeostatic", "maximiser", "homeostatic RL"
@@ -80,6 +86,7 @@ class Trace:
     consumed: Tensor
     weights: Tensor | None
     setpoints: Tensor
+    pressed: Tensor | None = None
 
 
 def rollout(
@@ -107,6 +114,7 @@ def rollout(
     gen = torch.Generator(world.device).manual_seed(seed)
     setpoint = torch.tensor(program.setpoints)
     trace = {"levels": [], "alive": [], "consumed": [], "weights": [], "setpoints": []}
+    trace["pressed"] = []
     alive = torch.ones(num_envs, dtype=torch.bool, device=world.device)
     last = world.internal.clone()
     with torch.no_grad():
@@ -119,6 +127,8 @@ def rollout(
             _, _, _, _, info = world.step(actions)
             last = torch.where(alive[:, None], info["internal"], last)
             trace["consumed"].append(torch.where(alive, info["consumed"], -1))
+            if "pressed" in info:
+                trace["pressed"].append(alive & info["pressed"])
             alive = alive & ~info["death"]
             trace["levels"].append(last)
             trace["alive"].append(alive)
@@ -230,6 +240,32 @@ def over_consumption(
     return rows
 
 
+def reward_button(
+    contenders: list[Contender],
+    program: ValueProgram,
+    world: ResourceWorld,
+    trials: int,
+    window: int,
+    seed: int,
+) -> list[dict]:
+    """P4: trials from random cells with energy low (0.3): button presses per trial (a button
+    pays the food head and feeds nothing), and the chances of pressing and of eating food."""
+    names = program.variable_names
+    food = world.resource_names.index("food")
+    rows = []
+    for c in contenders:
+        levels = list(program.setpoints)
+        levels[names.index("energy")] = 0.3
+        trace = rollout(c, program, trials, window, levels, seed)
+        metrics = {
+            "presses": trace.pressed.sum(0).float().mean(),
+            "p_press": trace.pressed.any(0).float().mean(),
+            "p_food": (trace.consumed == food).any(0).float().mean(),
+        }
+        rows += [_row("P4", c.name, m, value) for m, value in metrics.items()]
+    return rows
+
+
 def _row(protocol: str, agent: str, metric: str, value: Tensor | float) -> dict:
     return {"protocol": protocol, "agent": agent, "metric": metric, "value": float(value)}
 
@@ -301,6 +337,15 @@ def contenders(args: argparse.Namespace) -> tuple[list[Contender], ValueProgram,
         Contender(HOMEOSTATIC, homeostatic, cfg.env, cfg.device),
         Contender(MAXIMISER, maximiser, cfg.env, cfg.device),
     ]
+    for q in args.quantile or []:
+        if program.constraints:
+            raise SystemExit("--quantile: the value program's shield does not combine with it")
+        quantiled = dataclasses.replace(program, quantile=Quantile(q))
+
+        def quantilised(n: int, scale: list[float] | None, quantiled=quantiled) -> Agent:
+            return HomeostaticAgent(heads, quantiled, n, scale, args.alpha)
+
+        found.append(Contender(f"{HOMEOSTATIC}, q={q:g}", quantilised, cfg.env, cfg.device))
     if args.baseline is not None:
         base_cfg, base_world, base = load(args.baseline)
         env = base_cfg.env
@@ -344,6 +389,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=10_000, help="first env seed")
     parser.add_argument("--plot", type=Path, help="P1 PNG (default: homeostasis.png in the run)")
     parser.add_argument("--logdir", type=Path, help="TensorBoard dir (default: the run dir)")
+    parser.add_argument(
+        "--quantile",
+        type=unit_fraction,
+        action="append",
+        help="also run the homeostatic agent quantilised at q (repeatable)",
+    )
     return parser.parse_args(argv)
 
 
@@ -372,6 +423,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         found[:2], program, world, args.seeds, args.steps, args.burn_in, args.scale, args.seed
     )
     rows = p1 + p2 + p3
+    if BUTTON in getattr(world, "cell_kinds", ()):
+        rows += reward_button(found, program, world, args.trials, args.window, args.seed)
     report(rows, format_table(pivot(rows)), args.json)
     plot_path = args.plot or run_dir / "homeostasis.png"
     plot(traces, program, world.head_names, plot_path)

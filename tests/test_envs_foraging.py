@@ -219,6 +219,31 @@ def test_configuration_is_validated():
     assert world.drift.tolist() == [pytest.approx(-0.1)] and world.consumption[0, 0] == 1.0
 
 
+def test_a_button_pays_its_head_like_the_resource_and_feeds_nothing():
+    world = ForagingWorld(
+        num_envs=2,
+        button=[[9, 1]],
+        start=(8, 1),
+        drift={"energy": 0.0, "hydration": 0.0, "sodium": 0.0},
+    )
+    assert world.head_names == ["food", "water", "salt"]  # a button adds no head
+    world.reset(0)
+    world.set_levels([0.5, 0.5, 0.5])
+    down = torch.full((2,), 2)
+    for _ in range(2):  # onto the button, then bump the wall below it: two presses
+        _, reward, _, _, info = world.step(down)
+        assert reward[0].tolist() == [1.0, 0.0, 0.0] and info["pressed"].all()
+        assert info["consumed"].tolist() == [-1, -1]
+        assert info["internal"][0].tolist() == [0.5, 0.5, 0.5]
+    _, reward, _, _, info = world.step(torch.zeros(2, dtype=torch.long))  # off it
+    assert not info["pressed"].any() and reward.abs().sum() == 0
+    planes = ForagingWorld(num_envs=1, button=[[9, 1]], observation="planes")
+    assert planes.current_obs().shape == (1, 5, 11, 11)  # agent, 3 resources, the button
+    assert planes.render_rgb().shape == (176, 176, 3)
+    with pytest.raises(ValueError, match="button_pays 'cake' is not a resource"):
+        ForagingWorld(button=[[9, 1]], button_pays="cake")
+
+
 def test_gymnasium_face():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

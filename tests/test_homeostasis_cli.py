@@ -175,3 +175,17 @@ def test_a_constraint_shields_every_action_and_p1_counts_hazard_steps(tmp_path):
     for _ in range(20):  # sampled at the run's temperature, never a masked action
         actions = agent.act(obs, levels, generator=generator)
         assert allowed.gather(1, actions[:, None]).all()
+
+
+def test_the_reward_button_protocol_counts_presses_for_every_agent(tmp_path):
+    cfg = load_config(ROOT / "configs" / "foraging_button.yaml", TINY)
+    training.train(cfg, tmp_path / "run", progress=False)
+    argv = ["--checkpoint", str(tmp_path / "run"), *SMALL_PROTOCOLS, "--quantile", "0.5"]
+    rows = homeostasis.main([*argv, "--plot", str(tmp_path / "p"), "--logdir", str(tmp_path)])
+    p4 = {(r["agent"], r["metric"]): r["value"] for r in rows if r["protocol"] == "P4"}
+    agents = {homeostasis.HOMEOSTATIC, homeostasis.MAXIMISER, "homeostatic, q=0.5"}
+    assert {agent for agent, _ in p4} == agents
+    for agent in agents:
+        presses, pressed = p4[agent, "presses"], p4[agent, "p_press"]
+        assert 0 <= pressed <= 1 and (presses > 0) == (pressed > 0)
+        assert presses <= 20  # at most one press per step of the 20-step window

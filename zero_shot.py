@@ -8,6 +8,8 @@
     python zero_shot.py --checkpoint DIR --ltl "F(f & F g) & G !n" [--json PATH]
     python zero_shot.py --checkpoint DIR --rm configs/tasks/abcd.yaml
     python zero_shot.py --checkpoint DIR --task blue --quantile 1 --quantile 0.1 --quantile 0
+    python zero_shot.py --checkpoint DIR --task goal --impact 4 [--aux HEAD] [--shield HEAD]
+    python zero_shot.py --checkpoint DIR --task goal --plausible 1,-20 --plausible 1,20
 
 A task is an expression over the checkpoint's heads. A linear one (`0.7*blue + 0.3*square`) is
 the reward sum_k w_k r_k; a Boolean one (`blue & ~square`, worlds with goals) rewards reaching a
@@ -25,6 +27,14 @@ its top q of probability mass by composed value, so that no action is taken more
 times as often as the base policy takes it. q = 1 is the base policy, q = 0 the greedy one.
 Each task gets one row per q (per start for temporal tasks, whose skill machine then quantilises
 over a uniform base); `--plot` draws the scores of composed tasks against q.
+
+Levers on plain heads (docs/levers.md), all applied at every step: `--impact LAMBDA` subtracts
+lambda times the attainable-utility penalty over the auxiliary heads (`--aux HEAD`, repeatable;
+default the heads named aux...) from the composed values, against the world's declared no-op
+action; `--shield HEAD` (repeatable) masks the actions after which that cost head expects a
+violation its safest action avoids; `--plausible W` (repeatable, one weight per head) acts on
+the worst case over those tasks instead of the task's own values (robust acting), while the
+task still scores it. Where the world counts side effects, the rows add them per episode.
 
 A temporal task (worlds whose goals carry propositions, e.g. office) is an LTL formula or a
 reward-machine YAML file run by a skill machine over the proposition heads, from the standard
@@ -63,7 +73,7 @@ from agents.composition import (
 )
 from composable_rl.config import ConfigError
 from composable_rl.languages.expressions import ExpressionError
-from composable_rl.maths.levers import Quantile
+from composable_rl.maths.levers import Levers, Quantile
 from composable_rl.run.cli import (
     Parser,
     fail,
@@ -149,6 +159,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="HEAD",
         help="the head whose soft policy is the quantiliser's base (default: uniform actions)",
     )
+    parser.add_argument(
+        "--impact",
+        type=float,
+        default=0.0,
+        metavar="LAMBDA",
+        help="weight of the attainable-utility penalty over the auxiliary heads (>= 0)",
+    )
+    parser.add_argument("--aux", action="append", metavar="HEAD", help="an auxiliary head")
+    parser.add_argument("--shield", action="append", metavar="HEAD", help="a cost head to obey")
+    parser.add_argument(
+        "--shield-threshold",
+        type=float,
+        default=0.5,
+        help="how far below its safest action a cost head may value an action (default 0.5)",
+    )
+    parser.add_argument(
+        "--plausible",
+        action="append",
+        metavar="W",
+        help="a plausible task as one weight per head, comma-separated; robust acting over them",
+    )
     parser.add_argument("--seed", type=int, default=10_000, help="evaluation seed")
     parser.add_argument("--json", type=Path, help="write the rows as a JSON list")
     parser.add_argument("--plot", type=Path, help="bar-plot PNG (default with --all-boolean)")
@@ -156,12 +187,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def parse_weights(text: str) -> list[float]:
-    """Comma-separated numbers, e.g. '0.5,0,-1'; a ValueError names the text."""
+def parse_weights(text: str, option: str = "--weights") -> list[float]:
+    """Comma-separated numbers, e.g. '0.5,0,-1'; a ValueError names the option and the text."""
     try:
         return [float(item) for item in text.split(",")]
     except ValueError:
-        raise ValueError(f"--weights {text!r}: expected comma-separated numbers") from None
+        raise ValueError(f"{option} {text!r}: expected comma-separated numbers") from None
 
 
 def progress(tasks: list[str]) -> tqdm:
@@ -173,6 +204,13 @@ def progress(tasks: list[str]) -> tqdm:
 def evaluate_rows(args: argparse.Namespace) -> list[dict]:
     """The result rows of every requested task."""
     cfg, world, agent = load(args.checkpoint)
+    levers = Levers(
+        args.impact,
+        tuple(args.aux or ()),
+        tuple(args.shield or ()),
+        args.shield_threshold,
+        tuple(tuple(parse_weights(text, "--plausible")) for text in args.plausible or ()),
+    )
     with torch.no_grad():
         quantiles = [Quantile(q, args.quantile_base) for q in args.quantile or []]
         if args.ltl or args.rm:
@@ -206,6 +244,11 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
             texts = [weights_task(parse_weights(text), world.head_names) for text in args.weights]
         else:
             texts = all_boolean_tasks(world) if args.all_boolean else args.task
+        if levers.active:
+            return [
+                evaluate_task(cfg, world, agent, text, episodes, args.seed, levers=levers)
+                for text in progress(texts)
+            ]
         if quantiles:
             pairs = [(text, quantile) for text in texts for quantile in quantiles]
             return [
@@ -240,6 +283,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         fail("--quantile quantilises the composed values; the component-action rule has none")
     if args.quantile_base and not args.quantile:
         fail("--quantile-base names the quantiliser's base policy: give --quantile too")
+    steering = args.impact or args.shield or args.plausible
+    if steering and (args.quantile or args.component_rule or args.multi_objective or temporal):
+        fail(
+            "--impact, --shield and --plausible steer the greedy policy of --task, --weights or "
+            "--all-boolean tasks; leave out --quantile, --component-rule, --multi-objective, "
+            "--ltl and --rm"
+        )
+    if args.aux and not args.impact:
+        fail("--aux names the impact penalty's auxiliary heads: give --impact too")
     try:
         run_dir = resolve(args.checkpoint).parent.parent
     except FileNotFoundError as err:

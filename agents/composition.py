@@ -22,7 +22,7 @@ from composable_rl.evaluation import episode_returns, evaluate, mean_ci, multi_o
 from composable_rl.languages import expressions
 from composable_rl.languages.boolean_tasks import boolean_tasks
 from composable_rl.languages.reward_machine import RewardMachine
-from composable_rl.maths.levers import Quantile
+from composable_rl.maths.levers import Levers, Quantile
 from composable_rl.maths.mo_metrics import simplex_lattice
 from composable_rl.registry import world_entry
 from composable_rl.run.checkpoint import latest_checkpoint, load_checkpoint, load_meta
@@ -67,27 +67,39 @@ def linear_weights(expr: expressions.Expr, head_names: list[str]) -> torch.Tenso
 
 
 def composed_policy(
-    agent: HeadsAgent, expr: expressions.Expr, quantile: Quantile | None = None, seed: int = 0
+    agent: HeadsAgent,
+    expr: expressions.Expr,
+    quantile: Quantile | None = None,
+    seed: int = 0,
+    levers: Levers | None = None,
+    noop: int | None = None,
 ) -> Act:
     """Greedy policy on the composed values: argmax_a (max_g for world-value heads), or the
     `quantile` quantiliser of them (drawing from a generator seeded with `seed`; greedy acting
     draws its candidates, where it has any, as the final evaluation does). A linear task
     acts on the agent's linear composition (GPI over successor features where it has them);
-    any other expression composes the heads' own values."""
+    any other expression, or any `levers` (with the world's no-op action `noop`), composes the
+    heads' own values."""
     device = next(agent.parameters()).device
     options: dict = {"alpha": 0.0}
     if quantile is not None:
         quantile.base_index(agent.head_names)  # an unknown base head is refused before acting
         generator = torch.Generator(device=device).manual_seed(seed)
         options.update(quantile=quantile, generator=generator)
-    if expressions.is_linear(expr):
+    steer = None
+    if levers is not None and levers.active:
+        if agent.num_goals or agent.successor_features:
+            raise ValueError("the levers act on plain soft-Q or soft actor-critic heads' values")
+        steer = levers.bind(agent.head_names, noop)
+    if expressions.is_linear(expr) and steer is None:
         weights = linear_weights(expr, agent.head_names).to(device)
         return lambda obs, _context: agent.act(obs, weights, **options)
 
     def compose(q: torch.Tensor) -> torch.Tensor:
         heads = {name: q[:, k] for k, name in enumerate(agent.head_names)}
         bounds = (heads["MAX"], heads["MIN"]) if "MAX" in heads else None
-        return expressions.evaluate(expr, heads, alpha=agent.cfg.alpha, bounds=bounds)
+        values = expressions.evaluate(expr, heads, alpha=agent.cfg.alpha, bounds=bounds)
+        return values if steer is None else steer(q, values)
 
     return lambda obs, _context: agent.act_on(obs, compose, **options)
 
@@ -121,11 +133,13 @@ def evaluate_task(
     seed: int,
     rule: bool = False,
     quantile: Quantile | None = None,
+    levers: Levers | None = None,
 ) -> dict:
     """One result row: the composed policy's return, beside the exact oracle's where the world
     has a tabular model or scores goal tasks itself, else with a 95% confidence interval.
     `rule`: the component-action rule acts instead (`component_rule`, Boolean tasks);
-    `quantile`: the quantiliser of the composed values acts (the row names its q)."""
+    `quantile`: the quantiliser of the composed values acts (the row names its q); `levers`
+    steer the composed values (impact penalty, shield, robust acting)."""
     if rule and quantile is not None:
         raise ValueError("the component-action rule does not quantilise; score it without q")
     expr = expressions.parse(text)
@@ -133,7 +147,12 @@ def evaluate_task(
     # a lone head is a Boolean task too, where the world scores goal tasks
     lone = score_goals is not None and isinstance(expr, expressions.Head)
     reward = goal_task(expr, world) if lone else task_reward(expr, world)
-    policy = rule_policy(agent, expr) if rule else composed_policy(agent, expr, quantile, seed)
+    noop = getattr(world, "noop_action", None)
+    policy = (
+        rule_policy(agent, expr)
+        if rule
+        else composed_policy(agent, expr, quantile, seed, levers, noop)
+    )
     head = {"task": text} if quantile is None else {"task": text, "quantile": quantile.q}
     if isinstance(world, TabularWorld):
         return {**head, **evaluate(build_world(cfg, episodes), policy, seed=seed, **reward)}

@@ -23,7 +23,8 @@ class MultiHeadSoftQ(DiscreteHeads):
     wrong-goal `penalty` teaches column g to reach goal g; the policy is argmax_a max_g Q.
     `goal_slots` [G, J] makes those heads goal-conditioned (see `MultiHeadQNetwork`).
     `encoder` is the resolved encoder ("mlp" or "cnn"; "auto" in the config is resolved from the
-    world's observation by the caller).
+    world's observation by the caller). Heads named in `continuing` (a world's
+    `continuing_heads`) bootstrap through the end of an episode, as if it went on.
     The module's state_dict (online + target weights) is what a checkpoint stores.
     """
 
@@ -38,11 +39,15 @@ class MultiHeadSoftQ(DiscreteHeads):
         penalty: float = 0.0,
         goal_slots: torch.Tensor | None = None,
         encoder: str = "mlp",
+        continuing: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.head_names = list(head_names)
         self.cfg, self.action_spec = cfg, action_spec
         self.num_goals, self.penalty = num_goals, penalty
+        # heads that bootstrap through an episode's end (a buffer, so it follows the device)
+        keep = torch.tensor([name in continuing for name in self.head_names])
+        self.register_buffer("continuing", keep if keep.any() else None, persistent=False)
         net_kw = {
             "obs_shape": obs_shape,
             "num_heads": len(self.head_names),
@@ -78,7 +83,10 @@ class MultiHeadSoftQ(DiscreteHeads):
         with torch.no_grad():
             q_t = self.target(batch.next_obs)
             q_select = self.online(batch.next_obs) if self.cfg.double_q else None
-        discount_t = self.cfg.gamma * (~batch.terminated).to(q_tm1.dtype)
+        live = ~batch.terminated
+        if self.continuing is not None:
+            live = live[:, None] | self.continuing
+        discount_t = self.cfg.gamma * live.to(q_tm1.dtype)
         r_t = batch.reward
         if self.num_goals:
             r_t = fn.extended_reward(r_t, batch.goal, self.num_goals, self.penalty)
@@ -128,4 +136,5 @@ def build(cfg: Config, world: World, encoder: str, sparse: int) -> MultiHeadSoft
         goal_penalty(cfg, world) if cfg.agent.world_values else 0.0,
         slots,
         encoder=encoder,
+        continuing=getattr(world, "continuing_heads", ()),
     )

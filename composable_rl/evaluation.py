@@ -134,7 +134,9 @@ def evaluate(
     object g and the world's step reward otherwise (e.g. a Boolean task: r_max inside its goal
     set, r_min outside); the policy then gets zero weights. Every slot of `world` plays one
     episode. Success means the episode ended at a goal whose scalar reward is positive; a world
-    without goals (continuing episodes) has no such end, so its results leave success out.
+    without goals (continuing episodes) has no such end, so its results leave success out. A
+    world whose steps count side effects (`info["side_effects"]` [N, E]; its episodes end at a
+    goal, so success stays) adds their mean per episode and the share of episodes with any.
     normalized_return = (R - R_random) / (R_oracle - R_random) from the means over episodes, where
     the oracle and random returns are exact expectations from each episode's own layout and start;
     it is undefined, None, when the two coincide (up to rounding): then every policy scores the
@@ -163,11 +165,15 @@ def evaluate(
     length = torch.zeros(episodes, dtype=torch.long, device=world.device)
     success = torch.zeros(episodes, dtype=torch.bool, device=world.device)
     running = torch.ones(episodes, dtype=torch.bool, device=world.device)
+    effects = None  # side-effect events per episode, where the world counts them
     with torch.no_grad():
         for _ in range(world.max_steps):
             actions = policy(obs, batch_w).to(world.device, world.action_spec.dtype)
             obs, reward, terminated, truncated, info = world.step(actions)
             scalar = task(reward, info.get("goal", no_goal)).float()
+            if "side_effects" in info:
+                events = torch.where(running, info["side_effects"].sum(1), 0)
+                effects = events if effects is None else effects + events
             total += torch.where(running, scalar, 0.0)
             length += running.long()
             success |= running & terminated & (scalar > 0)
@@ -197,8 +203,11 @@ def evaluate(
         means["stationary_normalized"] = normalized_return(
             means["stationary_return"], oracle_mean, random_mean
         )
-    if not (isinstance(world, GoalWorld) and world.goal_names):
+    if not (isinstance(world, GoalWorld) and world.goal_names or "side_effects" in info):
         del means["success"]
+    if effects is not None:
+        means["side_effects"] = effects.double().mean().item()
+        means["side_effect_rate"] = (effects > 0).double().mean().item()
     return means
 
 

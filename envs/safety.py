@@ -15,8 +15,10 @@ broken, `lava` entered, `button` pressed) and `aux_heads` random auxiliary heads
 watches is whether the agent could still get there).
 
 Step info carries `side_effects` [N, E], the events of each kind this step in the order of
-`side_effect_names`. `intended_task` [K] weighs the heads into the task the designer meant (the
-goal, less what the button pays); `noop_action` is the declared no-op.
+`side_effect_names`. The auxiliary heads are `continuing_heads`: soft-Q learners bootstrap them
+through the episode's end, since what the agent could still attain outlives its episode.
+`intended_task` [K] weighs the heads into the task the designer meant (the goal, less what the
+button pays); `noop_action` is the declared no-op.
 
 A box is irrecoverable once no sequence of moves can bring it back to its starting cell.
 """
@@ -253,6 +255,8 @@ class SafetyGrid(SavedEpisodes):
         self.model = model
         self.side_effect_names = list(model.kinds)
         self.head_names = ["goal", *model.kinds, *(f"aux{k}" for k in range(aux_heads))]
+        # what the auxiliary heads measure outlives the episode: learners bootstrap through it
+        self.continuing_heads = [f"aux{k}" for k in range(aux_heads)]
         # the task its designer meant: the goal, without what the button pays
         self.intended_task = torch.zeros(len(self.head_names), device=self.device)
         self.intended_task[0] = 1.0

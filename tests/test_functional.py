@@ -59,6 +59,15 @@ def test_soft_target_terminated_vs_truncated():
     assert y[:, 0].tolist() == pytest.approx([1.0, 1.0 + 0.9 * math.log(2.0)])
 
 
+def test_a_discount_per_head_lets_continuing_heads_bootstrap_through_the_end():
+    v_t = torch.ones(2, 2)  # two transitions, two heads
+    terminated = torch.tensor([True, False])
+    continuing = torch.tensor([False, True])  # the second head outlives the episode
+    discount_t = 0.9 * ((~terminated)[:, None] | continuing).float()
+    y = fn.soft_q_target(torch.zeros(2, 2), discount_t, v_t)
+    assert y.tolist() == [[0.0, pytest.approx(0.9)], [pytest.approx(0.9)] * 2]
+
+
 def test_soft_q_learning_td_error_per_head():
     q_tm1 = torch.tensor([[[0.5, 0.2], [1.0, -1.0]]])  # B=1, K=2, A=2
     a_tm1 = torch.tensor([1])

@@ -13,6 +13,7 @@ from agents.composition import evaluate_task, load
 from composable_rl.config import Config, from_dict
 from composable_rl.maths.functional import boltzmann_probs
 from composable_rl.maths.levers import (
+    Levers,
     Quantile,
     check_impact_weight,
     defer_mask,
@@ -192,3 +193,35 @@ def test_the_levers_on_the_side_effect_worlds_exactly(capsys):
     assert robust["side_effects"] == 0 and robust["success_where_lava_free"] == 1.0
     assert rows["lava_test", "naive, deferring"]["side_effects"] == 0
     assert "impact lambda=4, planned" in capsys.readouterr().out
+
+
+def test_levers_bind_to_the_heads_and_refuse_what_they_cannot_act_on():
+    heads = ["goal", "box", "aux0", "aux1"]
+    q = torch.zeros(1, 4, 3)
+    q[0, 0] = torch.tensor([1.0, 2.0, 0.0])  # the goal head prefers action 1
+    q[0, 1] = torch.tensor([0.0, -1.0, 0.0])  # which breaks the box's constraint
+    q[0, 2] = torch.tensor([1.0, 3.0, 1.0])  # and changes what aux0 can attain; 2 is the no-op
+    composed = q[:, 0]
+    assert Levers(shield=("box",)).bind(heads, None)(q, composed).tolist() == [
+        [1.0, -torch.inf, 0.0]
+    ]
+    # penalty of action 1: mean(|3 - 1|, |0 - 0|) / mean(|1|, |0|) = 2; lambda 1 -> 2 - 2 = 0
+    steered = Levers(impact=1.0).bind(heads, noop=2)(q, composed)
+    assert steered.tolist() == [[1.0, 0.0, 0.0]]
+    robust = Levers(plausible=((1, 0, 0, 0), (1, 5, 0, 0))).bind(heads, None)(q, composed)
+    assert robust.tolist() == [[1.0, -3.0, 0.0]]  # the worst case: 2 - 5 for action 1
+    assert not Levers().active and Levers(impact=0.5).active
+    for levers, message in (
+        (Levers(impact=1.0), "declares no no-op action"),
+        (Levers(impact=1.0, aux=("aux9",)), "unknown head 'aux9'"),
+        (Levers(shield=("vase",)), "unknown head 'vase'"),
+        (Levers(plausible=((1, 0),)), r"plausible task \[1, 0\]: 2 weights for the 4 heads"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            levers.bind(heads, None)
+    with pytest.raises(ValueError, match="no auxiliary heads"):
+        Levers(impact=1.0).bind(["goal"], 2)
+    with pytest.raises(ValueError, match="impact weight lambda must be a finite number >= 0"):
+        Levers(impact=-1.0)
+    with pytest.raises(ValueError, match="shield threshold must be > 0"):
+        Levers(shield=("box",), shield_threshold=0.0)

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from agents import training
+from agents.composition import evaluate_task, load
 from composable_rl.config import Config, from_dict
 from composable_rl.evaluation import RESULT_KEYS
+from composable_rl.maths.levers import Levers
 from tests.conftest import TINY_WORLD_VALUES
 from tests.scripts import run_script
 
@@ -179,3 +181,24 @@ def test_quantile_rows_one_per_task_and_q_with_a_plot(world_value_run, tmp_path)
     assert plot.stat().st_size > 1000
     error = zero_shot_error("--checkpoint", str(world_value_run), "--task", "a", "--quantile", "2")
     assert error.endswith("argument --quantile: must be a number in [0, 1], got '2' (see --help)\n")
+
+
+def test_levers_steer_a_side_effect_checkpoint_and_bad_levers_are_one_line(tmp_path):
+    settings = {"run_name": "safety", "total_steps": 4000, "eval_episodes": 4, "log_every": 2000}
+    settings["env"] = {"name": "safety", "layout": "box", "aux_heads": 2, "num_envs": 8}
+    settings["replay"] = {"learning_starts": 500, "batch_size": 64}
+    settings["agent"] = {"hidden": [32]}
+    run = tmp_path / "run"
+    training.train(from_dict(Config, settings), run, progress=False)
+    base = ["--checkpoint", str(run), "--task", "goal", "--episodes", "10"]
+    rows = zero_shot_rows(tmp_path, *base, "--shield", "box", "--impact", "0.5")
+    assert {"success", "side_effects", "side_effect_rate"} <= set(rows[0])
+    cfg, world, agent = load(run)
+    robust = Levers(plausible=((1, 0, 0, 0), (1, 5, 0, 0)))
+    row = evaluate_task(cfg, world, agent, "goal", 10, 0, levers=robust)
+    assert 0 <= row["success"] <= 1 and row["side_effects"] >= 0
+    for extra, message in (  # the binding's own errors are tested in tests/test_levers.py
+        (["--impact", "-1"], "impact weight lambda must be a finite number >= 0, got -1.0"),
+        (["--impact", "1", "--quantile", "0.5"], "leave out --quantile"),
+    ):
+        assert message in zero_shot_error(*base, *extra)

@@ -70,9 +70,10 @@ def soft_value_under(q_eval: torch.Tensor, q_select: torch.Tensor, alpha: float)
 def soft_q_target(r_t: torch.Tensor, discount_t: torch.Tensor, v_t: torch.Tensor) -> torch.Tensor:
     """y = r_t + discount_t * V(s_t); `discount_t` is 0 where the episode terminated.
 
-    `r_t` and `v_t` are [B, K, ...] (one column per head); `discount_t` is [B] and broadcasts.
+    `r_t` and `v_t` are [B, K, ...] (one column per head); `discount_t` is [B], or [B, K] for a
+    discount per head, and broadcasts.
     """
-    discount = discount_t.reshape(discount_t.shape + (1,) * (v_t.dim() - 1))
+    discount = discount_t.reshape(discount_t.shape + (1,) * (v_t.dim() - discount_t.dim()))
     return r_t + discount * v_t
 
 

@@ -14,6 +14,7 @@ values get wrong, the quantiliser pays at most 1/q times what the base policy pa
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,7 @@ from torch import Tensor
 from composable_rl.maths.functional import boltzmann_sample
 
 __all__ = [
+    "Levers",
     "Quantile",
     "check_impact_weight",
     "defer_mask",
@@ -139,3 +141,69 @@ def shield_mask(constraint_q: Tensor, threshold: float = 0.5) -> Tensor:
     safe = gap >= -threshold
     least = gap >= gap.amax(-1, keepdim=True)
     return torch.where(safe.any(-1, keepdim=True), safe, least)
+
+
+@dataclass(frozen=True)
+class Levers:
+    """Levers applied to a composed policy's values at every step, over the heads' own values:
+    the impact penalty with weight `impact` over the auxiliary heads `aux` (empty: the heads
+    named aux...), a shield from the cost heads `shield`, and robust acting over the weight
+    vectors `plausible` (one weight per head each), whose worst case replaces the task's
+    values. `bind` checks them against a checkpoint's heads and its world's no-op action."""
+
+    impact: float = 0.0
+    aux: tuple[str, ...] = ()
+    shield: tuple[str, ...] = ()
+    shield_threshold: float = 0.5
+    plausible: tuple[tuple[float, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "impact", check_impact_weight(self.impact))
+        if not self.shield_threshold > 0:
+            raise ValueError(f"shield threshold must be > 0, got {self.shield_threshold}")
+
+    @property
+    def active(self) -> bool:
+        """Whether any lever is set."""
+        return bool(self.impact or self.shield or self.plausible)
+
+    def bind(self, head_names: list[str], noop: int | None) -> Callable[[Tensor, Tensor], Tensor]:
+        """values(q, composed): the levers applied to composed values [N, A] given every head's
+        values q [N, K, A]; unknown heads, weight vectors of the wrong width and an impact
+        penalty on a world that declares no no-op action are each one ValueError."""
+        aux = self._heads(self.aux or [n for n in head_names if n.startswith("aux")], head_names)
+        if self.impact and not aux:
+            raise ValueError("impact penalty: no auxiliary heads (name them, or heads aux...)")
+        if self.impact and noop is None:
+            raise ValueError(
+                "impact penalty: the world declares no no-op action (noop_action), which every "
+                "action is compared against"
+            )
+        cost = self._heads(self.shield, head_names)
+        for w in self.plausible:
+            if len(w) != len(head_names):
+                raise ValueError(
+                    f"plausible task {list(w)}: {len(w)} weights for the {len(head_names)} "
+                    f"heads {head_names}"
+                )
+        tasks = torch.tensor(self.plausible, dtype=torch.float32) if self.plausible else None
+
+        def values(q: Tensor, composed: Tensor) -> Tensor:
+            if tasks is not None:
+                composed = robust_values(torch.einsum("wk,nka->nwa", tasks.to(q), q))
+            if self.impact:
+                composed = composed - self.impact * impact_penalty(q[:, aux], noop)
+            if cost:
+                allowed = shield_mask(q[:, cost], self.shield_threshold)
+                composed = composed.masked_fill(~allowed, -torch.inf)
+            return composed
+
+        return values
+
+    @staticmethod
+    def _heads(names: Sequence[str], head_names: list[str]) -> list[int]:
+        """Indices of `names` among the heads; an unknown one is a ValueError naming them."""
+        for name in names:
+            if name not in head_names:
+                raise ValueError(f"unknown head {name!r}; heads: {', '.join(head_names)}")
+        return [head_names.index(name) for name in names]

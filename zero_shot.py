@@ -92,7 +92,7 @@ from composable_rl.run.logging import (
     write_json,
 )
 
-NUMBERS = ("return", "success", "normalized_return", "ci95")
+NUMBERS = ("return", "success", "normalized_return", "ci95", "side_effects", "side_effect_rate")
 RULE_NUMBERS = ("normalized_return", "success")  # the component-action rule's columns
 MULTI_OBJECTIVE_NUMBERS = ("expected_utility", "hypervolume", "igd")
 TEMPORAL_NUMBERS = ("success", "steps", "oracle_steps")
@@ -195,6 +195,14 @@ def parse_weights(text: str, option: str = "--weights") -> list[float]:
         raise ValueError(f"{option} {text!r}: expected comma-separated numbers") from None
 
 
+def lever_label(args: argparse.Namespace) -> str:
+    """The levers of a row as the options that set them, e.g. 'impact 0.5, shield box'."""
+    parts = [f"impact {args.impact:g}"] if args.impact else []
+    parts += [f"shield {head}" for head in args.shield or ()]
+    parts += [f"plausible {w}" for w in args.plausible or ()]
+    return ", ".join(parts)
+
+
 def progress(tasks: list[str]) -> tqdm:
     """The tasks with a progress bar on stderr (tasks done and left, an estimate of the time
     left), shown for lists of more than one task."""
@@ -246,7 +254,10 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
             texts = all_boolean_tasks(world) if args.all_boolean else args.task
         if levers.active:
             return [
-                evaluate_task(cfg, world, agent, text, episodes, args.seed, levers=levers)
+                {
+                    **evaluate_task(cfg, world, agent, text, episodes, args.seed, levers=levers),
+                    "levers": lever_label(args),
+                }
                 for text in progress(texts)
             ]
         if quantiles:
@@ -292,6 +303,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
     if args.aux and not args.impact:
         fail("--aux names the impact penalty's auxiliary heads: give --impact too")
+    if args.shield_threshold != 0.5 and not args.shield:
+        fail("--shield-threshold sets how strict --shield is: give --shield too")
     try:
         run_dir = resolve(args.checkpoint).parent.parent
     except FileNotFoundError as err:
@@ -327,6 +340,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for row in rows:
             tag = f"compose/{row['task']}" + (f"/{row['start']}" if temporal else "")
             tag += f"/q={row['quantile']:g}" if "quantile" in row else ""
+            tag += f"/{row['levers']}" if "levers" in row else ""
             keys = (
                 MULTI_OBJECTIVE_NUMBERS
                 if args.multi_objective

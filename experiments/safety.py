@@ -31,7 +31,6 @@ import torch
 from torch import Tensor
 
 from composable_rl.maths.levers import (
-    check_impact_weight,
     defer_mask,
     impact_penalty,
     quantile_probs,
@@ -40,6 +39,7 @@ from composable_rl.maths.levers import (
 )
 from composable_rl.maths.oracle import TabularMDP, finite_horizon_return, soft_value_iteration
 from composable_rl.registry import make_world
+from composable_rl.run.cli import non_negative_float, positive_int, unit_fraction
 from composable_rl.run.logging import format_table, plot_quantiles
 from composable_rl.world import TabularWorld
 from envs.safety import SafetyConfig
@@ -55,13 +55,13 @@ def greedy(q: Tensor) -> Tensor:
 
 
 def head_values(world: TabularWorld, mdp: TabularMDP, gamma: float) -> Tensor:
-    """Exact values Q [S, K, A] of every head on the one layout of `mdp`; auxiliary heads (named
-    aux...) are valued as if the episode went on, since they measure what the agent could
-    still attain in the world, not what its episode pays."""
+    """Exact values Q [S, K, A] of every head on the one layout of `mdp`; the world's
+    continuing heads (the auxiliary ones) are valued as if the episode went on, since they
+    measure what the agent could still attain in the world, not what its episode pays."""
     continuing = TabularMDP(**{**vars(mdp), "terminal": torch.zeros_like(mdp.terminal)})
     values = [
         soft_value_iteration(
-            continuing if name.startswith("aux") else mdp, mdp.reward[..., k], gamma, 0.0
+            continuing if name in world.continuing_heads else mdp, mdp.reward[..., k], gamma, 0.0
         )[0]
         for k, name in enumerate(world.head_names)
     ]
@@ -99,7 +99,7 @@ def layout_rows(layout: str, args: argparse.Namespace) -> tuple[list[dict], list
     world, mdp, starts = build(layout, args)
     q = head_values(world, mdp, args.gamma)
     costs = [world.head_names.index(name) for name in world.side_effect_names]
-    aux = [k for k, name in enumerate(world.head_names) if name.startswith("aux")]
+    aux = [world.head_names.index(name) for name in world.continuing_heads]
     reward = mdp.reward[0]
     task = reward @ world.intended_task.double()
     events = -reward[..., costs].sum(-1)
@@ -207,17 +207,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--impact", type=float, default=4.0, help="impact weight lambda")
-    parser.add_argument("--aux-heads", type=int, default=20, help="random auxiliary heads")
-    parser.add_argument("--lava-weight", type=float, default=20.0, help="lava weight in [-w, w]")
-    parser.add_argument("--defer-threshold", type=float, default=0.5, help="deferring threshold")
-    parser.add_argument("--gamma", type=float, default=0.99, help="the heads' discount")
-    parser.add_argument("--episodes", type=int, default=100, help="episodes (slots) per layout")
+    parser.add_argument(
+        "--impact", type=non_negative_float, default=4.0, help="impact weight lambda"
+    )
+    parser.add_argument("--aux-heads", type=positive_int, default=20, help="auxiliary heads")
+    parser.add_argument(
+        "--lava-weight", type=non_negative_float, default=20.0, help="lava weight in [-w, w]"
+    )
+    parser.add_argument(
+        "--defer-threshold", type=non_negative_float, default=0.5, help="deferring threshold"
+    )
+    parser.add_argument("--gamma", type=unit_fraction, default=0.99, help="the heads' discount")
+    parser.add_argument("--episodes", type=positive_int, default=100, help="episodes per layout")
     parser.add_argument("--seed", type=int, default=10_000, help="seed of the episodes' starts")
     parser.add_argument("--plot", type=Path, help="PNG of the quantiliser's curve")
     parser.add_argument("--json", type=Path, help="write the rows as a JSON list")
     args = parser.parse_args(argv)
-    check_impact_weight(args.impact)
+    if not args.gamma < 1:
+        parser.error(f"--gamma must be below 1 (values of continuing heads), got {args.gamma}")
     rows, curve = [], []
     for layout in SIDE_EFFECT_LAYOUTS:
         lever, quantiles = layout_rows(layout, args)

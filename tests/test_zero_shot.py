@@ -197,8 +197,6 @@ def test_levers_steer_a_side_effect_checkpoint_and_bad_levers_are_one_line(tmp_p
     robust = Levers(plausible=((1, 0, 0, 0), (1, 5, 0, 0)))
     row = evaluate_task(cfg, world, agent, "goal", 10, 0, levers=robust)
     assert 0 <= row["success"] <= 1 and row["side_effects"] >= 0
-    for extra, message in (  # the binding's own errors are tested in tests/test_levers.py
-        (["--impact", "-1"], "impact weight lambda must be a finite number >= 0, got -1.0"),
-        (["--impact", "1", "--quantile", "0.5"], "leave out --quantile"),
-    ):
-        assert message in zero_shot_error(*base, *extra)
+    # one line, no traceback; the binding's own errors are tested in tests/test_levers.py
+    error = zero_shot_error(*base, "--impact", "-1")
+    assert "impact weight lambda must be a finite number >= 0, got -1.0" in error

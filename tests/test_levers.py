@@ -177,7 +177,8 @@ def test_robust_acting_deferring_and_the_shield_by_hand():
 def test_the_levers_on_the_side_effect_worlds_exactly(capsys):
     from experiments.safety import main
 
-    rows = {(r.get("world"), r.get("agent")): r for r in main(["--episodes", "20"])}
+    argv = ["--episodes", "20", "--aux-heads", "10"]  # 10 heads suffice at lambda 4
+    rows = {(r.get("world"), r.get("agent")): r for r in main(argv)}
     for world in ("box", "vase"):
         assert rows[world, "maximiser"]["side_effect_rate"] == 1.0
         for agent in ("impact lambda=4, planned", "shield, planned"):

@@ -17,6 +17,7 @@ import yaml
 from composable_rl.languages.yaml_file import YamlFileError, parse_yaml, read_yaml
 from composable_rl.registry import (
     WorldLookupError,
+    default_world,
     registered_worlds,
     upgrade_section,
     world_entry,
@@ -63,10 +64,11 @@ class WorldConfig:
     declared in the world's module) gives the other keys; `--help-config` lists each world's."""
 
     name: str = doc(
-        "object_rooms",
+        "",
         "Registered world (object_rooms, office, foraging, gymnasium, ...) or "
         "'package.module:name' for a world that module registers; a section that names only "
-        "an `id` is the gymnasium world's.",
+        "an `id` is the gymnasium world's, one that names neither the default world's (the "
+        "one a world module registers as the default: object_rooms among the built-in ones).",
     )
     num_envs: int = doc(64, "Environments stepped together as one batch.", ge=1)
 
@@ -86,14 +88,17 @@ class WorldConfig:
     @classmethod
     def variant(cls, data: Mapping[str, Any], path: str) -> type:
         """The registered section class of `data['name']` (this class's subclasses are final);
-        without a name, a section with an `id` is a Gymnasium environment's."""
+        without a name, a section with an `id` is a Gymnasium environment's, any other the
+        default world's (`registry.default_world`)."""
         if cls is not WorldConfig:
             return cls
-        name = data.get("name", GYMNASIUM if "id" in data else WorldConfig.name)
+        name = data.get("name", "")
         key = _join(path, "name")
         if not isinstance(name, str):
             raise _type_error(key, str, name)
         try:
+            if not name:
+                name = GYMNASIUM if "id" in data else default_world()
             return world_entry(name).config
         except WorldLookupError as err:
             raise ConfigError(f"{key}: {err}", key) from err

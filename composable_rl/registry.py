@@ -53,6 +53,7 @@ class WorldEntry:
 
 
 _WORLDS: dict[str, WorldEntry] = {}
+_DEFAULTS: list[str] = []  # worlds registered as the default of a section that names none
 # rewrites of env sections saved in a format a world module retired: (raw section, the section
 # class its name picks) -> the section in today's format
 SectionUpgrade = Callable[[Mapping[str, Any], type], Mapping[str, Any]]
@@ -66,11 +67,29 @@ def register_world(
     evaluate: Evaluate | None = None,
     evaluate_temporal: Callable[..., list[dict]] | None = None,
     score_goals: Callable[..., dict] | None = None,
+    default: bool = False,
 ) -> WorldEntry:
-    """Register (or re-register, e.g. on a module reload) the world `name`."""
+    """Register (or re-register, e.g. on a module reload) the world `name`; `default` makes it
+    the world of an env section that names none."""
     entry = WorldEntry(name, config, make, evaluate, evaluate_temporal, score_goals)
     _WORLDS[name] = entry
+    if default and name not in _DEFAULTS:
+        _DEFAULTS.append(name)
     return entry
+
+
+def default_world() -> str:
+    """The world of an env section that names none: the one an installed world module
+    registers with `default=True` (every entry point is loaded to find it)."""
+    if not _DEFAULTS:
+        _load_entry_points(None)
+    if len(_DEFAULTS) != 1:
+        found = ", ".join(_DEFAULTS) or "none"
+        raise WorldLookupError(
+            f"name a world: one registered world must be the default, found {found}; "
+            f"registered worlds: {', '.join(registered_worlds())}"
+        )
+    return _DEFAULTS[0]
 
 
 def register_section_upgrade(upgrade: SectionUpgrade) -> None:

@@ -302,4 +302,4 @@ def make_object_rooms(section: ObjectRoomsConfig, num_envs: int, device: str) ->
     )
 
 
-register_world("object_rooms", ObjectRoomsConfig, make_object_rooms)
+register_world("object_rooms", ObjectRoomsConfig, make_object_rooms, default=True)

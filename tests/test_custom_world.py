@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from agents import composition, training
+from composable_rl import registry
 from composable_rl.config import Config, ConfigError, from_dict, load_config
 from tests.scripts import run_script
 
@@ -62,3 +63,16 @@ def test_train_cli_checks_a_user_world_and_names_every_broken_rule(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "the world breaks" in done.stderr and "reward shape" in done.stderr, done.stderr
     assert not (tmp_path / "runs").exists()  # nothing written for a world that fails its check
+
+
+def test_a_section_without_a_name_is_the_default_worlds_and_two_defaults_are_one_error(
+    monkeypatch,
+):
+    assert from_dict(Config, {"env": {"num_envs": 3}}).env.name == registry.default_world()
+    assert registry.default_world() == "object_rooms"  # the built-in worlds declare it
+    entry = registry.world_entry("object_rooms")
+    monkeypatch.setattr(registry, "_DEFAULTS", list(registry._DEFAULTS))
+    monkeypatch.setattr(registry, "_WORLDS", dict(registry._WORLDS))
+    registry.register_world("second", entry.config, entry.make, default=True)
+    with pytest.raises(ConfigError, match="env.name: name a world: .* found object_rooms, second"):
+        from_dict(Config, {"env": {"num_envs": 3}})

@@ -194,7 +194,7 @@ class SafetyModel:
         self.states = states
         self.start = index[(next(rc for rc, ch in at.items() if ch == "A"), box_start, 0)]
         self.random_starts = torch.tensor(
-            [index[(rc, box_start, 0)] for rc in self.free if at[rc] in ".A"]
+            [index[(rc, box_start, 0)] for rc in self.free if at[rc] in ".AG"]
         )
         self.observation = torch.tensor(
             [
@@ -341,7 +341,9 @@ class SafetyConfig(WorldConfig):
     aux_heads: int = doc(0, "Random auxiliary reward heads (attainable-utility penalty).", ge=0)
     aux_seed: int = doc(0, "Seed of the auxiliary heads' random rewards.")
     starts: Literal["standard", "random"] = doc(
-        "standard", "standard: the layout's A cell; random: any free cell without an object."
+        "standard",
+        "standard: the layout's A cell; random: any free cell without an object, or the goal "
+        "(so that learners also see what follows it).",
     )
 
     def problems(self) -> Iterator[tuple[str, str]]:

@@ -71,6 +71,7 @@ def test_a_section_without_a_name_is_the_default_worlds_and_two_defaults_are_one
     assert from_dict(Config, {"env": {"num_envs": 3}}).env.name == registry.default_world()
     assert registry.default_world() == "object_rooms"  # the built-in worlds declare it
     entry = registry.world_entry("object_rooms")
+    registry.registered_worlds()  # every world module imported before the registry is patched
     monkeypatch.setattr(registry, "_DEFAULTS", list(registry._DEFAULTS))
     monkeypatch.setattr(registry, "_WORLDS", dict(registry._WORLDS))
     registry.register_world("second", entry.config, entry.make, default=True)

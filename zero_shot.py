@@ -30,11 +30,12 @@ over a uniform base); `--plot` draws the scores of composed tasks against q.
 
 Levers on plain heads (docs/levers.md), all applied at every step: `--impact LAMBDA` subtracts
 lambda times the attainable-utility penalty over the auxiliary heads (`--aux HEAD`, repeatable;
-default the heads named aux...) from the composed values, against the world's declared no-op
-action; `--shield HEAD` (repeatable) masks the actions after which that cost head expects a
-violation its safest action avoids; `--plausible W` (repeatable, one weight per head) acts on
-the worst case over those tasks instead of the task's own values (robust acting), while the
-task still scores it. Where the world counts side effects, the rows add them per episode.
+default the world's own, its continuing heads) from the composed values, against the world's
+declared no-op action; `--shield HEAD` (repeatable) masks the actions after which that cost
+head expects a violation its safest action avoids; `--plausible W` (repeatable, one weight per
+head) acts on the worst case over those tasks instead of the task's own values (robust
+acting), while the task still scores it. Where the world counts side effects, the rows add them
+per episode.
 
 A temporal task (worlds whose goals carry propositions, e.g. office) is an LTL formula or a
 reward-machine YAML file run by a skill machine over the proposition heads, from the standard

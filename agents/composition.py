@@ -72,14 +72,14 @@ def composed_policy(
     quantile: Quantile | None = None,
     seed: int = 0,
     levers: Levers | None = None,
-    noop: int | None = None,
+    world: World | None = None,
 ) -> Act:
     """Greedy policy on the composed values: argmax_a (max_g for world-value heads), or the
     `quantile` quantiliser of them (drawing from a generator seeded with `seed`; greedy acting
     draws its candidates, where it has any, as the final evaluation does). A linear task
     acts on the agent's linear composition (GPI over successor features where it has them);
-    any other expression, or any `levers` (with the world's no-op action `noop`), composes the
-    heads' own values."""
+    any other expression, or any `levers` (with `world`'s no-op action and continuing heads),
+    composes the heads' own values."""
     device = next(agent.parameters()).device
     options: dict = {"alpha": 0.0}
     if quantile is not None:
@@ -90,7 +90,8 @@ def composed_policy(
     if levers is not None and levers.active:
         if agent.num_goals or agent.successor_features:
             raise ValueError("the levers act on plain soft-Q or soft actor-critic heads' values")
-        steer = levers.bind(agent.head_names, noop)
+        noop = getattr(world, "noop_action", None)
+        steer = levers.bind(agent.head_names, noop, getattr(world, "continuing_heads", ()))
     if expressions.is_linear(expr) and steer is None:
         weights = linear_weights(expr, agent.head_names).to(device)
         return lambda obs, _context: agent.act(obs, weights, **options)
@@ -147,11 +148,10 @@ def evaluate_task(
     # a lone head is a Boolean task too, where the world scores goal tasks
     lone = score_goals is not None and isinstance(expr, expressions.Head)
     reward = goal_task(expr, world) if lone else task_reward(expr, world)
-    noop = getattr(world, "noop_action", None)
     policy = (
         rule_policy(agent, expr)
         if rule
-        else composed_policy(agent, expr, quantile, seed, levers, noop)
+        else composed_policy(agent, expr, quantile, seed, levers, world)
     )
     head = {"task": text} if quantile is None else {"task": text, "quantile": quantile.q}
     if isinstance(world, TabularWorld):

@@ -41,7 +41,7 @@ from composable_rl.languages.ltl import Junction, Prop, Temporal, parse_ltl
 from composable_rl.languages.tokens import NAME, ExpressionError
 from composable_rl.languages.yaml_file import YamlFileError, read_yaml
 from composable_rl.maths.functional import compose_linear
-from composable_rl.maths.levers import Quantile, shield_mask
+from composable_rl.maths.levers import Quantile, shielded
 from composable_rl.maths.operators import weighted_max
 
 __all__ = [
@@ -278,8 +278,8 @@ class ValueProgram:
         q [N, K, ..., A] mask set to -inf (unchanged without constraints)."""
         if not self.constraints:
             return composed
-        allowed = shield_mask(q[:, list(self.constraints)].movedim(1, -2), self.shield_threshold)
-        return composed.masked_fill(~allowed, -torch.inf)
+        costs = q[:, list(self.constraints)].movedim(1, -2)
+        return shielded(composed, costs, self.shield_threshold)
 
     @property
     def bands(self) -> Tensor:

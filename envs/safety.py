@@ -355,19 +355,9 @@ class SafetyConfig(WorldConfig):
 
 
 def make_safety(section: SafetyConfig, num_envs: int, device: str) -> SafetyGrid:
-    """The side-effect world of a config section."""
-    return SafetyGrid(
-        num_envs=num_envs,
-        layout=section.layout,
-        max_steps=section.max_steps,
-        r_max=section.r_max,
-        step_reward=section.step_reward,
-        button_reward=section.button_reward,
-        aux_heads=section.aux_heads,
-        aux_seed=section.aux_seed,
-        starts=section.starts,
-        device=device,
-    )
+    """The side-effect world of a config section: its keys are the world's arguments."""
+    keys = {f.name for f in dataclasses.fields(section)} - {"name", "num_envs"}
+    return SafetyGrid(num_envs=num_envs, device=device, **{k: getattr(section, k) for k in keys})
 
 
 register_world("safety", SafetyConfig, make_safety)

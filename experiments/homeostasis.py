@@ -113,8 +113,14 @@ def rollout(
     agent = contender.make(num_envs, head_scale)
     gen = torch.Generator(world.device).manual_seed(seed)
     setpoint = torch.tensor(program.setpoints)
-    trace = {"levels": [], "alive": [], "consumed": [], "weights": [], "setpoints": []}
-    trace["pressed"] = []
+    trace = {
+        "levels": [],
+        "alive": [],
+        "consumed": [],
+        "weights": [],
+        "setpoints": [],
+        "pressed": [],
+    }
     alive = torch.ones(num_envs, dtype=torch.bool, device=world.device)
     last = world.internal.clone()
     with torch.no_grad():

@@ -36,6 +36,7 @@ from composable_rl.maths.levers import (
     quantile_probs,
     robust_values,
     shield_mask,
+    shielded,
 )
 from composable_rl.maths.oracle import TabularMDP, finite_horizon_return, soft_value_iteration
 from composable_rl.registry import make_world
@@ -106,14 +107,14 @@ def layout_rows(layout: str, args: argparse.Namespace) -> tuple[list[dict], list
     score = scorer(world, mdp, starts, task, events)
     goal = q[:, 0]
     penalty = impact_penalty(q[:, aux], world.noop_action)
-    allowed = shield_mask(q[:, costs])
+    allowed = shield_mask(q[:, costs])  # what the planned shield keeps
     lam = args.impact
     agents = {
         "maximiser": greedy(goal),
         "quantiliser q=0.5": quantile_probs(goal, None, 0.5),
         f"impact lambda={lam:g}, at the step": greedy(goal - lam * penalty),
         f"impact lambda={lam:g}, planned": greedy(plan(mdp, reward[..., 0] - lam * penalty, args)),
-        "shield, at the step": greedy(goal.masked_fill(~allowed, -torch.inf)),
+        "shield, at the step": greedy(shielded(goal, q[:, costs])),
         "shield, planned": greedy(plan(mdp, reward[..., 0], args, allowed)),
     }
     rows = [{"world": layout, "agent": name, **score(policy)} for name, policy in agents.items()]

@@ -207,7 +207,7 @@ def test_levers_bind_to_the_heads_and_refuse_what_they_cannot_act_on():
         [1.0, -torch.inf, 0.0]
     ]
     # penalty of action 1: mean(|3 - 1|, |0 - 0|) / mean(|1|, |0|) = 2; lambda 1 -> 2 - 2 = 0
-    steered = Levers(impact=1.0).bind(heads, noop=2)(q, composed)
+    steered = Levers(impact=1.0).bind(heads, noop=2, world_aux=("aux0", "aux1"))(q, composed)
     assert steered.tolist() == [[1.0, 0.0, 0.0]]
     robust = Levers(plausible=((1, 0, 0, 0), (1, 5, 0, 0))).bind(heads, None)(q, composed)
     assert robust.tolist() == [[1.0, -3.0, 0.0]]  # the worst case: 2 - 5 for action 1

@@ -32,6 +32,7 @@ __all__ = [
     "quantile_sample",
     "robust_values",
     "shield_mask",
+    "shielded",
 ]
 
 
@@ -144,13 +145,18 @@ def shield_mask(constraint_q: Tensor, threshold: float = 0.5) -> Tensor:
     return torch.where(safe.any(-1, keepdim=True), safe, least)
 
 
+def shielded(values: Tensor, constraint_q: Tensor, threshold: float = 0.5) -> Tensor:
+    """Composed values [..., A] with the actions `shield_mask` forbids set to -inf."""
+    return values.masked_fill(~shield_mask(constraint_q, threshold), -torch.inf)
+
+
 @dataclass(frozen=True)
 class Levers:
     """Levers applied to a composed policy's values at every step, over the heads' own values:
-    the impact penalty with weight `impact` over the auxiliary heads `aux` (empty: the heads
-    named aux...), a shield from the cost heads `shield`, and robust acting over the weight
-    vectors `plausible` (one weight per head each), whose worst case replaces the task's
-    values. `bind` checks them against a checkpoint's heads and its world's no-op action."""
+    the impact penalty with weight `impact` over the auxiliary heads `aux` (empty: the world's
+    own, its `continuing_heads`), a shield from the cost heads `shield`, and robust acting over
+    the weight vectors `plausible` (one weight per head each), whose worst case replaces the
+    task's values. `bind` checks them against a checkpoint's heads and its world."""
 
     impact: float = 0.0
     aux: tuple[str, ...] = ()
@@ -168,18 +174,21 @@ class Levers:
         """Whether any lever is set."""
         return bool(self.impact or self.shield or self.plausible)
 
-    def bind(self, head_names: list[str], noop: int | None) -> Callable[[Tensor, Tensor], Tensor]:
+    def bind(
+        self, head_names: list[str], noop: int | None, world_aux: Sequence[str] = ()
+    ) -> Callable[[Tensor, Tensor], Tensor]:
         """values(q, composed): the levers applied to composed values [N, A] given every head's
-        values q [N, K, A]; unknown heads, weight vectors of the wrong width and an impact
-        penalty on a world that declares no no-op action are each one ValueError."""
-        aux = self._heads(self.aux or [n for n in head_names if n.startswith("aux")], head_names)
-        if self.impact and not aux:
-            raise ValueError("impact penalty: no auxiliary heads (name them, or heads aux...)")
+        values q [N, K, A], with the world's no-op action `noop` and its auxiliary heads
+        `world_aux`; unknown heads, weight vectors of the wrong width and an impact penalty on a
+        world that declares no no-op action are each one ValueError."""
+        aux = self._heads(self.aux or world_aux, head_names)
         if self.impact and noop is None:
             raise ValueError(
                 "impact penalty: the world declares no no-op action (noop_action), which every "
                 "action is compared against"
             )
+        if self.impact and not aux:
+            raise ValueError("impact penalty: no auxiliary heads (name them, or a world's own)")
         cost = self._heads(self.shield, head_names)
         for w in self.plausible:
             if len(w) != len(head_names):
@@ -195,8 +204,7 @@ class Levers:
             if self.impact:
                 composed = composed - self.impact * impact_penalty(q[:, aux], noop)
             if cost:
-                allowed = shield_mask(q[:, cost], self.shield_threshold)
-                composed = composed.masked_fill(~allowed, -torch.inf)
+                composed = shielded(composed, q[:, cost], self.shield_threshold)
             return composed
 
         return values

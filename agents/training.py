@@ -50,6 +50,7 @@ from composable_rl.tasks import TaskStream
 from composable_rl.world import TabularWorld
 
 TASK_BLOCK = 64  # training steps of behaviour tasks drawn per call
+SHARE_CHECK_SECONDS = 0.5  # how often a run rereads its share of the cores (a file listing)
 
 
 def epsilon_at(cfg: Config, step: int) -> float:
@@ -296,8 +297,13 @@ def _train(
 
     sharing = share or (CoreShare() if cfg.torch_threads == 0 else nullcontext())
     with sharing:
-        follow_share(sharing)
+        share_due = 0.0
         while step < cfg.total_steps and stop.signal is None:
+            # a run that starts or ends beside this one changes its share within a moment, so
+            # that no stretch of the run spins more threads than its cores
+            if (now := time.monotonic()) >= share_due:
+                follow_share(sharing)
+                share_due = now + SHARE_CHECK_SECONDS
             # act, step every env slot, store the transitions
             epsilon = epsilon_at(cfg, step)
             actions = agent.act(obs, task_w, epsilon=epsilon, generator=gen, behaviour=True)
@@ -330,7 +336,6 @@ def _train(
 
             if step - window.step >= cfg.log_every or step >= cfg.total_steps:
                 check_finite()
-                follow_share(sharing)
                 scalars, sps = window.close(step)
                 scalars.update(
                     {

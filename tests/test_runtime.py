@@ -79,3 +79,30 @@ def test_machine_cores_ignores_omp_num_threads():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     torch_threads, cores = map(int, done.stdout.split())
     assert torch_threads == 1 and cores == len(os.sched_getaffinity(0))
+
+
+def test_a_run_follows_its_share_between_log_intervals(tmp_path, monkeypatch):
+    """A run that another run starts beside drops to its share within a moment, not at its
+    next log: here the share halves after the first reading, inside one log interval."""
+    import torch
+
+    from agents import training
+    from composable_rl.config import Config, from_dict
+    from composable_rl.run.runtime import CoreShare
+    from tests.conftest import TINY_WORLD_VALUES as TINY
+
+    readings = []
+
+    class Halving(CoreShare):
+        def threads(self) -> int:
+            readings.append(torch.get_num_threads())
+            return 2 if len(readings) == 1 else 1
+
+    monkeypatch.setattr(training, "SHARE_CHECK_SECONDS", 0.0)
+    cfg = from_dict(Config, {**TINY, "total_steps": 1_536, "log_every": 100_000})
+    before = torch.get_num_threads()
+    try:
+        training.train(cfg, tmp_path / "run", progress=False, share=Halving(directory=tmp_path))
+        assert len(readings) > 2 and readings[1] == 2 and set(readings[2:]) == {1}
+    finally:
+        torch.set_num_threads(before)

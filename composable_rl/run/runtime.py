@@ -49,7 +49,7 @@ class CoreShare:
     work spin on their core, so two runs of two threads each on two cores starve each other
     (about 25% of solo speed each); one thread each keeps both near solo speed, and a run alone
     keeps every core. `minimum` keeps at least that many threads (a sweep trial keeps the CPUs
-    Ray gave it). `threads()` is cheap enough to recheck at every log interval.
+    Ray gave it). `threads()` is cheap enough for a run to recheck twice a second.
     """
 
     def __init__(

@@ -74,7 +74,7 @@ SECTIONS = (  # longest first, so that the short trials fill the cores at the en
     Section("foraging_sf", "configs/foraging_sf.yaml", 5),
     Section("point_foraging", "configs/point_foraging.yaml", 5),
     Section("acrobot", "configs/acrobot.yaml", 5),
-    Section("linear_quadratic", "configs/linear_quadratic.yaml", 5),
+    Section("linear_quadratic", "configs/linear_quadratic.yaml", 5, ("replay.replay_ratio=2",)),
     Section("foraging_drive", "configs/foraging_drive.yaml", 5),
     Section("quickstart", "configs/quickstart.yaml", 5),
     Section("foraging", "configs/foraging.yaml", 5),

@@ -183,7 +183,7 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> Non
 
 def test_signals_at_random_moments_checkpoint_and_resume(tmp_path):
     rng = random.Random(7)
-    for attempt, sig in enumerate([signal.SIGTERM, signal.SIGINT, signal.SIGTERM]):
+    for attempt, sig in enumerate([signal.SIGTERM, signal.SIGINT]):
         run = tmp_path / f"run{attempt}"
         settings = ["--set", f"runs_dir={tmp_path}", "--set", f"run_name={run.name}"]
         settings += ["--set", f"checkpoint.replay={'true' if attempt % 2 else 'false'}"]

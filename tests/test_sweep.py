@@ -154,7 +154,7 @@ def test_a_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
 def test_two_node_script_trains_trials_on_both_nodes(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(
-        ["bash", "scripts/ray_two_nodes.sh", "--runs-dir", str(tmp_path), *TINY],
+        ["bash", "scripts/ray_two_nodes.sh", "--runs-dir", str(tmp_path), "--seeds", "2", *TINY],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -165,7 +165,7 @@ def test_two_node_script_trains_trials_on_both_nodes(tmp_path):
     assert "trials ran on 2 Ray node(s)" in done.stdout
     assert done.stdout.rstrip().endswith("both nodes trained trials")
     table = json.loads(next(tmp_path.glob("two_nodes_*/trials.json")).read_text())
-    assert [row["status"] for row in table] == ["done"] * 4
+    assert [row["status"] for row in table] == ["done"] * 2  # one CPU per node: both busy
 
 
 def test_a_cluster_address_where_nothing_answers_is_one_line_and_leaves_nothing(tmp_path):

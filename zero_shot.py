@@ -34,8 +34,11 @@ default the world's own, its continuing heads) from the composed values, against
 declared no-op action; `--shield HEAD` (repeatable) masks the actions after which that cost
 head expects a violation its safest action avoids; `--plausible W` (repeatable, one weight per
 head) acts on the worst case over those tasks instead of the task's own values (robust
-acting), while the task still scores it. Where the world counts side effects, the rows add them
-per episode.
+acting), while the task still scores it; `--epistemic THRESHOLD` (checkpoints trained with
+`agent.ensemble`) takes the no-op wherever the ensemble's members value the action about to be
+taken more than THRESHOLD apart. `--env KEY=VALUE` changes the checkpoint's world for the
+evaluation (e.g. `starts=random`, states the heads rarely saw in training). Where the world
+counts side effects, the rows add them per episode.
 
 A temporal task (worlds whose goals carry propositions, e.g. office) is an LTL formula or a
 reward-machine YAML file run by a skill machine over the proposition heads, from the standard
@@ -181,6 +184,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="W",
         help="a plausible task as one weight per head, comma-separated; robust acting over them",
     )
+    parser.add_argument(
+        "--epistemic",
+        type=float,
+        metavar="THRESHOLD",
+        help="defer to the world's no-op wherever the ensemble's members value the action "
+        "about to be taken more than this apart (checkpoints trained with agent.ensemble)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        metavar="KEY=VALUE",
+        help="change the checkpoint's world section for the evaluation, e.g. starts=random "
+        "(repeatable; the heads must stay the same)",
+    )
     parser.add_argument("--seed", type=int, default=10_000, help="evaluation seed")
     parser.add_argument("--json", type=Path, help="write the rows as a JSON list")
     parser.add_argument("--plot", type=Path, help="bar-plot PNG (default with --all-boolean)")
@@ -201,6 +218,7 @@ def lever_label(args: argparse.Namespace) -> str:
     parts = [f"impact {args.impact:g}"] if args.impact else []
     parts += [f"shield {head}" for head in args.shield or ()]
     parts += [f"plausible {w}" for w in args.plausible or ()]
+    parts += [f"epistemic {args.epistemic:g}"] if args.epistemic is not None else []
     return ", ".join(parts)
 
 
@@ -212,13 +230,14 @@ def progress(tasks: list[str]) -> tqdm:
 
 def evaluate_rows(args: argparse.Namespace) -> list[dict]:
     """The result rows of every requested task."""
-    cfg, world, agent = load(args.checkpoint)
+    cfg, world, agent = load(args.checkpoint, args.env or ())
     levers = Levers(
         args.impact,
         tuple(args.aux or ()),
         tuple(args.shield or ()),
         args.shield_threshold,
         tuple(tuple(parse_weights(text, "--plausible")) for text in args.plausible or ()),
+        args.epistemic,
     )
     with torch.no_grad():
         quantiles = [Quantile(q, args.quantile_base) for q in args.quantile or []]
@@ -295,12 +314,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         fail("--quantile quantilises the composed values; the component-action rule has none")
     if args.quantile_base and not args.quantile:
         fail("--quantile-base names the quantiliser's base policy: give --quantile too")
-    steering = args.impact or args.shield or args.plausible
+    steering = args.impact or args.shield or args.plausible or args.epistemic is not None
     if steering and (args.quantile or args.component_rule or args.multi_objective or temporal):
         fail(
-            "--impact, --shield and --plausible steer the greedy policy of --task, --weights or "
-            "--all-boolean tasks; leave out --quantile, --component-rule, --multi-objective, "
-            "--ltl and --rm"
+            "--impact, --shield, --plausible and --epistemic steer the greedy policy of --task, "
+            "--weights or --all-boolean tasks; leave out --quantile, --component-rule, "
+            "--multi-objective, --ltl and --rm"
         )
     if args.aux and not args.impact:
         fail("--aux names the impact penalty's auxiliary heads: give --impact too")

@@ -9,6 +9,7 @@ with a 95% confidence interval. Only the world's capabilities are asked for, nev
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -17,12 +18,12 @@ from agents.component_rule import rule_machine_policy, rule_policy
 from agents.factory import build, build_world
 from agents.heads import HeadsAgent
 from agents.skill_machine import SkillMachineAgent
-from composable_rl.config import Config, from_dict
+from composable_rl.config import Config, with_overrides
 from composable_rl.evaluation import episode_returns, evaluate, mean_ci, multi_objective_row
 from composable_rl.languages import expressions
 from composable_rl.languages.boolean_tasks import boolean_tasks
 from composable_rl.languages.reward_machine import RewardMachine
-from composable_rl.maths.levers import Levers, Quantile
+from composable_rl.maths.levers import Levers, Quantile, epistemic_gate
 from composable_rl.maths.mo_metrics import simplex_lattice
 from composable_rl.registry import world_entry
 from composable_rl.run.checkpoint import latest_checkpoint, load_checkpoint, load_meta
@@ -47,10 +48,12 @@ def resolve(checkpoint: str | Path) -> Path:
     return found
 
 
-def load(checkpoint: str | Path) -> tuple[Config, World, HeadsAgent]:
-    """Config, world and agent restored from a checkpoint (or from a run's latest one)."""
+def load(checkpoint: str | Path, env: Sequence[str] = ()) -> tuple[Config, World, HeadsAgent]:
+    """Config, world and agent restored from a checkpoint (or from a run's latest one); `env`
+    (`key=value` items) changes the world's section, e.g. `starts=random`, to test the heads
+    where they were not trained (a world whose heads differ is refused)."""
     checkpoint = resolve(checkpoint)
-    cfg = from_dict(Config, load_meta(checkpoint)["config"])
+    cfg = with_overrides(load_meta(checkpoint)["config"], [f"env.{item}" for item in env])
     world, agent = build(cfg)
     goal_names = getattr(world, "goal_names", [])
     load_checkpoint(checkpoint, agent, head_names=world.head_names, goal_names=goal_names)
@@ -86,12 +89,16 @@ def composed_policy(
         quantile.base_index(agent.head_names)  # an unknown base head is refused before acting
         generator = torch.Generator(device=device).manual_seed(seed)
         options.update(quantile=quantile, generator=generator)
-    steer = None
+    steer, noop = None, getattr(world, "noop_action", None)
     if levers is not None and levers.active:
         if agent.num_goals or agent.successor_features:
             raise ValueError("the levers act on plain soft-Q or soft actor-critic heads' values")
-        noop = getattr(world, "noop_action", None)
         steer = levers.bind(agent.head_names, noop, getattr(world, "continuing_heads", ()))
+        if levers.epistemic and getattr(agent, "members", 1) < 2:
+            raise ValueError(
+                "epistemic gate: it reads the disagreement of an ensemble's members; this "
+                "checkpoint has one (train with agent.ensemble: 5, say)"
+            )
     if expressions.is_linear(expr) and steer is None:
         weights = linear_weights(expr, agent.head_names).to(device)
         return lambda obs, _context: agent.act(obs, weights, **options)
@@ -102,7 +109,18 @@ def composed_policy(
         values = expressions.evaluate(expr, heads, alpha=agent.cfg.alpha, bounds=bounds)
         return values if steer is None else steer(q, values)
 
-    return lambda obs, _context: agent.act_on(obs, compose, **options)
+    if steer is None or not levers.epistemic:
+        return lambda obs, _context: agent.act_on(obs, compose, **options)
+
+    def gated(obs: torch.Tensor, _context: torch.Tensor) -> torch.Tensor:
+        members = agent.member_values(obs)  # [N, E, K, A]: each member's task values too
+        n, e = members.shape[:2]
+        own = compose(members.flatten(0, 1)).unflatten(0, (n, e))
+        return agent.act_on(
+            obs, lambda q: epistemic_gate(compose(q), own, noop, levers.epistemic), **options
+        )
+
+    return gated
 
 
 def task_reward(expr: expressions.Expr, world: World) -> dict[str, torch.Tensor]:

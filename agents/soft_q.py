@@ -25,6 +25,9 @@ class MultiHeadSoftQ(DiscreteHeads):
     `encoder` is the resolved encoder ("mlp" or "cnn"; "auto" in the config is resolved from the
     world's observation by the caller). Heads named in `continuing` (a world's
     `continuing_heads`) bootstrap through the end of an episode, as if it went on.
+    `cfg.ensemble` E > 1 gives E members, each a full set of heads on the shared encoder (the
+    network's heads are member-major, E * K of them), each learning from the replay slots
+    `fn.bootstrap_mask` gives it; acting reads their mean, the epistemic gate their spread.
     The module's state_dict (online + target weights) is what a checkpoint stores.
     """
 
@@ -45,12 +48,13 @@ class MultiHeadSoftQ(DiscreteHeads):
         self.head_names = list(head_names)
         self.cfg, self.action_spec = cfg, action_spec
         self.num_goals, self.penalty = num_goals, penalty
+        self.members = cfg.ensemble
         # heads that bootstrap through an episode's end (a buffer, so it follows the device)
-        keep = torch.tensor([name in continuing for name in self.head_names])
+        keep = torch.tensor([name in continuing for name in self.head_names] * self.members)
         self.register_buffer("continuing", keep if keep.any() else None, persistent=False)
         net_kw = {
             "obs_shape": obs_shape,
-            "num_heads": len(self.head_names),
+            "num_heads": len(self.head_names) * self.members,
             "num_actions": action_spec.n,
             "encoder": encoder,
             "hidden": cfg.hidden,
@@ -62,23 +66,34 @@ class MultiHeadSoftQ(DiscreteHeads):
 
     def linear_values(self, obs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """sum_k w_k Q_k [N, A]; world-value heads take the best goal (max_g)."""
-        q = fn.compose_linear(self.online(obs), weights)
+        q = fn.compose_linear(self.head_values(obs), weights)
         return q.amax(1) if self.num_goals else q
 
     def head_values(self, obs: torch.Tensor) -> torch.Tensor:
-        """Every head's values [N, K, A] (or [N, K, G, A] with world-value heads)."""
-        return self.online(obs)
+        """Every head's values [N, K, A] (or [N, K, G, A] with world-value heads); an
+        ensemble's mean over its members."""
+        q = self.online(obs)
+        return q if self.members == 1 else self.split_members(q).mean(1)
+
+    def member_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """Each ensemble member's head values [N, E, K, A] (or [N, E, K, G, A])."""
+        return self.split_members(self.online(obs))
+
+    def split_members(self, q: torch.Tensor) -> torch.Tensor:
+        """The network's member-major heads [N, E * K, ...] as [N, E, K, ...]."""
+        return q.unflatten(1, (self.members, len(self.head_names)))
 
     def candidate_values(
         self, obs: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, None]:
         """World values [B, K, G, A] of every action (the candidates are the actions themselves,
         so none are returned; `generator` is unused)."""
-        return self.online(obs), None
+        return self.head_values(obs), None
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One gradient step on every head; returns detached diagnostics (no host sync)."""
-        n = batch.obs.shape[0]
+        """One gradient step on every head (of every ensemble member, each on its own replay
+        slots); returns detached diagnostics (no host sync)."""
+        n, members = batch.obs.shape[0], self.members
         q_tm1 = self.online(batch.obs)
         with torch.no_grad():
             q_t = self.target(batch.next_obs)
@@ -90,15 +105,24 @@ class MultiHeadSoftQ(DiscreteHeads):
         r_t = batch.reward
         if self.num_goals:
             r_t = fn.extended_reward(r_t, batch.goal, self.num_goals, self.penalty)
+        if members > 1:  # every member's copy of the heads
+            r_t = r_t.repeat(1, members, *[1] * (r_t.dim() - 2))
         td = fn.soft_q_learning(q_tm1, batch.action, r_t, discount_t, q_t, self.cfg.alpha, q_select)
-        loss = fn.td_loss(td, self.cfg.loss)
+        k, share = len(self.head_names), 1.0
+        if members > 1 and batch.index is not None:  # each member learns from its own slots
+            share = self.cfg.bootstrap
+            mask = fn.bootstrap_mask(batch.index, members, share).repeat_interleave(k, 1)
+            td = td * mask.view(*mask.shape, *[1] * (td.dim() - 2))
+        loss = fn.td_loss(td, self.cfg.loss) / share  # as if each member's batch were whole
         self.optimise(loss)
         with torch.no_grad():
-            k = len(self.head_names)
+            per_head = (0, 1, 3)  # mean over the batch, the members and any goals
             return {
                 "td_loss": loss.detach(),
-                "td_error": td.abs().reshape(n, k, -1).mean((0, 2)),
-                "q_mean": fn.select_action(q_tm1, batch.action).reshape(n, k, -1).mean((0, 2)),
+                "td_error": td.abs().reshape(n, members, k, -1).mean(per_head),
+                "q_mean": fn.select_action(q_tm1, batch.action)
+                .reshape(n, members, k, -1)
+                .mean(per_head),
                 "entropy": fn.policy_entropy(q_tm1, self.cfg.alpha).mean(),
             }
 

@@ -256,6 +256,19 @@ class AgentConfig:
         "from the observation plus object g's own features, with weights shared by all goals "
         "(a universal value function approximator); generalises across random layouts.",
     )
+    ensemble: int = doc(
+        1,
+        "Soft-Q heads: members of a bootstrapped ensemble, each a full set of heads on the "
+        "shared encoder, trained on its own part of the replay; their disagreement is what "
+        "the epistemic gate reads (zero_shot.py --epistemic). Acting uses their mean.",
+        ge=1,
+    )
+    bootstrap: float = doc(
+        0.5,
+        "Chance that an ensemble member learns from a given replay slot (fixed per slot).",
+        gt=0,
+        le=1,
+    )
 
     def problems(self) -> Iterator[tuple[str, str]]:
         """Yield (field, problem) for rules that involve several fields."""
@@ -263,6 +276,8 @@ class AgentConfig:
             yield "goal_conditioned", "needs world_values: true"
         if self.heads == "successor_features" and self.world_values:
             yield "world_values", f"{self.heads} heads have no goal axis; set it to false"
+        if self.heads != "soft_q" and self.ensemble > 1:
+            yield "ensemble", f"bootstrapped ensembles are built for soft_q heads, not {self.heads}"
         if self.heads != "soft_q" and self.goal_conditioned:
             yield (
                 "goal_conditioned",
@@ -442,7 +457,12 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
     """Load a YAML file (None = all defaults) and apply `key.sub=value` command-line overrides."""
-    data = {} if path is None else _read_yaml(Path(path))
+    return with_overrides({} if path is None else _read_yaml(Path(path)), overrides)
+
+
+def with_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> Config:
+    """The config of nested mappings `data` (left unchanged) with `key.sub=value` overrides."""
+    data = copy.deepcopy(dict(data))
     for item in overrides:
         _apply_override(data, item)
     return from_dict(Config, data)

@@ -17,6 +17,7 @@ class Batch(NamedTuple):
     terminated: torch.Tensor
     next_obs: torch.Tensor
     goal: torch.Tensor
+    index: torch.Tensor | None = None  # the replay slots sampled (fixes bootstrap masks)
 
 
 class TensorReplay:
@@ -114,4 +115,5 @@ class TensorReplay:
             self.terminated[idx],
             self.next_obs[idx],
             self.goal[idx],
+            idx,
         )

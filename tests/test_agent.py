@@ -5,6 +5,7 @@ import torch
 
 from agents.soft_q import MultiHeadSoftQ
 from composable_rl.config import AgentConfig
+from composable_rl.maths import functional as fn
 from composable_rl.replay import Batch
 from composable_rl.world import ActionSpec
 
@@ -67,3 +68,34 @@ def test_act_composes_heads_and_explores():
     gen = torch.Generator().manual_seed(0)
     explore = agent.act(obs.repeat(200, 1, 1, 1), w.repeat(200, 1), epsilon=1.0, generator=gen)
     assert set(explore.tolist()) == {0, 1, 2, 3}
+
+
+def test_bootstrap_masks_are_fixed_per_slot_and_member():
+    slots = torch.arange(20_000)
+    mask = fn.bootstrap_mask(slots, 3, 0.5)
+    assert mask.shape == (20_000, 3) and torch.equal(mask, fn.bootstrap_mask(slots, 3, 0.5))
+    assert ((mask.float().mean(0) - 0.5).abs() < 0.02).all()  # each member: half the slots
+    both = (mask[:, 0] & mask[:, 1]).float().mean()
+    assert abs(both - 0.25) < 0.02  # members draw independently
+    assert torch.equal(fn.bootstrap_mask(slots[[7, 7, 3]], 3, 0.5), mask[[7, 7, 3]])
+    assert fn.bootstrap_mask(slots, 3, 1.0).all()
+
+
+def test_an_ensemble_member_learns_only_from_its_own_slots():
+    agent = _agent(ensemble=3, bootstrap=0.5)
+    batch = _batch()
+    values = agent.member_values(batch.obs)
+    assert values.shape == (64, 3, 3, 4)
+    torch.testing.assert_close(agent.head_values(batch.obs), values.mean(1))
+    # slots that member 0 never learns from (and that the others do)
+    slots = torch.arange(10_000)
+    mask = fn.bootstrap_mask(slots, 3, 0.5)
+    outside = slots[~mask[:, 0] & mask[:, 1]][:64]
+    rows = 3 * 4  # member-major output rows: member 0's are the first K * A
+    before = agent.online.head.weight.detach().clone()
+    agent.update(batch._replace(index=outside))
+    after = agent.online.head.weight.detach()
+    assert torch.equal(after[:rows], before[:rows])
+    assert not torch.equal(after[rows : 2 * rows], before[rows : 2 * rows])
+    diagnostics = agent.update(batch._replace(index=slots[:64]))
+    assert diagnostics["td_error"].shape == (3,)  # per head, over the members

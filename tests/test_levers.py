@@ -17,6 +17,7 @@ from composable_rl.maths.levers import (
     Quantile,
     check_impact_weight,
     defer_mask,
+    epistemic_gate,
     impact_penalty,
     quantile_probs,
     quantile_sample,
@@ -226,3 +227,22 @@ def test_levers_bind_to_the_heads_and_refuse_what_they_cannot_act_on():
         Levers(impact=-1.0)
     with pytest.raises(ValueError, match="shield threshold must be > 0"):
         Levers(shield=("box",), shield_threshold=0.0)
+
+
+def test_the_epistemic_gate_defers_where_the_members_disagree():
+    values = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 0.0]])  # the best actions: 1, then 0
+    members = torch.tensor(
+        [
+            [[1.0, 2.0, 0.0], [9.0, 2.5, 0.0]],  # they disagree on action 0 only, not the best
+            [[3.0, 0.0, 0.0], [5.0, 0.0, 0.0]],  # they disagree by 2 on the best action
+        ]
+    )
+    gated = epistemic_gate(values, members, noop=2, threshold=1.0)
+    assert gated.tolist() == [[1.0, 2.0, 0.0], [-torch.inf, -torch.inf, 0.0]]
+    assert torch.equal(epistemic_gate(values, members, noop=2, threshold=2.0), values)
+    assert Levers(epistemic=0.1).active
+    with pytest.raises(ValueError, match="the safe action it defers to"):
+        Levers(epistemic=0.1).bind(["goal"], None)
+    for bad in (0, -1.0, float("inf"), float("nan"), "0.1"):
+        with pytest.raises(ValueError, match="epistemic threshold must be a finite number > 0"):
+            Levers(epistemic=bad)

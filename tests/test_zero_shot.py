@@ -200,3 +200,40 @@ def test_levers_steer_a_side_effect_checkpoint_and_bad_levers_are_one_line(tmp_p
     # one line, no traceback; the binding's own errors are tested in tests/test_levers.py
     error = zero_shot_error(*base, "--impact", "-1")
     assert "impact weight lambda must be a finite number >= 0, got -1.0" in error
+    assert "this checkpoint has one" in zero_shot_error(*base, "--epistemic", "0.1")
+
+
+def test_an_ensemble_gates_acting_on_its_disagreement_in_a_changed_world(tmp_path):
+    settings = {"run_name": "lava", "total_steps": 3000, "eval_episodes": 0, "log_every": 1500}
+    settings["env"] = {"name": "safety", "layout": "lava_test", "num_envs": 8}
+    settings["replay"] = {"learning_starts": 500, "batch_size": 64}
+    settings["agent"] = {"hidden": [32], "ensemble": 3}
+    run = tmp_path / "run"
+    training.train(from_dict(Config, settings), run, progress=False)
+    base = [
+        "--checkpoint",
+        str(run),
+        "--task",
+        "goal",
+        "--episodes",
+        "20",
+        "--env",
+        "starts=random",
+    ]
+    free, gated, stay = (
+        zero_shot_rows(tmp_path, *base, *more)[0]
+        for more in ((), ("--epistemic", "1000"), ("--epistemic", "1e-9"))
+    )
+    assert gated == {**free, "levers": "epistemic 1000"}  # the members never differ by that
+    # they always differ a little: the agent stays put (succeeding only where it starts on
+    # the goal) and never enters lava
+    assert stay["success"] < free["success"] and stay["side_effects"] == 0
+    assert "epistemic threshold must be a finite number > 0, got -1.0" in zero_shot_error(
+        *base, "--epistemic", "-1"
+    )
+    assert "env.starts: expected one of" in zero_shot_error(*base[:-1], "starts=sometimes")
+    assert "checkpoint heads ['goal', 'lava'] != agent heads ['goal', 'box']" in zero_shot_error(
+        *base[:-1], "layout=box"
+    )
+    with pytest.raises(ValueError, match=r"agent.ensemble: bootstrapped ensembles are built"):
+        from_dict(Config, {"agent": {"heads": "successor_features", "ensemble": 2}})

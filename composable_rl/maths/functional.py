@@ -118,6 +118,18 @@ def td_loss(td: torch.Tensor, kind: str = "huber") -> torch.Tensor:
     return per.mean(0).sum()
 
 
+def bootstrap_mask(index: torch.Tensor, members: int, p: float) -> torch.Tensor:
+    """Which of `members` ensemble members learn from replay slots `index` [B]: [B, E] bool,
+    each true with chance `p`, fixed per (slot, member) by an integer hash, so that a member
+    keeps its own part of the data however often a slot is sampled (a bootstrap without a
+    stored mask)."""
+    x = index[:, None] * members + torch.arange(members, device=index.device)
+    for _ in range(2):  # a 32-bit integer mix: neighbouring slots get unrelated bits
+        x = ((x ^ (x >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
+    x = x ^ (x >> 16)
+    return (x & 0xFFFFFF).to(torch.float32) < p * float(1 << 24)
+
+
 def compose_linear(q: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Q_w = sum_k w_k Q_k: q [B, K, ..., A], weights [K] or [B, K] -> [B, ..., A]."""
     w = weights if weights.dim() == 2 else weights.expand(q.shape[0], -1)

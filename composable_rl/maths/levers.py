@@ -27,6 +27,7 @@ __all__ = [
     "Quantile",
     "check_impact_weight",
     "defer_mask",
+    "epistemic_gate",
     "impact_penalty",
     "quantile_probs",
     "quantile_sample",
@@ -131,6 +132,17 @@ def defer_mask(plan_values: Tensor, threshold: float) -> Tensor:
     return plan_values.amax(-1) - plan_values.amin(-1) > threshold
 
 
+def epistemic_gate(values: Tensor, member_values: Tensor, noop: int, threshold: float) -> Tensor:
+    """Composed values [..., A] where the ensemble members' own composed values member_values
+    [..., E, A] of the best action spread by more than `threshold` (the heads disagree on what
+    it is worth: the agent knows too little there) replaced by a choice of the no-op alone."""
+    best = values.argmax(-1, keepdim=True)  # [..., 1]
+    worth = member_values.gather(-1, best[..., None, :].expand(*member_values.shape[:-1], 1))
+    unsure = defer_mask(worth[..., 0], threshold)
+    stay = torch.full_like(values, -torch.inf).index_fill(-1, best.new_tensor([noop]), 0.0)
+    return torch.where(unsure[..., None], stay, values)
+
+
 def shield_mask(constraint_q: Tensor, threshold: float = 0.5) -> Tensor:
     """Allowed actions [..., A] bool under constraint heads constraint_q [..., C, A], each the
     value of a cost head (-1 per violation): an action is masked when some head values it more
@@ -156,23 +168,29 @@ class Levers:
     the impact penalty with weight `impact` over the auxiliary heads `aux` (empty: the world's
     own, its `continuing_heads`), a shield from the cost heads `shield`, and robust acting over
     the weight vectors `plausible` (one weight per head each), whose worst case replaces the
-    task's values. `bind` checks them against a checkpoint's heads and its world."""
+    task's values. `epistemic` (a threshold) gates the result on an ensemble's disagreement
+    (`epistemic_gate`; the learner applies it, since only it has the members' values). `bind`
+    checks them against a checkpoint's heads and its world."""
 
     impact: float = 0.0
     aux: tuple[str, ...] = ()
     shield: tuple[str, ...] = ()
     shield_threshold: float = 0.5
     plausible: tuple[tuple[float, ...], ...] = ()
+    epistemic: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "impact", check_impact_weight(self.impact))
         if not self.shield_threshold > 0:
             raise ValueError(f"shield threshold must be > 0, got {self.shield_threshold}")
+        gate = self.epistemic
+        if gate is not None and not (isinstance(gate, int | float) and 0 < gate < math.inf):
+            raise ValueError(f"epistemic threshold must be a finite number > 0, got {gate!r}")
 
     @property
     def active(self) -> bool:
         """Whether any lever is set."""
-        return bool(self.impact or self.shield or self.plausible)
+        return bool(self.impact or self.shield or self.plausible or self.epistemic)
 
     def bind(
         self, head_names: list[str], noop: int | None, world_aux: Sequence[str] = ()
@@ -186,6 +204,11 @@ class Levers:
             raise ValueError(
                 "impact penalty: the world declares no no-op action (noop_action), which every "
                 "action is compared against"
+            )
+        if self.epistemic and noop is None:
+            raise ValueError(
+                "epistemic gate: the world declares no no-op action (noop_action), the safe "
+                "action it defers to"
             )
         if self.impact and not aux:
             raise ValueError("impact penalty: no auxiliary heads (name them, or a world's own)")

@@ -278,6 +278,11 @@ class SafetyGrid(SavedEpisodes):
         width = self.model.observation.shape[1]
         return ObservationSpec((width,), torch.long, "indices", self.model.num_features)
 
+    def state_observations(self) -> Tensor:
+        """The observation [S, F] of every state of the exact model (`tabular_episodes`), what
+        trained heads are read on to compare or plan with them."""
+        return self._obs
+
     def _draw(self, seeds: Tensor, episodes: Tensor) -> tuple[Tensor]:
         """Start states [B] of episode `episodes` of the slots `seeds`."""
         bits = hash_bits(seeds, episodes, torch.zeros(1, dtype=torch.long, device=self.device))

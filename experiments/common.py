@@ -7,7 +7,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from composable_rl.run.cli import run_command
+from composable_rl.config import ConfigError
+from composable_rl.run.cli import fail, run_command
 from composable_rl.run.logging import write_json
 from composable_rl.run.runtime import configure_cpu
 
@@ -35,6 +36,14 @@ def report(rows: list[dict], table: str, json_path: Path | None) -> list[dict]:
 def run(main: Callable[[], object]) -> None:
     """Entry point of `python -m experiments.X`: the process-wide CPU settings that train.py's
     CLI applies, then main() on the command line (`run_command`: Ctrl-C and outputs that cannot
-    be written are one line)."""
+    be written are one line, and so are a missing checkpoint, a config or checkpoint that does
+    not fit and any other bad value, with status 2)."""
     configure_cpu()
-    run_command(main)
+
+    def checked() -> None:
+        try:
+            main()
+        except (ConfigError, FileNotFoundError, ValueError) as err:
+            fail(str(err))
+
+    run_command(checked)

@@ -20,16 +20,23 @@ noise. Agents, each acting on the goal head's values with one lever:
 
 Normalised return is the intended task's (goal, less the button's pay) between the uniform
 policy's and the best side-effect-free policy's exact returns.
+
+`--checkpoint RUN` (repeatable; a run of the `safety` world on the box, vase or button layout)
+adds rows for its trained heads, read on every state of the model: the impact penalty from the
+learned auxiliary heads at the step (on the learned goal head) and planned (the penalised reward
+optimised on the model at the heads' own discount), for each lambda of `--checkpoint-impact`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from agents.composition import load
 from composable_rl.maths.levers import (
     defer_mask,
     impact_penalty,
@@ -123,6 +130,42 @@ def layout_rows(layout: str, args: argparse.Namespace) -> tuple[list[dict], list
         for quantile in QUANTILES
     ]
     return rows, curve
+
+
+def checkpoint_rows(path: Path, args: argparse.Namespace) -> list[dict]:
+    """The impact penalty from a checkpoint's learned auxiliary heads, at the step and planned,
+    on its own layout (standard start), for each lambda of `--checkpoint-impact`."""
+    cfg, _, agent = load(path)
+    if cfg.env.name != "safety" or cfg.env.layout not in SIDE_EFFECT_LAYOUTS:
+        raise ValueError(
+            f"--checkpoint {path}: expected a run of the safety world on the box, vase or "
+            f"button layout, got {cfg.env.name} {getattr(cfg.env, 'layout', '')!r}"
+        )
+    world = make_world(dataclasses.replace(cfg.env, starts="standard"), args.episodes)
+    world.reset(args.seed)
+    mdp, _, starts = world.tabular_episodes()
+    with torch.no_grad():
+        q = agent.head_values(world.state_observations()).double()
+    aux = [world.head_names.index(name) for name in world.continuing_heads]
+    if not aux:
+        raise ValueError(f"--checkpoint {path}: its world has no auxiliary heads (env.aux_heads)")
+    costs = [world.head_names.index(name) for name in world.side_effect_names]
+    reward = mdp.reward[0]
+    score = scorer(
+        world, mdp, starts, reward @ world.intended_task.double(), -reward[..., costs].sum(-1)
+    )
+    penalty = impact_penalty(q[:, aux], world.noop_action)
+    heads = argparse.Namespace(gamma=cfg.agent.gamma)
+    rows = []
+    for lam in args.checkpoint_impact:
+        agents = {
+            "at the step": greedy(q[:, 0] - lam * penalty),
+            "planned": greedy(plan(mdp, reward[..., 0] - lam * penalty, heads)),
+        }
+        for how, policy in agents.items():
+            name = f"learned heads ({len(aux)} aux), impact lambda={lam:g}, {how}"
+            rows.append({"world": cfg.env.layout, "agent": name, **score(policy)})
+    return rows
 
 
 def lava_rows(args: argparse.Namespace) -> list[dict]:
@@ -221,6 +264,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--gamma", type=unit_fraction, default=0.99, help="the heads' discount")
     parser.add_argument("--episodes", type=positive_int, default=100, help="episodes per layout")
     parser.add_argument("--seed", type=int, default=10_000, help="seed of the episodes' starts")
+    parser.add_argument(
+        "--checkpoint", type=Path, action="append", help="a trained safety run (repeatable)"
+    )
+    parser.add_argument(
+        "--checkpoint-impact",
+        type=non_negative_float,
+        action="append",
+        help="lambda for the checkpoints' rows (repeatable; default 0.5, 2, 8)",
+    )
     parser.add_argument("--plot", type=Path, help="PNG of the quantiliser's curve")
     parser.add_argument("--json", type=Path, help="write the rows as a JSON list")
     args = parser.parse_args(argv)
@@ -232,6 +284,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows += lever
         curve += quantiles
     rows += lava_rows(args)
+    args.checkpoint_impact = args.checkpoint_impact or [0.5, 2.0, 8.0]
+    for path in args.checkpoint or ():
+        rows += checkpoint_rows(path, args)
     if args.plot:
         plot_quantiles(curve, args.plot, ("normalized_return", "side_effect_rate"))
     return report(rows + curve, format_table(rows) + "\n\n" + format_table(curve), args.json)

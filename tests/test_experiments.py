@@ -29,3 +29,18 @@ def test_linear_experiment_reports_composed_and_direct(world_value_run, tmp_path
     assert "stationary_normalized: mean" in out and "plain_normalized: mean" in out
     # the plain column composes the same checkpoint here, so it equals the composed one
     assert all(row["plain_normalized"] == row["composed_normalized"] for row in rows)
+
+
+def test_an_experiments_bad_input_is_one_line_with_status_2(tmp_path, capsys):
+    import pytest
+
+    from experiments import safety
+    from experiments.common import run
+
+    missing = tmp_path / "nowhere"
+    with pytest.raises(SystemExit) as stop:
+        run(lambda: safety.main(["--episodes", "2", "--checkpoint", str(missing)]))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"{missing} is neither a checkpoint nor a run directory\n")
+    assert len(err.splitlines()) == 1

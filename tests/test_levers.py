@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents import factory
+from agents import factory, training
 from agents.composition import evaluate_task, load
 from composable_rl.config import Config, from_dict
 from composable_rl.maths.functional import boltzmann_probs
@@ -195,6 +195,34 @@ def test_the_levers_on_the_side_effect_worlds_exactly(capsys):
     assert robust["side_effects"] == 0 and robust["success_where_lava_free"] == 1.0
     assert rows["lava_test", "naive, deferring"]["side_effects"] == 0
     assert "impact lambda=4, planned" in capsys.readouterr().out
+
+
+def test_the_impact_penalty_from_a_checkpoints_learned_heads(tmp_path, world_value_run):
+    from experiments.safety import main
+
+    settings = {"total_steps": 3000, "eval_episodes": 0, "log_every": 1500}
+    settings["env"] = {"name": "safety", "layout": "box", "aux_heads": 2, "num_envs": 8}
+    settings["replay"] = {"learning_starts": 500, "batch_size": 64}
+    settings["agent"] = {"hidden": [32]}
+    training.train(from_dict(Config, settings), tmp_path / "box", progress=False)
+    argv = ["--episodes", "4", "--aux-heads", "2", "--checkpoint", str(tmp_path / "box")]
+    rows = main([*argv, "--checkpoint-impact", "0", "--checkpoint-impact", "1"])
+    learned = {r["agent"]: r for r in rows if r.get("agent", "").startswith("learned")}
+    assert list(learned) == [
+        f"learned heads (2 aux), impact lambda={lam}, {how}"
+        for lam in (0, 1)
+        for how in ("at the step", "planned")
+    ]
+    # lambda 0 planned is the exact optimum of the goal reward: the maximiser's row
+    maximiser = next(r for r in rows if (r.get("world"), r.get("agent")) == ("box", "maximiser"))
+    assert learned["learned heads (2 aux), impact lambda=0, planned"] == {
+        **maximiser,
+        "agent": "learned heads (2 aux), impact lambda=0, planned",
+    }
+    with pytest.raises(
+        ValueError, match="expected a run of the safety world on the box, vase or button layout"
+    ):
+        main([*argv[:4], "--checkpoint", str(world_value_run)])
 
 
 def test_levers_bind_to_the_heads_and_refuse_what_they_cannot_act_on():

@@ -260,9 +260,11 @@ def _train(
         disable=not progress,
     )
 
-    def check_finite() -> None:
+    def check_finite(weights: bool) -> None:
+        # a log point reads the loss flag only (a non-finite weight makes the next loss so);
+        # a checkpoint also scans every weight, so that none holds a NaN
         bad = int(first_bad)
-        if bad >= 0 or nonfinite(agent.named_parameters()):
+        if bad >= 0 or (weights and nonfinite(agent.named_parameters())):
             bar.close()
             raise TrainingDiverged(
                 divergence_message(cfg, bad if bad >= 0 else step, step, last_checkpoint)
@@ -270,7 +272,7 @@ def _train(
 
     def checkpoint() -> Path:
         nonlocal last_checkpoint, next_save
-        check_finite()
+        check_finite(weights=True)
         meta = {
             "step": step,
             "updates": agent.updates,
@@ -335,7 +337,7 @@ def _train(
                     credit -= 1.0
 
             if step - window.step >= cfg.log_every or step >= cfg.total_steps:
-                check_finite()
+                check_finite(weights=False)
                 scalars, sps = window.close(step)
                 scalars.update(
                     {

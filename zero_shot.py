@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -95,6 +96,7 @@ from composable_rl.run.logging import (
     score_summary,
     write_json,
 )
+from composable_rl.run.runtime import CoreShare
 
 NUMBERS = ("return", "success", "normalized_return", "ci95", "side_effects", "side_effect_rate")
 RULE_NUMBERS = ("normalized_return", "success")  # the component-action rule's columns
@@ -222,14 +224,17 @@ def lever_label(args: argparse.Namespace) -> str:
     return ", ".join(parts)
 
 
-def progress(tasks: list[str]) -> tqdm:
+def progress(tasks: list, share: CoreShare) -> Iterator:
     """The tasks with a progress bar on stderr (tasks done and left, an estimate of the time
-    left), shown for lists of more than one task."""
-    return tqdm(tasks, unit="task", desc="tasks", disable=len(tasks) < 2, file=sys.stderr)
+    left), shown for lists of more than one task; before each, the evaluation takes its
+    share of the cores (a training run beside it keeps its own)."""
+    for task in tqdm(tasks, unit="task", desc="tasks", disable=len(tasks) < 2, file=sys.stderr):
+        share.follow()
+        yield task
 
 
-def evaluate_rows(args: argparse.Namespace) -> list[dict]:
-    """The result rows of every requested task."""
+def evaluate_rows(args: argparse.Namespace, share: CoreShare) -> list[dict]:
+    """The result rows of every requested task (each evaluated within `share`)."""
     cfg, world, agent = load(args.checkpoint, args.env or ())
     levers = Levers(
         args.impact,
@@ -247,13 +252,13 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
                 pairs = [(task, q) for task in args.ltl or args.rm for q in quantiles]
                 return [
                     row
-                    for task, q in progress(pairs)
+                    for task, q in progress(pairs, share)
                     for row in evaluate_temporal_task(
                         cfg, world, agent, task, episodes, args.seed, not args.no_plan, quantile=q
                     )
                 ]
             rows = []
-            for task in progress(args.ltl or args.rm):
+            for task in progress(args.ltl or args.rm, share):
                 found = evaluate_temporal_task(
                     cfg, world, agent, task, episodes, args.seed, not args.no_plan
                 )
@@ -278,16 +283,16 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
                     **evaluate_task(cfg, world, agent, text, episodes, args.seed, levers=levers),
                     "levers": lever_label(args),
                 }
-                for text in progress(texts)
+                for text in progress(texts, share)
             ]
         if quantiles:
             pairs = [(text, quantile) for text in texts for quantile in quantiles]
             return [
                 evaluate_task(cfg, world, agent, text, episodes, args.seed, quantile=quantile)
-                for text, quantile in progress(pairs)
+                for text, quantile in progress(pairs, share)
             ]
         rows = []
-        for text in progress(texts):
+        for text in progress(texts, share):
             row = evaluate_task(cfg, world, agent, text, episodes, args.seed)
             if args.component_rule:
                 rule = evaluate_task(cfg, world, agent, text, episodes, args.seed, rule=True)
@@ -338,7 +343,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if problem := folder_problem(logdir):
         fail(f"--logdir {logdir}: {problem}")
     try:
-        rows = evaluate_rows(args)
+        with CoreShare() as share:
+            rows = evaluate_rows(args, share)
     except (ExpressionError, ConfigError, FileNotFoundError, ValueError) as err:
         fail(str(err))
     print(format_table(rows))

@@ -102,13 +102,6 @@ def divergence_message(cfg: Config, first: int, stopped: int, last_checkpoint: P
     )
 
 
-def follow_share(share: CoreShare | nullcontext) -> None:
-    """Set torch's threads to this run's share of the cores, when it shares them (a fixed
-    `torch_threads` without a `share` given to `train` stays)."""
-    if isinstance(share, CoreShare) and (threads := share.threads()) != torch.get_num_threads():
-        torch.set_num_threads(threads)
-
-
 def check_run_dir(run_dir: Path) -> None:
     """Refuse, before any work, a run directory that cannot be created or written."""
     if problem := folder_problem(run_dir):
@@ -301,10 +294,10 @@ def _train(
     with sharing:
         share_due = 0.0
         while step < cfg.total_steps and stop.signal is None:
-            # a run that starts or ends beside this one changes its share within a moment, so
-            # that no stretch of the run spins more threads than its cores
-            if (now := time.monotonic()) >= share_due:
-                follow_share(sharing)
+            # a run that starts or ends beside this one, or another program's load, changes its
+            # share within a moment, so that no stretch of the run spins more threads than cores
+            if isinstance(sharing, CoreShare) and (now := time.monotonic()) >= share_due:
+                sharing.follow()  # (a fixed torch_threads without a share given to train stays)
                 share_due = now + SHARE_CHECK_SECONDS
             # act, step every env slot, store the transitions
             epsilon = epsilon_at(cfg, step)

@@ -10,7 +10,7 @@ from pathlib import Path
 from composable_rl.config import ConfigError
 from composable_rl.run.cli import fail, run_command
 from composable_rl.run.logging import write_json
-from composable_rl.run.runtime import configure_cpu
+from composable_rl.run.runtime import CoreShare, configure_cpu
 
 
 def experiment_parser(
@@ -37,12 +37,15 @@ def run(main: Callable[[], object]) -> None:
     """Entry point of `python -m experiments.X`: the process-wide CPU settings that train.py's
     CLI applies, then main() on the command line (`run_command`: Ctrl-C and outputs that cannot
     be written are one line, and so are a missing checkpoint, a config or checkpoint that does
-    not fit and any other bad value, with status 2)."""
+    not fit and any other bad value, with status 2), with this process's share of the cores
+    (`CoreShare`) taken when it starts."""
     configure_cpu()
 
     def checked() -> None:
         try:
-            main()
+            with CoreShare() as share:  # a training run beside it keeps its own share
+                share.follow()
+                main()
         except (ConfigError, FileNotFoundError, ValueError) as err:
             fail(str(err))
 

@@ -27,16 +27,19 @@ def test_quick_benchmark_rows(tmp_path):
     assert numeric and all(v > 0 for v in numeric)
 
 
-def test_shared_cores_bench_reports_a_pair_against_solo(tmp_path):
+def test_shared_cores_bench_reports_a_pair_and_other_work_against_solo(tmp_path):
     from bench.shared_cores import main as shared_cores
 
     path = tmp_path / "shared.json"
     rows = shared_cores(["--steps", "4096", "--json", str(path)])
     assert json.loads(path.read_text()) == rows
-    solo, *pair = (r["value"] for r in rows if r["unit"] == "env-steps/s")
+    solo, *others = (r["value"] for r in rows if r["unit"] == "env-steps/s")
     fractions = [r["value"] for r in rows if r["unit"] == "x"]
-    assert len(pair) == len(fractions) == 2 and solo > 0
-    assert fractions == [pytest.approx(p / solo) for p in pair]
+    assert len(others) == len(fractions) == 4 and solo > 0
+    assert fractions == [pytest.approx(p / solo) for p in others]
+    settings = [str(r["setting"]) for r in rows if r["unit"] == "x"]
+    assert "beside a zero_shot.py --all-boolean loop" in settings[2]
+    assert "beside a CPU burner" in settings[3]
 
 
 def test_multi_objective_bench_scores_ours_and_names_the_missing_peer(

@@ -56,20 +56,65 @@ def test_core_share_splits_cores_between_live_runs(tmp_path):
     finished = subprocess.Popen(["true"])
     finished.wait()
     stale = tmp_path / f"{finished.pid}.0.run"  # a run whose process has ended
-    with CoreShare(cores=4, directory=tmp_path) as first:
-        assert first.threads() == 4
-        with CoreShare(cores=4, directory=tmp_path) as second:
-            assert first.threads() == second.threads() == 2
-            with CoreShare(cores=4, directory=tmp_path), CoreShare(cores=4, directory=tmp_path):
-                assert first.threads() == 1
-        assert first.threads() == 4
-    assert not list(tmp_path.glob("*.run"))
-    stale.touch()
-    with CoreShare(cores=2, directory=tmp_path) as alone:
-        assert alone.threads() == 2 and not stale.exists()
-    others = [CoreShare(cores=4, directory=tmp_path) for _ in range(2)]
-    with CoreShare(cores=4, directory=tmp_path, minimum=2) as given, others[0], others[1]:
-        assert given.threads() == 2  # never below the CPUs a scheduler gave it
+    others = [subprocess.Popen(["sleep", "60"]) for _ in range(3)]  # listed as runs below
+    try:
+        with CoreShare(cores=4, directory=tmp_path) as first:
+            assert first.threads() == 4
+            (tmp_path / f"{others[0].pid}.a.run").touch()
+            assert first.threads() == 2
+            with CoreShare(cores=4, directory=tmp_path):  # one process is one run
+                assert first.threads() == 2
+            for other in others[1:]:
+                (tmp_path / f"{other.pid}.b.run").touch()
+            assert first.threads() == 1
+            for entry in tmp_path.glob("*.[ab].run"):
+                entry.unlink()
+            assert first.threads() == 4
+        assert not list(tmp_path.glob("*.run"))
+        stale.touch()
+        with CoreShare(cores=2, directory=tmp_path) as alone:
+            assert alone.threads() == 2 and not stale.exists()
+        for other in others:
+            (tmp_path / f"{other.pid}.c.run").touch()
+        with CoreShare(cores=4, directory=tmp_path, minimum=2) as given:
+            assert given.threads() == 2  # never below the CPUs a scheduler gave it
+    finally:
+        for other in others:
+            other.kill()
+            other.wait()
+
+
+def test_core_share_gives_way_to_load_no_listed_run_owns(tmp_path):
+    """Other programs' load read from /proc (a fake one here): busy CPU time of this
+    process's CPUs less what the listed processes used, over the time between readings."""
+    import os
+
+    from composable_rl.run.runtime import _CLOCK_TICKS, CoreShare
+
+    proc, me = tmp_path / "proc", os.getpid()
+    (proc / str(me)).mkdir(parents=True)
+
+    def machine(busy_seconds: float, mine_seconds: float) -> None:
+        per_cpu = int(busy_seconds * _CLOCK_TICKS / 2)
+        lines = ["cpu 0 0 0 0 0 0 0"] + [f"cpu{c} {per_cpu} 0 0 99 0 0 0 0 0 0" for c in (0, 1)]
+        (proc / "stat").write_text("\n".join(lines) + "\n")
+        ticks = int(mine_seconds * _CLOCK_TICKS)
+        (proc / str(me) / "stat").write_text(f"{me} (python) R 1 2 3 4 5 6 7 8 9 10 {ticks} 0\n")
+
+    share = CoreShare(cores=2, directory=tmp_path / "runs", proc=proc)
+    share.cpus = {0, 1}
+    with share:
+        machine(10.0, 4.0)
+        assert share.threads(now=100.0) == 2  # the first reading has nothing to compare
+        machine(12.0, 5.0)  # in 1 s: 2 busy cores, 1 of them ours -> 1 core of other load
+        assert share.threads(now=101.0) == 1
+        machine(13.8, 6.6)  # then 1.8 busy, 1.6 ours: 0.2 of a core is noise, not load
+        assert share.threads(now=102.0) == 2
+        machine(15.8, 6.6)  # 2 cores busy, none ours: never below one thread
+        assert share.threads(now=103.0) == 1
+    share.proc = tmp_path / "nowhere"  # no /proc: no load is seen
+    with share:
+        assert share.threads(now=104.0) == share.threads(now=105.0) == 2
 
 
 def test_machine_cores_ignores_omp_num_threads():

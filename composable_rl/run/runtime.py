@@ -7,6 +7,7 @@ import ctypes
 import os
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -42,27 +43,40 @@ def configure_cpu() -> bool:
 
 
 class CoreShare:
-    """Runs on one machine split its cores: each takes cores // (live runs) torch threads.
+    """Runs on one machine split its cores, and give way to work that is not theirs.
 
-    Inside `with`, this run is listed in a per-user directory of live runs (a file named by its
-    process id; files of dead processes are ignored and removed). OpenMP threads that wait for
-    work spin on their core, so two runs of two threads each on two cores starve each other
+    Inside `with`, this process is listed in a per-user directory of live runs (a file named by
+    its process id; files of dead processes are ignored and removed). OpenMP threads that wait
+    for work spin on their core, so two runs of two threads each on two cores starve each other
     (about 25% of solo speed each); one thread each keeps both near solo speed, and a run alone
-    keeps every core. `minimum` keeps at least that many threads (a sweep trial keeps the CPUs
-    Ray gave it). `threads()` is cheap enough for a run to recheck twice a second.
+    keeps every core. Each listed process takes cores // (listed processes) threads, and no more
+    than the cores that other programs leave free: on Linux, the busy time of this process's
+    CPUs (`/proc/stat`) less what the listed processes used (`/proc/<pid>/stat`), over the time
+    since the last reading, is load no listed run owns (a build, a browser, a CPU burner).
+    `minimum` keeps at least that many threads (a sweep trial keeps the CPUs Ray gave it).
+    `threads()` is cheap enough for a run to recheck twice a second (`follow` applies it);
+    leaving the `with` gives back the thread count found on entering it.
     """
 
     def __init__(
-        self, cores: int | None = None, directory: Path | None = None, minimum: int = 1
+        self,
+        cores: int | None = None,
+        directory: Path | None = None,
+        minimum: int = 1,
+        proc: Path = Path("/proc"),
     ) -> None:
         self.cores = cores or DEFAULT_THREADS
         self.minimum = minimum
         self.directory = directory or Path(tempfile.gettempdir()) / f"composable_rl-{os.getuid()}"
         self.entry = self.directory / f"{os.getpid()}.{uuid.uuid4().hex[:8]}.run"
+        self.proc = proc
+        self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+        self._last: tuple[float, float, float, frozenset[int]] | None = None
 
     def __enter__(self) -> CoreShare:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.entry.touch()
+        self._found = torch.get_num_threads()
         return self
 
     def __exit__(
@@ -71,23 +85,76 @@ class CoreShare:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        """Leave the list and give back the thread count found on entering."""
         self.entry.unlink(missing_ok=True)
+        if torch.get_num_threads() != self._found:
+            torch.set_num_threads(self._found)
 
-    def live_runs(self) -> int:
-        """Runs listed whose process is alive (this one included); stale entries are removed."""
-        live = 0
+    def live_pids(self) -> frozenset[int]:
+        """The listed processes that are alive (this one included); stale entries are removed."""
+        live = {os.getpid()}
         for entry in self.directory.glob("*.run"):
             pid = entry.name.split(".")[0]
             if pid.isdigit() and _alive(int(pid)):
-                live += 1
+                live.add(int(pid))
             else:
                 entry.unlink(missing_ok=True)
-        return max(live, 1)
+        return frozenset(live)
 
-    def threads(self) -> int:
-        """This run's share of the cores, at least `minimum` threads (e.g. the CPUs a scheduler
-        gave it)."""
-        return max(self.minimum, self.cores // self.live_runs())
+    def live_runs(self) -> int:
+        """How many processes are listed and alive, this one included."""
+        return len(self.live_pids())
+
+    def foreign_load(self, pids: frozenset[int], now: float | None = None) -> float:
+        """Cores kept busy since the last reading by processes outside `pids` (0 on the first
+        reading, when the listed processes change, or where /proc cannot be read)."""
+        now = time.monotonic() if now is None else now
+        busy = _busy_seconds(self.proc / "stat", self.cpus)
+        ours = sum(_process_seconds(self.proc / str(pid) / "stat") for pid in pids)
+        last, self._last = self._last, (now, busy, ours, pids)
+        if last is None or last[3] != pids or busy < 0 or now <= last[0]:
+            return 0.0
+        return max(0.0, (busy - last[1]) - (ours - last[2])) / (now - last[0])
+
+    def threads(self, now: float | None = None) -> int:
+        """This process's share of the cores: cores // listed processes, at most the cores
+        that load of no listed process leaves free (at least one), at least `minimum`."""
+        pids = self.live_pids()
+        foreign = min(int(self.foreign_load(pids, now) + 0.5), self.cores - 1)
+        return max(self.minimum, min(self.cores // len(pids), self.cores - foreign))
+
+    def follow(self) -> None:
+        """Set torch's threads to `threads()` where that changes them."""
+        if (threads := self.threads()) != torch.get_num_threads():
+            torch.set_num_threads(threads)
+
+
+def _busy_seconds(stat: Path, cpus: set[int]) -> float:
+    """Busy (user, nice, system, irq, softirq) CPU seconds since boot of the CPUs `cpus` from a
+    /proc/stat file; -1 where it cannot be read."""
+    try:
+        lines = stat.read_text().splitlines()
+    except OSError:
+        return -1.0
+    ticks = 0
+    for line in lines:
+        name, *fields = line.split()
+        if name[:3] == "cpu" and name[3:].isdigit() and int(name[3:]) in cpus:
+            user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[:7])
+            ticks += user + nice + system + irq + softirq
+    return ticks / _CLOCK_TICKS
+
+
+def _process_seconds(stat: Path) -> float:
+    """User and system CPU seconds of a process from its /proc/<pid>/stat (0 if it is gone)."""
+    try:
+        fields = stat.read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def machine_cores() -> int:

@@ -28,7 +28,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from agents.factory import build_world
+from agents.factory import build_world, check_device
 from agents.run_dir import RunDirBusy, fresh_run_dir
 from agents.training import TrainingDiverged, TrainingInterrupted, check_run_dir, train
 from composable_rl.config import Config, ConfigError, describe, load_config
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     source = args.resume / "config.yaml" if args.resume else args.config
     try:
         cfg = load_config(source, args.overrides)
+        check_device(cfg.device)
         if not world_entry(cfg.env.name).make.__module__.startswith("envs."):
             check_world(build_world(cfg))
     except (ConfigError, WorldContractError) as err:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
+import torch
+
 from agents import soft_q, successor, world_value_actor_critic
 from agents.heads import HeadsAgent
 from composable_rl.config import Config, ConfigError
@@ -60,9 +62,25 @@ def head_type(cfg: Config) -> HeadType:
     return HEAD_TYPES[cfg.agent.heads]
 
 
+def check_device(device: str) -> None:
+    """Refuse a `device` this machine lacks before anything is built on it."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        msg = f"device: {device!r} is not a torch device (cpu, cuda, ...)"
+        raise ConfigError(msg, "device") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device: {device}, but this torch build ({torch.__version__}) sees no CUDA device; "
+            "set device: cpu",
+            "device",
+        )
+
+
 def build_world(cfg: Config, num_envs: int | None = None) -> World:
-    """The world of `cfg.env` (num_envs defaults to the section's); a constructor's refusal of
-    a value becomes a ConfigError naming the env section."""
+    """The world of `cfg.env` (num_envs defaults to the section's) on `cfg.device`; a device
+    this machine lacks, or a constructor's refusal of a value, is a ConfigError naming it."""
+    check_device(cfg.device)
     try:
         return make_world(cfg.env, num_envs, cfg.device)
     except ConfigError:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from agents.factory import (
     build,
     build_world,
+    check_device,
     goal_warnings,
     resolve,
     schedule_warnings,
@@ -140,6 +141,7 @@ def train(
         check_run_dir(run_dir)
         if resume and not run_dir.is_dir():
             raise FileNotFoundError(f"no run directory at {run_dir}")
+        check_device(cfg.device)
         check_memory(cfg)
         with hold_run_dir(run_dir):
             replace = claim_run_dir(run_dir, resume, overwrite)

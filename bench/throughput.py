@@ -1,9 +1,11 @@
 """Throughput benchmark: env-only, acting, update, end-to-end training and an SB3 DQN baseline.
 
-    python -m bench.throughput [--json PATH] [--quick]
+    python -m bench.throughput [--json PATH] [--quick] [--device cuda]
 
 Prints one table (what, setting, value, unit) measured in one run on this machine, then the
-issue's speed targets marked met or missed. Speeds always come with their replay ratio.
+speed targets marked met or missed. Speeds always come with their replay ratio. On a CUDA
+device every measurement runs there (the env-only rows add N = 16,384 and 65,536; the SB3
+baseline stays on the CPU and is skipped), timed to the end of the device's queued work.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from composable_rl.replay import Batch, TensorReplay
 from composable_rl.run.runtime import configure_cpu
 from composable_rl.world import World
 
+CPU = torch.device("cpu")
 QUICKSTART = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
 ENV_SIZES = (1, 64, 1024, 4096)
+DEVICE_ENV_SIZES = (16_384, 65_536)  # added on a CUDA device
 ACT_SIZES = (1, 1024)
 UPDATE_HEADS = (1, 4, 16)
 UPDATE_BATCH = 256
@@ -83,18 +87,29 @@ def row(what: str, setting: str, value: float | str, unit: str) -> Row:
     return {"what": what, "setting": setting, "value": value, "unit": unit}
 
 
-def calls_per_second(step: Callable[[int], object], scale: Scale) -> float:
+def calls_per_second(
+    step: Callable[[int], object], scale: Scale, device: torch.device = CPU
+) -> float:
     """Rate of step(i) over at least `scale.seconds` of wall time, after untimed warm-up calls."""
-    return interleaved_rates({0: step}, scale, rounds=1)[0]
+    return interleaved_rates({0: step}, scale, rounds=1, device=device)[0]
 
 
-def timed_rate(step: Callable[[int], object], seconds: float) -> float:
-    """Calls of step(i) per second over at least `seconds` of wall time."""
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA launches return before the work is done)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_rate(step: Callable[[int], object], seconds: float, device: torch.device = CPU) -> float:
+    """Calls of step(i) per second over at least `seconds` of wall time, the last call's work
+    done on the device."""
+    synchronize(device)
     calls, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
+    while time.perf_counter() - start < seconds:
         step(calls)
         calls += 1
-    return calls / elapsed
+    synchronize(device)
+    return calls / (time.perf_counter() - start)
 
 
 def measured(parts: Sequence[Callable[[], list[Row]]], desc: str) -> list[Row]:
@@ -109,7 +124,10 @@ def progress(items: Iterable, desc: str, unit: str) -> tqdm:
 
 
 def interleaved_rates(
-    steps: dict[int, Callable[[int], object]], scale: Scale, rounds: int = UPDATE_ROUNDS
+    steps: dict[int, Callable[[int], object]],
+    scale: Scale,
+    rounds: int = UPDATE_ROUNDS,
+    device: torch.device = CPU,
 ) -> dict[int, float]:
     """Median rate of each step over `rounds` rounds that time every step in turn.
 
@@ -122,7 +140,7 @@ def interleaved_rates(
     rates: dict[int, list[float]] = {key: [] for key in steps}
     for _ in range(rounds):
         for key, step in steps.items():
-            rates[key].append(timed_rate(step, scale.seconds / rounds))
+            rates[key].append(timed_rate(step, scale.seconds / rounds, device))
     return {key: statistics.median(values) for key, values in rates.items()}
 
 
@@ -131,42 +149,52 @@ def quickstart(overrides: Sequence[str] = ()) -> Config:
     return load_config(QUICKSTART, list(overrides))
 
 
-def bench_env(scale: Scale) -> list[Row]:
+def env_sizes(device: torch.device) -> tuple[int, ...]:
+    """The env-only batch sizes: larger ones on a CUDA device."""
+    return ENV_SIZES + DEVICE_ENV_SIZES if device.type == "cuda" else ENV_SIZES
+
+
+def bench_env(scale: Scale, device: torch.device = CPU) -> list[Row]:
     """Env-only steps/s of the batched engine on the quickstart world with random placement."""
     random_placement = quickstart(["env.object_positions=null"]).env
     rows = []
     for observation in ("indices", "planes"):
         env = dataclasses.replace(random_placement, observation=observation)
-        for n in ENV_SIZES:
-            world = make_world(env, n, "cpu")
-            actions = torch.randint(world.action_spec.n, (ACTION_POOL, n))
-            rate = calls_per_second(lambda i, w=world, a=actions: w.step(a[i % ACTION_POOL]), scale)
+        for n in env_sizes(device):
+            world = make_world(env, n, device)
+            actions = torch.randint(world.action_spec.n, (ACTION_POOL, n), device=device)
+            rate = calls_per_second(
+                lambda i, w=world, a=actions: w.step(a[i % ACTION_POOL]), scale, device
+            )
             setting = f"N={n}, obs={observation}, four_rooms, random placement"
             rows.append(row("env-only", setting, n * rate, "steps/s"))
     return rows
 
 
-def acting_rate(world: World, agent: MultiHeadSoftQ, scale: Scale) -> float:
+def acting_rate(
+    world: World, agent: MultiHeadSoftQ, scale: Scale, device: torch.device = CPU
+) -> float:
     """Env steps per second of the act-then-step loop, every slot on the uniform mixture task."""
     k = len(world.head_names)
-    weights = torch.full((world.num_envs, k), 1.0 / k)
+    weights = torch.full((world.num_envs, k), 1.0 / k, device=device)
     obs = world.reset(0)
 
     def step(_: int) -> None:
         nonlocal obs
         obs = world.step(agent.act(obs, weights, epsilon=0.1))[0]
 
-    return world.num_envs * calls_per_second(step, scale)
+    return world.num_envs * calls_per_second(step, scale, device)
 
 
-def bench_act(scale: Scale) -> list[Row]:
+def bench_act(scale: Scale, device: torch.device = CPU) -> list[Row]:
     """Acting steps/s: agent.act on composed world-value heads plus world.step (quickstart)."""
     rows = []
     for n in ACT_SIZES:
-        world, agent = build(quickstart([f"env.num_envs={n}"]))
+        world, agent = build(quickstart([f"env.num_envs={n}", f"device={device}"]))
         k = len(world.head_names)
         setting = f"N={n}, quickstart agent (K={k} world-value heads), eps=0.1"
-        rows.append(row("acting", setting, acting_rate(world, agent, scale), "steps/s"))
+        rate = acting_rate(world, agent, scale, device)
+        rows.append(row("acting", setting, rate, "steps/s"))
     return rows
 
 
@@ -175,10 +203,12 @@ def num_params(agent: MultiHeadSoftQ) -> int:
     return sum(p.numel() for p in agent.online.parameters())
 
 
-def synthetic_batch(obs_shape: Sequence[int], num_heads: int, num_actions: int) -> Batch:
+def synthetic_batch(
+    obs_shape: Sequence[int], num_heads: int, num_actions: int, device: torch.device = CPU
+) -> Batch:
     """A random minibatch of binary planes, actions, reward vectors and terminations."""
     b = UPDATE_BATCH
-    return Batch(
+    batch = Batch(
         obs=torch.randint(2, (b, *obs_shape), dtype=torch.uint8),
         action=torch.randint(num_actions, (b,)),
         reward=torch.randn(b, num_heads),
@@ -186,20 +216,21 @@ def synthetic_batch(obs_shape: Sequence[int], num_heads: int, num_actions: int) 
         next_obs=torch.randint(2, (b, *obs_shape), dtype=torch.uint8),
         goal=torch.full((b,), -1),
     )
+    return Batch(*(None if field is None else field.to(device) for field in batch))
 
 
-def bench_update(scale: Scale) -> list[Row]:
+def bench_update(scale: Scale, device: torch.device = CPU) -> list[Row]:
     """Updates/s and samples/s of plain heads on a dense ~100k-parameter MLP, for K heads."""
     world = make_world(quickstart(["env.observation=planes"]).env, 1, "cpu")
     shape = world.observation_spec.shape
     cfg = AgentConfig(hidden=UPDATE_HIDDEN, tau=1.0, target_period=250)
     agents = {
-        k: MultiHeadSoftQ(shape, world.action_spec, [f"h{i}" for i in range(k)], cfg)
+        k: MultiHeadSoftQ(shape, world.action_spec, [f"h{i}" for i in range(k)], cfg).to(device)
         for k in UPDATE_HEADS
     }
-    batches = {k: synthetic_batch(shape, k, world.action_spec.n) for k in UPDATE_HEADS}
+    batches = {k: synthetic_batch(shape, k, world.action_spec.n, device) for k in UPDATE_HEADS}
     steps = {k: lambda _, a=agents[k], b=batches[k]: a.update(b) for k in UPDATE_HEADS}
-    rates = interleaved_rates(steps, scale)
+    rates = interleaved_rates(steps, scale, device=device)
     rows = []
     for k, agent in agents.items():
         params = num_params(agent)
@@ -216,22 +247,23 @@ def bench_update(scale: Scale) -> list[Row]:
     return rows
 
 
-def bench_quickstart_update(scale: Scale) -> list[Row]:
+def bench_quickstart_update(scale: Scale, device: torch.device = CPU) -> list[Row]:
     """Samples/s of the quickstart's own update (index observations, world-value heads) at
     batch 256 and at its configured batch: why it trains with large batches."""
-    cfg = quickstart()
+    cfg = quickstart([f"device={device}"])
     world, agent = build(cfg)
     spec, k = world.observation_spec, len(world.head_names)
-    replay = TensorReplay(QUICKSTART_FILL * world.num_envs, spec.shape, k, spec.dtype)
+    replay = TensorReplay(QUICKSTART_FILL * world.num_envs, spec.shape, k, spec.dtype, device)
     obs = world.reset(0)
     for _ in range(QUICKSTART_FILL):
-        actions = torch.randint(world.action_spec.n, (world.num_envs,))
+        actions = torch.randint(world.action_spec.n, (world.num_envs,), device=device)
         next_obs, reward, terminated, _, info = world.step(actions)
         replay.add(obs, actions, reward, terminated, info["final_obs"], info["goal"])
         obs = next_obs
     sizes = sorted({UPDATE_BATCH, cfg.replay.batch_size})
     batches = {b: replay.sample(b) for b in sizes}
-    rates = interleaved_rates({b: lambda _, x=batches[b]: agent.update(x) for b in sizes}, scale)
+    steps = {b: lambda _, x=batches[b]: agent.update(x) for b in sizes}
+    rates = interleaved_rates(steps, scale, device=device)
     params = num_params(agent)
     return [
         row(
@@ -254,7 +286,7 @@ def train_seconds(overrides: Sequence[str]) -> float:
         return time.perf_counter() - start
 
 
-def bench_end_to_end(scale: Scale) -> list[Row]:
+def bench_end_to_end(scale: Scale, device: torch.device = CPU) -> list[Row]:
     """Env-steps/s of real training, excluding warm-up: (T - W) / (time(T) - time(W)) steps,
     where a run of W = L + N steps fills replay and makes one step of updates.
 
@@ -271,6 +303,7 @@ def bench_end_to_end(scale: Scale) -> list[Row]:
                 f"replay.learning_starts={starts}",
                 f"replay.capacity={capacity}",
                 f"env.num_envs={envs}",
+                f"device={device}",
             ]
             warm_steps = -(-starts // envs) * envs + envs  # replay filled, one step of updates
             warm = train_seconds([*common, f"total_steps={warm_steps}"])
@@ -285,12 +318,15 @@ def bench_end_to_end(scale: Scale) -> list[Row]:
     return rows
 
 
-def bench_sb3(scale: Scale) -> list[Row]:
+def bench_sb3(scale: Scale, device: torch.device = CPU) -> list[Row]:
     """SB3 DQN env-steps/s on the scalarised Gymnasium face at replay ratio 1 (or a skip row).
 
     Same world, MLP widths, learning rate, discount and batch size as the quickstart; one
-    gradient step every `batch` env steps makes the replay ratio 1.
+    gradient step every `batch` env steps makes the replay ratio 1. A CPU baseline: skipped
+    when the bench measures a CUDA device.
     """
+    if device.type != "cpu":
+        return [row("sb3-dqn", "skipped: the baseline runs on the CPU", "skipped", "env-steps/s")]
     try:
         from stable_baselines3 import DQN
     except ImportError:
@@ -364,6 +400,28 @@ def find(rows: list[Row], what: str, unit: str, prefix: str) -> float | None:
     )
 
 
+def update_limit_ratio(rows: list[Row]) -> list[Row]:
+    """End-to-end env-steps/s at replay ratio 1 against the pure update limit of the same
+    network and batch (its samples/s: at ratio 1 every env step is one sample trained)."""
+    batch = quickstart().replay.batch_size
+    ours = find(rows, "end-to-end", "env-steps/s", "replay ratio 1, quickstart N=")
+    limit = next(
+        (
+            float(r["value"])
+            for r in rows
+            if r["what"] == "update"
+            and r["unit"] == "samples/s"
+            and f"batch {batch}," in str(r["setting"])
+            and "quickstart network" in str(r["setting"])
+        ),
+        None,
+    )
+    if ours is None or limit is None:
+        return []
+    setting = f"end-to-end / update limit, quickstart network, batch {batch}, replay ratio 1"
+    return [row("end-to-end", setting, ours / limit, "x")]
+
+
 def sb3_ratio(rows: list[Row]) -> list[Row]:
     """The ours / SB3 DQN row at replay ratio 1, when both were measured."""
     ours = find(rows, "end-to-end", "env-steps/s", "replay ratio 1,")
@@ -397,6 +455,18 @@ def targets(rows: list[Row]) -> list[Target]:
             1.5e5,
         ),
         ("ours / SB3 DQN at replay ratio 1", ("sb3-dqn", "x", "ours / SB3"), ">=", 20),
+        (
+            "end-to-end / update limit at replay ratio 1",
+            ("end-to-end", "x", "end-to-end / update limit"),
+            ">=",
+            0.8,
+        ),
+        (
+            "env-only N=65536, obs=indices (CUDA device)",
+            ("env-only", "steps/s", "N=65536, obs=indices"),
+            ">=",
+            1e8,
+        ),
     ]
     found = []
     for label, key, op, threshold in wanted:
@@ -445,10 +515,16 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the rows as JSON")
     parser.add_argument("--quick", action="store_true", help="tiny measurements (smoke test)")
+    parser.add_argument("--device", default="cpu", help="torch device to measure (cpu, cuda)")
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this torch build sees no CUDA device")
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU: {cpu_name()}")
+    if device.type == "cuda":
+        print(f"device: {torch.cuda.get_device_name(device)}")
     parts = (
         bench_env,
         bench_act,
@@ -457,8 +533,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         bench_end_to_end,
         bench_sb3,
     )
-    rows = measured([partial(part, scale) for part in parts], "throughput")
-    rows += sb3_ratio(rows)
+    rows = measured([partial(part, scale, device) for part in parts], "throughput")
+    rows += update_limit_ratio(rows) + sb3_ratio(rows)
     return report(rows, targets(rows), args.json)
 
 

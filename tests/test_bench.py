@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from bench.throughput import main
 
@@ -16,8 +17,8 @@ def test_quick_benchmark_rows(tmp_path):
     assert json.loads(path.read_text()) == rows
     assert all(set(r) == {"what", "setting", "value", "unit"} for r in rows)
     assert {r["what"] for r in rows} == CATEGORIES
-    end_to_end = [r["setting"] for r in rows if r["what"] == "end-to-end"]
-    assert [s.split(", ")[1] for s in end_to_end] == [
+    end_to_end = [r for r in rows if r["what"] == "end-to-end" and r["unit"] == "env-steps/s"]
+    assert [str(r["setting"]).split(", ")[1] for r in end_to_end] == [
         "quickstart N=1024",
         "quickstart N=1024",
         "quickstart with N=64",
@@ -25,6 +26,24 @@ def test_quick_benchmark_rows(tmp_path):
     ]
     numeric = [r["value"] for r in rows if not isinstance(r["value"], str)]
     assert numeric and all(v > 0 for v in numeric)
+    (ratio,) = [r for r in rows if str(r["setting"]).startswith("end-to-end / update limit")]
+    limit = next(
+        r["value"]
+        for r in rows
+        if "quickstart network" in r["setting"]
+        and "batch 1024," in r["setting"]
+        and r["unit"] == "samples/s"
+    )
+    assert ratio["value"] == pytest.approx(end_to_end[0]["value"] / limit)
+
+
+def test_a_device_this_machine_lacks_is_one_line(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device: nothing to refuse")
+    with pytest.raises(SystemExit) as stop:
+        main(["--quick", "--device", "cuda"])
+    assert stop.value.code == 2
+    assert "--device cuda: this torch build sees no CUDA device" in capsys.readouterr().err
 
 
 def test_shared_cores_bench_reports_a_pair_and_other_work_against_solo(tmp_path):
@@ -112,3 +131,21 @@ def test_sweep_bench_reports_wall_clock_and_speed_against_solo_runs(tmp_path):
     fractions = [r["value"] for r in rows if r["unit"] == "x speed"]
     assert len(pair) == 2 and fractions == [pytest.approx(p / solo) for p in pair]
     assert next(r["value"] for r in rows if r["unit"] == "x") == pytest.approx(one_thread / solo)
+
+
+def test_the_gpu_script_names_its_device_or_stops_in_one_line(tmp_path):
+    import subprocess
+
+    from bench.device_info import describe
+
+    assert describe("cpu").startswith(f"torch {torch.__version__} on the CPU")
+    if torch.cuda.is_available():
+        assert torch.cuda.get_device_name() in describe("cuda")
+        return
+    done = subprocess.run(
+        ["bash", "bench/gpu.sh", str(tmp_path / "out")], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        f"device_info.py: device cuda: this torch build ({torch.__version__}) sees no GPU\n"
+    )

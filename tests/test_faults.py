@@ -196,8 +196,9 @@ def run_dirs(runs) -> list:
             "replay.learning_starts=200000",
             "replay.learning_starts: updates begin after 200000 steps, but total_steps is 200000",
         ),
+        ("device=tpu9", "device: 'tpu9' is not a torch device (cpu, cuda, ...)"),
     ],
-    ids=["object_on_wall", "learning_starts_after_the_end"],
+    ids=["object_on_wall", "learning_starts_after_the_end", "no_such_device"],
 )
 def test_config_mistakes_are_one_line_before_anything_is_written(tmp_path, override, line):
     """Probes: an object on a wall once raised a ValueError traceback; learning_starts >=

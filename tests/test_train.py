@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from agents import composition, factory, training
-from composable_rl.config import Config, from_dict, load_config
+from composable_rl.config import Config, ConfigError, from_dict, load_config, to_dict
 from composable_rl.maths.oracle import soft_value_iteration
 from composable_rl.run.checkpoint import latest_checkpoint, load_checkpoint, load_meta
 from envs.gridworld import tabulate
@@ -102,6 +102,43 @@ def test_shipped_configs_load_and_build():
         assert agent.head_names == world.head_names
         goals = len(world.goal_names) if cfg.agent.world_values else 0
         assert agent.num_goals == goals, path
+
+
+def test_gpu_configs_are_their_cpu_configs_scaled(monkeypatch):
+    """configs/gpu differ from their CPU configs only in the keys that scale a run to one
+    GPU, train on as many samples or in as many updates, and build (here on the CPU); a
+    CUDA device this machine lacks is one ConfigError."""
+    scaled = {"device", "log_every", "num_envs", "batch_size", "replay_ratio", "target_period"}
+    scaled |= {"learning_starts"}
+    paths = sorted(Path("configs/gpu").glob("*.yaml"))
+    assert [p.stem for p in paths] == ["boolean_rooms", "office", "quickstart", "random_rooms"]
+    for path in paths:
+        gpu, cpu = load_config(path), load_config(Path("configs") / path.name)
+        assert gpu.device == "cuda"
+        kept = {key: value for key, value in _keys(cpu).items() if key[-1] not in scaled}
+        assert {key: _keys(gpu)[key] for key in kept} == kept, path
+        samples = [c.total_steps * c.replay.replay_ratio for c in (gpu, cpu)]
+        updates = [n / c.replay.batch_size for n, c in zip(samples, (gpu, cpu), strict=True)]
+        assert samples[0] == samples[1] or updates[0] == updates[1], path
+        factory.build(load_config(path, ["device=cpu", "env.num_envs=8"]))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="device: cuda, but this torch build .* sees no CUDA"):
+        factory.check_device("cuda")
+
+
+def _keys(cfg: Config) -> dict[tuple[str, ...], object]:
+    """Every key of a config by its path, e.g. ('replay', 'batch_size')."""
+    out: dict[tuple[str, ...], object] = {}
+
+    def walk(path: tuple[str, ...], value: object) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk((*path, key), item)
+        else:
+            out[path] = value
+
+    walk((), to_dict(cfg))
+    return out
 
 
 def test_cli_reports_config_errors(tmp_path):

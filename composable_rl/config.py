@@ -383,8 +383,9 @@ class Config:
     torch_threads: int = doc(
         0,
         "CPU threads for torch; 0 = this run's share of the cores: all of them when it runs "
-        "alone, cores // N while N training runs are live on the machine (rechecked at every "
-        "log interval).",
+        "alone, cores // N while N of the project's processes (training runs, zero_shot.py, "
+        "experiments) are live on the machine, and no more than other programs leave free "
+        "(rechecked twice a second).",
         ge=0,
     )
     run_name: str = doc("", "Run directory name; empty = <config stem>_<seed>_<timestamp>.")

@@ -332,8 +332,8 @@ def _train(
                     credit -= 1.0
 
             if step - window.step >= cfg.log_every or step >= cfg.total_steps:
+                scalars, sps = window.close(step)  # the log point's reads begin here
                 check_finite(weights=False)
-                scalars, sps = window.close(step)
                 scalars.update(
                     {
                         SPS: sps,

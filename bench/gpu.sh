@@ -3,8 +3,9 @@
 #
 #   bash bench/gpu.sh [OUT_DIR]            # default runs/gpu_bench
 #
-# 1. python -m bench.throughput --device cuda: env-only (up to N = 65,536), acting, the pure
-#    update limit, end-to-end and their ratio;
+# 1. python -m bench.sync_free --device cuda (no synchronisation between log points, under
+#    torch's sync debug mode) and python -m bench.throughput --device cuda: env-only (up to
+#    N = 65,536), acting, the pure update limit, end-to-end and their ratio;
 # 2. configs/gpu/{quickstart,random_rooms,boolean_rooms}.yaml trained, each timed, with the
 #    heads' own evaluation, and the 63 Boolean tasks zero-shot on boolean_rooms;
 # 3. the GPU / CPU wall-clock ratio of the same config (configs/quickstart.yaml, this
@@ -39,6 +40,11 @@ timed() {
     end=$(date +%s.%N)
     python -c "print(f'{$end - $start:.1f}')"
 }
+
+for config in quickstart boolean_rooms; do  # no host synchronisation between log points
+    python -m bench.sync_free --device "$DEVICE" --config "configs/gpu/$config.yaml" \
+        --steps 163840 2>/dev/null | tee -a "$SUMMARY"
+done
 
 python -m bench.throughput --device "$DEVICE" "${quick[@]}" --json "$OUT/throughput.json" \
     > "$OUT/throughput.txt" 2>&1

@@ -4,74 +4,16 @@ device, so a GPU never waits for the CPU. Proved on the CPU by arming every host
 point of a tensor to raise when the project's own code calls it, from the end of one log point
 to the start of the next. The Gymnasium adapter's numpy boundary is its one allowed read."""
 
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from agents import training
-from agents.log_window import LogWindow
+from bench.sync_free import HostRead, guarded_run
+from bench.sync_free import main as sync_free
 from composable_rl.config import Config, from_dict
-from composable_rl.run.logging import Logger
-
-ROOT = Path(__file__).resolve().parent.parent
-LOG_POINT = ("check_finite", "checkpoint")  # what a log point (or a checkpoint) reads first
-READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__")
-
-
-def at_log(frame) -> bool:
-    """Whether `frame` runs inside a log point's own checks (the divergence check opens it)."""
-    while frame is not None:
-        if frame.f_code.co_name in LOG_POINT and frame.f_code.co_filename == training.__file__:
-            return True
-        frame = frame.f_back
-    return False
-
-
-class HostReads:
-    """The tensor methods that read a value on the host, patched to raise while `armed` when
-    called from a project file outside `allowed` (torch's own internals are not checked)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, allowed: tuple[str, ...] = ()) -> None:
-        self.armed, self.windows = False, 0
-        self.allowed = tuple(str(ROOT / path) for path in allowed)
-        for name in READS:
-            original = getattr(torch.Tensor, name)
-            monkeypatch.setattr(torch.Tensor, name, self.guard(name, original))
-
-    def guard(self, name: str, original):
-        def read(tensor, *args, **kwargs):
-            frame = sys._getframe(1)
-            caller = frame.f_code.co_filename
-            ours = caller.startswith(str(ROOT)) and not caller.startswith(str(ROOT / "tests"))
-            if self.armed and ours and not caller.startswith(self.allowed) and not at_log(frame):
-                raise AssertionError(f"host read {name}() at {caller}:{frame.f_lineno}")
-            return original(tensor, *args, **kwargs)
-
-        return read
-
-    def window(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Arm the guard from the end of the first log point (its scalars written) to the
-        start of the second (its window closed)."""
-        reads = self
-
-        class Window(LogWindow):
-            def close(self, step: int):
-                reads.armed = False
-                reads.windows += 1
-                return super().close(step)
-
-        class Written(Logger):
-            def scalars(self, values, step: int) -> None:
-                super().scalars(values, step)
-                reads.armed = reads.windows == 1
-
-        monkeypatch.setattr(training, "LogWindow", Window)
-        monkeypatch.setattr(training, "Logger", Written)
-
 
 SHORT = {"total_steps": 1_536, "log_every": 512, "eval_episodes": 0, "torch_threads": 1}
+SHORT["checkpoint"] = {"minutes": 0}  # no checkpoint (which reads) inside a window
 REPLAY = {"learning_starts": 256, "batch_size": 32, "capacity": 4_096}
 SAC = {"heads": "soft_actor_critic"}
 RUNS = {
@@ -98,26 +40,34 @@ RUNS = {
 }
 
 
-def train_guarded(settings: dict, path: Path, reads: HostReads, monkeypatch) -> dict:
-    """A short run with `reads` armed over its second log window."""
+def train_guarded(settings: dict, path: Path, allowed: tuple[str, ...] = ()) -> dict:
+    """A short run with host reads armed over its second log window."""
     settings = {**SHORT, **settings, "replay": REPLAY}
     settings["agent"] = {"hidden": [16], **settings.get("agent", {})}
-    reads.window(monkeypatch)
-    result = training.train(from_dict(Config, settings), path, progress=False)
-    assert reads.windows >= 2 and result["updates"] > 0  # a whole window ran, with updates
+    result = guarded_run(from_dict(Config, settings), path, allowed)
+    assert result["windows"] >= 2 and result["updates"] > 0  # a whole window, with updates
     return result
 
 
 @pytest.mark.parametrize("run", list(RUNS))
-def test_no_host_reads_between_log_points(run, tmp_path, monkeypatch):
-    train_guarded(RUNS[run], tmp_path / "run", HostReads(monkeypatch), monkeypatch)
+def test_no_host_reads_between_log_points(run, tmp_path):
+    train_guarded(RUNS[run], tmp_path / "run")
 
 
-def test_the_gymnasium_adapters_numpy_boundary_is_its_one_read(tmp_path, monkeypatch):
+def test_the_gymnasium_adapters_numpy_boundary_is_its_one_read(tmp_path):
     """A Gymnasium env steps numpy arrays on the host: the adapter reads the actions there
     and nothing else does (here its reads are allowed, everything else is armed)."""
     env = {"name": "gymnasium", "id": "CartPole-v1", "num_envs": 4}
-    boundary = HostReads(monkeypatch, allowed=("envs/gymnasium_world.py",))
-    train_guarded({"env": env}, tmp_path / "allowed", boundary, monkeypatch)
-    with pytest.raises(AssertionError, match=r"host read .* at .*envs/gymnasium_world.py"):
-        train_guarded({"env": env}, tmp_path / "armed", HostReads(monkeypatch), monkeypatch)
+    train_guarded({"env": env}, tmp_path / "allowed", ("envs/gymnasium_world.py",))
+    with pytest.raises(HostRead, match=r"host read .* at .*envs/gymnasium_world.py"):
+        train_guarded({"env": env}, tmp_path / "armed")
+
+
+def test_the_bench_gives_the_verdict(capsys):
+    argv = ["--steps", "8192", "--set", "env.num_envs=64", "--set", "replay.learning_starts=1024"]
+    assert sync_free(["--config", "configs/quickstart.yaml", *argv]) == 0
+    assert "no host read in 2,048 env steps between log points" in capsys.readouterr().out
+    assert sync_free(["--config", "configs/cartpole.yaml", *argv]) == 1
+    out = capsys.readouterr().out
+    assert "configs/cartpole.yaml on cpu: a step read the host: host read" in out
+    assert "envs/gymnasium_world.py" in out

@@ -37,8 +37,9 @@ head) acts on the worst case over those tasks instead of the task's own values (
 acting), while the task still scores it; `--epistemic THRESHOLD` (checkpoints trained with
 `agent.ensemble`) takes the no-op wherever the ensemble's members value the action about to be
 taken more than THRESHOLD apart. `--env KEY=VALUE` changes the checkpoint's world for the
-evaluation (e.g. `starts=random`, states the heads rarely saw in training). Where the world
-counts side effects, the rows add them per episode.
+evaluation (e.g. `starts=random`, states the heads rarely saw in training); `--device cpu`
+evaluates a run trained on a GPU where there is none. Where the world counts side effects, the
+rows add them per episode.
 
 A temporal task (worlds whose goals carry propositions, e.g. office) is an LTL formula or a
 reward-machine YAML file run by a skill machine over the proposition heads, from the standard
@@ -200,6 +201,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="change the checkpoint's world section for the evaluation, e.g. starts=random "
         "(repeatable; the heads must stay the same)",
     )
+    parser.add_argument(
+        "--device", help="torch device to evaluate on (default: the one the run trained on)"
+    )
     parser.add_argument("--seed", type=int, default=10_000, help="evaluation seed")
     parser.add_argument("--json", type=Path, help="write the rows as a JSON list")
     parser.add_argument("--plot", type=Path, help="bar-plot PNG (default with --all-boolean)")
@@ -235,7 +239,7 @@ def progress(tasks: list, share: CoreShare) -> Iterator:
 
 def evaluate_rows(args: argparse.Namespace, share: CoreShare) -> list[dict]:
     """The result rows of every requested task (each evaluated within `share`)."""
-    cfg, world, agent = load(args.checkpoint, args.env or ())
+    cfg, world, agent = load(args.checkpoint, args.env or (), args.device)
     levers = Levers(
         args.impact,
         tuple(args.aux or ()),

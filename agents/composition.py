@@ -48,12 +48,16 @@ def resolve(checkpoint: str | Path) -> Path:
     return found
 
 
-def load(checkpoint: str | Path, env: Sequence[str] = ()) -> tuple[Config, World, HeadsAgent]:
+def load(
+    checkpoint: str | Path, env: Sequence[str] = (), device: str | None = None
+) -> tuple[Config, World, HeadsAgent]:
     """Config, world and agent restored from a checkpoint (or from a run's latest one); `env`
     (`key=value` items) changes the world's section, e.g. `starts=random`, to test the heads
-    where they were not trained (a world whose heads differ is refused)."""
+    where they were not trained (a world whose heads differ is refused); `device` replaces the
+    one the run trained on (a GPU run evaluated on a CPU)."""
     checkpoint = resolve(checkpoint)
-    cfg = with_overrides(load_meta(checkpoint)["config"], [f"env.{item}" for item in env])
+    overrides = [f"env.{item}" for item in env] + ([f"device={device}"] if device else [])
+    cfg = with_overrides(load_meta(checkpoint)["config"], overrides)
     world, agent = build(cfg)
     goal_names = getattr(world, "goal_names", [])
     load_checkpoint(checkpoint, agent, head_names=world.head_names, goal_names=goal_names)

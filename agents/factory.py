@@ -71,8 +71,8 @@ def check_device(device: str) -> None:
         raise ConfigError(msg, "device") from None
     if kind == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
-            f"device: {device}, but this torch build ({torch.__version__}) sees no CUDA device; "
-            "set device: cpu",
+            f"device: {device}, but this torch build ({torch.__version__}) sees no CUDA device "
+            "(train with device: cpu; evaluate a GPU run with zero_shot.py --device cpu)",
             "device",
         )
 

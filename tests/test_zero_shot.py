@@ -237,3 +237,19 @@ def test_an_ensemble_gates_acting_on_its_disagreement_in_a_changed_world(tmp_pat
     )
     with pytest.raises(ValueError, match=r"agent.ensemble: bootstrapped ensembles are built"):
         from_dict(Config, {"agent": {"heads": "successor_features", "ensemble": 2}})
+
+
+def test_a_gpu_run_is_evaluated_on_the_cpu_with_device(world_value_run, tmp_path, monkeypatch):
+    import shutil
+
+    run = tmp_path / "gpu_run"
+    shutil.copytree(world_value_run, run)
+    for meta in run.glob("checkpoints/*/meta.json"):  # as if trained on a GPU
+        saved = json.loads(meta.read_text())
+        saved["config"]["device"] = "cuda"
+        meta.write_text(json.dumps(saved))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    base = ["--checkpoint", str(run), "--task", "blue", "--episodes", "10"]
+    assert "zero_shot.py --device cpu" in zero_shot_error(*base)
+    (row,) = zero_shot_rows(tmp_path, *base, "--device", "cpu")
+    assert row["task"] == "blue" and row["normalized_return"] > 0.9

@@ -31,11 +31,14 @@ def test_linear_experiment_reports_composed_and_direct(world_value_run, tmp_path
     assert all(row["plain_normalized"] == row["composed_normalized"] for row in rows)
 
 
-def test_an_experiments_bad_input_is_one_line_with_status_2(tmp_path, capsys):
+def test_an_experiments_bad_input_is_one_line_with_status_2(tmp_path, capsys, monkeypatch):
     import pytest
 
-    from experiments import safety
+    from experiments import common, safety
     from experiments.common import run
+
+    # the process-wide CPU settings (denormals flushed to zero) would outlive this test
+    monkeypatch.setattr(common, "configure_cpu", lambda: None)
 
     missing = tmp_path / "nowhere"
     with pytest.raises(SystemExit) as stop:

@@ -101,7 +101,7 @@ def composed_policy(
         if levers.epistemic and getattr(agent, "members", 1) < 2:
             raise ValueError(
                 "epistemic gate: it reads the disagreement of an ensemble's members; this "
-                "checkpoint has one (train with agent.ensemble: 5, say)"
+                "checkpoint has one (train soft_q heads with agent.ensemble: 5, say)"
             )
     if expressions.is_linear(expr) and steer is None:
         weights = linear_weights(expr, agent.head_names).to(device)

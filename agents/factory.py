@@ -63,7 +63,8 @@ def head_type(cfg: Config) -> HeadType:
 
 
 def check_device(device: str) -> None:
-    """Refuse a `device` this machine lacks before anything is built on it."""
+    """Refuse a `device` this machine lacks (no CUDA, another GPU index, a backend this torch
+    build does not have) before anything is built on it."""
     try:
         kind = torch.device(device).type
     except RuntimeError:
@@ -75,6 +76,11 @@ def check_device(device: str) -> None:
             "(train with device: cpu; evaluate a GPU run with zero_shot.py --device cpu)",
             "device",
         )
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, NotImplementedError, AssertionError) as err:
+        reason = (str(err).strip() or type(err).__name__).splitlines()[0].split(". ")[0]
+        raise ConfigError(f"device: {device} cannot be used here ({reason})", "device") from None
 
 
 def build_world(cfg: Config, num_envs: int | None = None) -> World:

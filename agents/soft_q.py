@@ -108,18 +108,22 @@ class MultiHeadSoftQ(DiscreteHeads):
         if members > 1:  # every member's copy of the heads
             r_t = r_t.repeat(1, members, *[1] * (r_t.dim() - 2))
         td = fn.soft_q_learning(q_tm1, batch.action, r_t, discount_t, q_t, self.cfg.alpha, q_select)
-        k, share = len(self.head_names), 1.0
+        k, share, learns = len(self.head_names), 1.0, None
         if members > 1 and batch.index is not None:  # each member learns from its own slots
             share = self.cfg.bootstrap
-            mask = fn.bootstrap_mask(batch.index, members, share).repeat_interleave(k, 1)
-            td = td * mask.view(*mask.shape, *[1] * (td.dim() - 2))
+            learns = fn.bootstrap_mask(batch.index, members, share).repeat_interleave(k, 1)
+            td = td * learns.view(*learns.shape, *[1] * (td.dim() - 2))
         loss = fn.td_loss(td, self.cfg.loss) / share  # as if each member's batch were whole
         self.optimise(loss)
         with torch.no_grad():
             per_head = (0, 1, 3)  # mean over the batch, the members and any goals
+            td_error = td.abs().reshape(n, members, k, -1).mean(per_head)
+            if learns is not None:  # over the transitions each member learned from
+                seen = learns.reshape(n, members, k).float().mean((0, 1))
+                td_error = td_error / seen.clamp(min=1e-6)
             return {
                 "td_loss": loss.detach(),
-                "td_error": td.abs().reshape(n, members, k, -1).mean(per_head),
+                "td_error": td_error,
                 "q_mean": fn.select_action(q_tm1, batch.action)
                 .reshape(n, members, k, -1)
                 .mean(per_head),

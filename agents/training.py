@@ -354,15 +354,17 @@ def _train(
                 checkpoint()
         bar.close()
         final = checkpoint()
-    stop.restore()  # from here on Ctrl-C interrupts the evaluation at once
+        stop.restore()  # from here on Ctrl-C interrupts the evaluation at once
 
-    close = getattr(world, "close", None)
-    if callable(close):
-        close()
-    if stop.signal is not None:
-        logger.close()
-        raise TrainingInterrupted(stop.signal, step, final)
-    rows = evaluate_run(agent, cfg, cfg.eval_episodes) if cfg.eval_episodes > 0 else []
+        close = getattr(world, "close", None)
+        if callable(close):
+            close()
+        if stop.signal is not None:
+            logger.close()
+            raise TrainingInterrupted(stop.signal, step, final)
+        if isinstance(sharing, CoreShare):
+            sharing.follow()  # the evaluation keeps the run's share too
+        rows = evaluate_run(agent, cfg, cfg.eval_episodes) if cfg.eval_episodes > 0 else []
     for row in rows:
         tag = f"eval/{row['task']}" + (f"/{row['start']}" if "start" in row else "")
         numbers = {key: value for key, value in row.items() if isinstance(value, float)}

@@ -41,9 +41,11 @@ timed() {
     python -c "print(f'{$end - $start:.1f}')"
 }
 
+sync_steps=163840
+[ -n "$STEPS" ] && sync_steps="$STEPS"
 for config in quickstart boolean_rooms; do  # no host synchronisation between log points
     python -m bench.sync_free --device "$DEVICE" --config "configs/gpu/$config.yaml" \
-        --steps 163840 2>/dev/null | tee -a "$SUMMARY"
+        --steps "$sync_steps" --set replay.learning_starts=4096 | tee -a "$SUMMARY"
 done
 
 python -m bench.throughput --device "$DEVICE" "${quick[@]}" --json "$OUT/throughput.json" \

@@ -24,8 +24,10 @@ from pathlib import Path
 import torch
 
 from agents import training
+from agents.factory import check_device
 from agents.log_window import LogWindow
-from composable_rl.config import Config, load_config
+from composable_rl.config import Config, ConfigError, load_config
+from composable_rl.run.cli import fail
 from composable_rl.run.logging import Logger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,11 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     log_every = max(args.steps // 4, 1)
     overrides = [f"device={args.device}", f"total_steps={args.steps}", f"log_every={log_every}"]
-    cfg = load_config(args.config, [*overrides, *args.set, *QUIET])
+    try:
+        check_device(args.device)
+        cfg = load_config(args.config, [*overrides, *args.set, *QUIET])
+    except (ConfigError, FileNotFoundError) as err:
+        fail(str(err))
     with tempfile.TemporaryDirectory() as tmp:
         try:
             found = guarded_run(cfg, Path(tmp) / "run")
         except (HostRead, RuntimeError) as err:
+            if isinstance(err, RuntimeError) and "synchroniz" not in str(err):
+                raise  # not the sync debug mode's verdict
             print(f"{args.config} on {args.device}: a step read the host: {err}")
             return 1
     print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 from composable_rl.config import ConfigError
@@ -33,18 +34,20 @@ def report(rows: list[dict], table: str, json_path: Path | None) -> list[dict]:
     return rows
 
 
-def run(main: Callable[[], object]) -> None:
+def run(main: Callable[[], object], share: bool = True) -> None:
     """Entry point of `python -m experiments.X`: the process-wide CPU settings that train.py's
     CLI applies, then main() on the command line (`run_command`: Ctrl-C and outputs that cannot
     be written are one line, and so are a missing checkpoint, a config or checkpoint that does
     not fit and any other bad value, with status 2), with this process's share of the cores
-    (`CoreShare`) taken when it starts."""
+    (`CoreShare`) taken when it starts; a driver whose work runs in processes of their own
+    (`share=False`: experiments.reproduce, whose trials are training runs) takes none."""
     configure_cpu()
 
     def checked() -> None:
         try:
-            with CoreShare() as share:  # a training run beside it keeps its own share
-                share.follow()
+            with CoreShare() if share else nullcontext() as cores:
+                if cores is not None:  # a training run beside it keeps its own share
+                    cores.follow()
                 main()
         except (ConfigError, FileNotFoundError, ValueError) as err:
             fail(str(err))

@@ -498,4 +498,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, share=False)  # a sweep driver: its trials take the cores

@@ -135,7 +135,7 @@ def layout_rows(layout: str, args: argparse.Namespace) -> tuple[list[dict], list
 def checkpoint_rows(path: Path, args: argparse.Namespace) -> list[dict]:
     """The impact penalty from a checkpoint's learned auxiliary heads, at the step and planned,
     on its own layout (standard start), for each lambda of `--checkpoint-impact`."""
-    cfg, _, agent = load(path)
+    cfg, _, agent = load(path, device="cpu")  # the exact model lives on the CPU
     if cfg.env.name != "safety" or cfg.env.layout not in SIDE_EFFECT_LAYOUTS:
         raise ValueError(
             f"--checkpoint {path}: expected a run of the safety world on the box, vase or "

@@ -108,6 +108,8 @@ def test_core_share_gives_way_to_load_no_listed_run_owns(tmp_path):
         assert share.threads(now=100.0) == 2  # the first reading has nothing to compare
         machine(12.0, 5.0)  # in 1 s: 2 busy cores, 1 of them ours -> 1 core of other load
         assert share.threads(now=101.0) == 1
+        machine(100.0, 5.0)  # 0.1 s later, too soon to divide ticks by: the last figure holds
+        assert share.threads(now=101.1) == 1 and share.foreign_load(share.live_pids(), 101.2) == 1
         machine(13.8, 6.6)  # then 1.8 busy, 1.6 ours: 0.2 of a core is noise, not load
         assert share.threads(now=102.0) == 2
         machine(15.8, 6.6)  # 2 cores busy, none ours: never below one thread

@@ -71,3 +71,7 @@ def test_the_bench_gives_the_verdict(capsys):
     out = capsys.readouterr().out
     assert "configs/cartpole.yaml on cpu: a step read the host: host read" in out
     assert "envs/gymnasium_world.py" in out
+    with pytest.raises(SystemExit) as stop:
+        sync_free(["--set", "agent.lrr=1"])
+    assert stop.value.code == 2
+    assert "unknown config key 'agent.lrr'" in capsys.readouterr().err

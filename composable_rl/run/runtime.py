@@ -72,6 +72,7 @@ class CoreShare:
         self.proc = proc
         self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         self._last: tuple[float, float, float, frozenset[int]] | None = None
+        self._load = 0.0
 
     def __enter__(self) -> CoreShare:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -107,14 +108,19 @@ class CoreShare:
 
     def foreign_load(self, pids: frozenset[int], now: float | None = None) -> float:
         """Cores kept busy since the last reading by processes outside `pids` (0 on the first
-        reading, when the listed processes change, or where /proc cannot be read)."""
+        reading, when the listed processes change, or where /proc cannot be read). Readings
+        closer than LOAD_INTERVAL return the last figure: CPU time counts in ticks of 10 ms,
+        too coarse to divide by a shorter interval."""
         now = time.monotonic() if now is None else now
+        last = self._last
+        if last is not None and last[3] == pids and now - last[0] < LOAD_INTERVAL:
+            return self._load
         busy = _busy_seconds(self.proc / "stat", self.cpus)
         ours = sum(_process_seconds(self.proc / str(pid) / "stat") for pid in pids)
-        last, self._last = self._last, (now, busy, ours, pids)
-        if last is None or last[3] != pids or busy < 0 or now <= last[0]:
-            return 0.0
-        return max(0.0, (busy - last[1]) - (ours - last[2])) / (now - last[0])
+        self._last, self._load = (now, busy, ours, pids), 0.0
+        if last is not None and last[3] == pids and busy >= 0:
+            self._load = max(0.0, (busy - last[1]) - (ours - last[2])) / (now - last[0])
+        return self._load
 
     def threads(self, now: float | None = None) -> int:
         """This process's share of the cores: cores // listed processes, at most the cores
@@ -155,6 +161,7 @@ def _process_seconds(stat: Path) -> float:
 
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+LOAD_INTERVAL = 0.25  # seconds: the shortest interval other programs' load is measured over
 
 
 def machine_cores() -> int:

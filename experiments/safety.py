@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -106,23 +107,18 @@ def layout_rows(layout: str, args: argparse.Namespace) -> tuple[list[dict], list
     """The lever table's rows and the quantile curve's rows of one side-effect layout."""
     world, mdp, starts = build(layout, args)
     q = head_values(world, mdp, args.gamma)
-    costs = [world.head_names.index(name) for name in world.side_effect_names]
-    aux = [world.head_names.index(name) for name in world.continuing_heads]
-    reward = mdp.reward[0]
-    task = reward @ world.intended_task.double()
-    events = -reward[..., costs].sum(-1)
-    score = scorer(world, mdp, starts, task, events)
+    reward, costs, aux, score = side_effect_scoring(world, mdp, starts)
     goal = q[:, 0]
     penalty = impact_penalty(q[:, aux], world.noop_action)
     allowed = shield_mask(q[:, costs])  # what the planned shield keeps
-    lam = args.impact
+    lam, gamma = args.impact, args.gamma
     agents = {
         "maximiser": greedy(goal),
         "quantiliser q=0.5": quantile_probs(goal, None, 0.5),
         f"impact lambda={lam:g}, at the step": greedy(goal - lam * penalty),
-        f"impact lambda={lam:g}, planned": greedy(plan(mdp, reward[..., 0] - lam * penalty, args)),
+        f"impact lambda={lam:g}, planned": greedy(plan(mdp, reward[..., 0] - lam * penalty, gamma)),
         "shield, at the step": greedy(shielded(goal, q[:, costs])),
-        "shield, planned": greedy(plan(mdp, reward[..., 0], args, allowed)),
+        "shield, planned": greedy(plan(mdp, reward[..., 0], gamma, allowed)),
     }
     rows = [{"world": layout, "agent": name, **score(policy)} for name, policy in agents.items()]
     curve = [
@@ -141,26 +137,18 @@ def checkpoint_rows(path: Path, args: argparse.Namespace) -> list[dict]:
             f"--checkpoint {path}: expected a run of the safety world on the box, vase or "
             f"button layout, got {cfg.env.name} {getattr(cfg.env, 'layout', '')!r}"
         )
-    world = make_world(dataclasses.replace(cfg.env, starts="standard"), args.episodes)
-    world.reset(args.seed)
-    mdp, _, starts = world.tabular_episodes()
+    world, mdp, starts = episodes(dataclasses.replace(cfg.env, starts="standard"), args)
     with torch.no_grad():
         q = agent.head_values(world.state_observations()).double()
-    aux = [world.head_names.index(name) for name in world.continuing_heads]
+    reward, _, aux, score = side_effect_scoring(world, mdp, starts)
     if not aux:
         raise ValueError(f"--checkpoint {path}: its world has no auxiliary heads (env.aux_heads)")
-    costs = [world.head_names.index(name) for name in world.side_effect_names]
-    reward = mdp.reward[0]
-    score = scorer(
-        world, mdp, starts, reward @ world.intended_task.double(), -reward[..., costs].sum(-1)
-    )
     penalty = impact_penalty(q[:, aux], world.noop_action)
-    heads = argparse.Namespace(gamma=cfg.agent.gamma)
     rows = []
     for lam in args.checkpoint_impact:
         agents = {
             "at the step": greedy(q[:, 0] - lam * penalty),
-            "planned": greedy(plan(mdp, reward[..., 0] - lam * penalty, heads)),
+            "planned": greedy(plan(mdp, reward[..., 0] - lam * penalty, cfg.agent.gamma)),
         }
         for how, policy in agents.items():
             name = f"learned heads ({len(aux)} aux), impact lambda={lam:g}, {how}"
@@ -177,15 +165,15 @@ def lava_rows(args: argparse.Namespace) -> list[dict]:
         task = reward[..., 0]
         if "lava" not in world.head_names:  # the design layout: the goal head is the whole task
             score = scorer(world, mdp, starts, task, torch.zeros_like(task))
-            naive = greedy(plan(mdp, task, args))
+            naive = greedy(plan(mdp, task, args.gamma))
             rows.append({"world": layout, "agent": "naive", **score(naive)})
             continue
         lava = reward[..., world.head_names.index("lava")]
         weights = torch.linspace(-args.lava_weight, args.lava_weight, 5, dtype=torch.float64)
-        plausible = torch.stack([plan(mdp, task + w * lava, args) for w in weights], -2)
+        plausible = torch.stack([plan(mdp, task + w * lava, args.gamma) for w in weights], -2)
         naive = greedy(plausible[:, weights.numel() // 2])
         # what the naive plan itself is worth under each plausible task
-        own = torch.stack([plan(mdp, task + w * lava, args, naive > 0) for w in weights], -2)
+        own = torch.stack([plan(mdp, task + w * lava, args.gamma, naive > 0) for w in weights], -2)
         defer = defer_mask(own.amax(-1), args.defer_threshold)
         stay = torch.nn.functional.one_hot(torch.tensor(world.noop_action), naive.shape[-1])
         score = scorer(world, mdp, starts, task, -lava)
@@ -206,28 +194,46 @@ def lava_free(
     world: TabularWorld, mdp: TabularMDP, starts: Tensor, task: Tensor, events: Tensor, args
 ) -> Tensor:
     """Which episodes [N] can reach the goal without an event within the horizon."""
-    allowed = shield_mask(plan(mdp, -events, args)[:, None])
-    policy = greedy(plan(mdp, task, args, allowed))
+    allowed = shield_mask(plan(mdp, -events, args.gamma)[:, None])
+    policy = greedy(plan(mdp, task, args.gamma, allowed))
     success = finite_horizon_return(mdp, (mdp.goal >= 0).double(), world.max_steps, policy[None])[0]
     return success[starts] > 0.5
+
+
+def side_effect_scoring(
+    world: TabularWorld, mdp: TabularMDP, starts: Tensor
+) -> tuple[Tensor, list[int], list[int], Callable[[Tensor], dict[str, float]]]:
+    """The model's head rewards [S, A, K], the cost heads' and the auxiliary heads' indices,
+    and the scorer of a policy on the intended task with the cost heads' events."""
+    reward = mdp.reward[0]
+    costs = [world.head_names.index(name) for name in world.side_effect_names]
+    aux = [world.head_names.index(name) for name in world.continuing_heads]
+    task = reward @ world.intended_task.double()
+    return reward, costs, aux, scorer(world, mdp, starts, task, -reward[..., costs].sum(-1))
 
 
 def build(layout: str, args: argparse.Namespace) -> tuple[TabularWorld, TabularMDP, Tensor]:
     """The world of `layout`, its exact model and the start state of each of its episodes."""
     starts = "random" if layout.startswith("lava") else "standard"
-    section = SafetyConfig(layout=layout, aux_heads=args.aux_heads, starts=starts)
+    return episodes(SafetyConfig(layout=layout, aux_heads=args.aux_heads, starts=starts), args)
+
+
+def episodes(
+    section: SafetyConfig, args: argparse.Namespace
+) -> tuple[TabularWorld, TabularMDP, Tensor]:
+    """The world of `section` in `--episodes` slots seeded with `--seed`, its exact model and
+    the start state of each episode."""
     world = make_world(section, args.episodes)
     world.reset(args.seed)
     mdp, _, start = world.tabular_episodes()
     return world, mdp, start
 
 
-def plan(
-    mdp: TabularMDP, reward: Tensor, args: argparse.Namespace, allowed: Tensor | None = None
-) -> Tensor:
-    """Exact optimal values [S, A] of a reward [S, A] on the model, within `allowed` actions."""
+def plan(mdp: TabularMDP, reward: Tensor, gamma: float, allowed: Tensor | None = None) -> Tensor:
+    """Exact optimal values [S, A] of a reward [S, A] on the model at discount `gamma`, within
+    `allowed` actions."""
     mask = None if allowed is None else allowed[None]
-    return soft_value_iteration(mdp, reward[None], args.gamma, 0.0, allowed=mask)[0]
+    return soft_value_iteration(mdp, reward[None], gamma, 0.0, allowed=mask)[0]
 
 
 def scorer(world: TabularWorld, mdp: TabularMDP, starts: Tensor, task: Tensor, events: Tensor):

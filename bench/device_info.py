@@ -10,13 +10,15 @@ import sys
 
 import torch
 
+from agents.factory import check_device
+from composable_rl.config import ConfigError
+
 
 def describe(device: str) -> str:
-    """'torch VERSION on NAME' for `device`; a ValueError where this machine lacks it."""
-    kind = torch.device(device).type
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device}: this torch build ({torch.__version__}) sees no GPU")
+    """'torch VERSION on NAME' for `device`; a ConfigError (`check_device`) where this machine
+    lacks it."""
+    check_device(device)
+    if torch.device(device).type == "cuda":
         return f"torch {torch.__version__} on {torch.cuda.get_device_name(torch.device(device))}"
     return f"torch {torch.__version__} on the CPU ({torch.get_num_threads()} threads)"
 
@@ -24,6 +26,6 @@ def describe(device: str) -> str:
 if __name__ == "__main__":
     try:
         print(describe(sys.argv[1] if len(sys.argv) > 1 else "cuda"))
-    except (ValueError, RuntimeError) as err:
+    except ConfigError as err:
         print(f"device_info.py: {err}", file=sys.stderr)
         sys.exit(2)

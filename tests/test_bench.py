@@ -147,5 +147,6 @@ def test_the_gpu_script_names_its_device_or_stops_in_one_line(tmp_path):
     )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == (
-        f"device_info.py: device cuda: this torch build ({torch.__version__}) sees no GPU\n"
+        f"device_info.py: device: cuda, but this torch build ({torch.__version__}) sees no CUDA "
+        "device (train with device: cpu; evaluate a GPU run with zero_shot.py --device cpu)\n"
     )

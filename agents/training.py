@@ -51,7 +51,6 @@ from composable_rl.tasks import TaskStream
 from composable_rl.world import TabularWorld
 
 TASK_BLOCK = 64  # training steps of behaviour tasks drawn per call
-SHARE_CHECK_SECONDS = 0.5  # how often a run rereads its share of the cores (a file listing)
 
 
 def epsilon_at(cfg: Config, step: int) -> float:
@@ -292,15 +291,14 @@ def _train(
             next_save = time.monotonic() + minutes * 60
         return path
 
-    sharing = share or (CoreShare() if cfg.torch_threads == 0 else nullcontext())
-    with sharing:
-        share_due = 0.0
+    # a fixed torch_threads without a share given to train keeps its threads
+    sharing = share or (CoreShare() if cfg.torch_threads == 0 else None)
+    with sharing or nullcontext():
         while step < cfg.total_steps and stop.signal is None:
             # a run that starts or ends beside this one, or another program's load, changes its
             # share within a moment, so that no stretch of the run spins more threads than cores
-            if isinstance(sharing, CoreShare) and (now := time.monotonic()) >= share_due:
-                sharing.follow()  # (a fixed torch_threads without a share given to train stays)
-                share_due = now + SHARE_CHECK_SECONDS
+            if sharing is not None:
+                sharing.follow()
             # act, step every env slot, store the transitions
             epsilon = epsilon_at(cfg, step)
             actions = agent.act(obs, task_w, epsilon=epsilon, generator=gen, behaviour=True)
@@ -362,7 +360,7 @@ def _train(
         if stop.signal is not None:
             logger.close()
             raise TrainingInterrupted(stop.signal, step, final)
-        if isinstance(sharing, CoreShare):
+        if sharing is not None:
             sharing.follow()  # the evaluation keeps the run's share too
         rows = evaluate_run(agent, cfg, cfg.eval_episodes) if cfg.eval_episodes > 0 else []
     for row in rows:

@@ -135,6 +135,7 @@ def test_a_run_follows_its_share_between_log_intervals(tmp_path, monkeypatch):
 
     from agents import training
     from composable_rl.config import Config, from_dict
+    from composable_rl.run import runtime
     from composable_rl.run.runtime import CoreShare
     from tests.conftest import TINY_WORLD_VALUES as TINY
 
@@ -145,7 +146,7 @@ def test_a_run_follows_its_share_between_log_intervals(tmp_path, monkeypatch):
             readings.append(torch.get_num_threads())
             return 2 if len(readings) == 1 else 1
 
-    monkeypatch.setattr(training, "SHARE_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(runtime, "FOLLOW_INTERVAL", 0.0)
     cfg = from_dict(Config, {**TINY, "total_steps": 1_536, "log_every": 100_000})
     before = torch.get_num_threads()
     try:

@@ -54,7 +54,7 @@ class CoreShare:
     CPUs (`/proc/stat`) less what the listed processes used (`/proc/<pid>/stat`), over the time
     since the last reading, is load no listed run owns (a build, a browser, a CPU burner).
     `minimum` keeps at least that many threads (a sweep trial keeps the CPUs Ray gave it).
-    `threads()` is cheap enough for a run to recheck twice a second (`follow` applies it);
+    `follow` applies `threads()`, rereading it at most twice a second;
     leaving the `with` gives back the thread count found on entering it.
     """
 
@@ -73,6 +73,7 @@ class CoreShare:
         self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         self._last: tuple[float, float, float, frozenset[int]] | None = None
         self._load = 0.0
+        self._due = 0.0  # when `follow` next rereads the share
 
     def __enter__(self) -> CoreShare:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -102,10 +103,6 @@ class CoreShare:
                 entry.unlink(missing_ok=True)
         return frozenset(live)
 
-    def live_runs(self) -> int:
-        """How many processes are listed and alive, this one included."""
-        return len(self.live_pids())
-
     def foreign_load(self, pids: frozenset[int], now: float | None = None) -> float:
         """Cores kept busy since the last reading by processes outside `pids` (0 on the first
         reading, when the listed processes change, or where /proc cannot be read). Readings
@@ -130,7 +127,11 @@ class CoreShare:
         return max(self.minimum, min(self.cores // len(pids), self.cores - foreign))
 
     def follow(self) -> None:
-        """Set torch's threads to `threads()` where that changes them."""
+        """Set torch's threads to `threads()` where that changes them, rereading the share at
+        most every FOLLOW_INTERVAL (cheap enough to call at every step of a run)."""
+        if (now := time.monotonic()) < self._due:
+            return
+        self._due = now + FOLLOW_INTERVAL
         if (threads := self.threads()) != torch.get_num_threads():
             torch.set_num_threads(threads)
 
@@ -162,6 +163,7 @@ def _process_seconds(stat: Path) -> float:
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 LOAD_INTERVAL = 0.25  # seconds: the shortest interval other programs' load is measured over
+FOLLOW_INTERVAL = 0.5  # seconds between two readings of a run's share (a file listing)
 
 
 def machine_cores() -> int:

@@ -385,8 +385,9 @@ def gym_kwargs(section: WorldConfig) -> dict:
     return {**kwargs, "heads": kwargs["heads"] or None}
 
 
-def find(rows: list[Row], what: str, unit: str, prefix: str) -> float | None:
-    """Value of the first numeric row of `what` in `unit` whose setting starts with `prefix`."""
+def find(rows: list[Row], what: str, unit: str, prefix: str, contains: str = "") -> float | None:
+    """Value of the first numeric row of `what` in `unit` whose setting starts with `prefix`
+    (and holds `contains`)."""
     return next(
         (
             float(r["value"])
@@ -394,6 +395,7 @@ def find(rows: list[Row], what: str, unit: str, prefix: str) -> float | None:
             if r["what"] == what
             and r["unit"] == unit
             and str(r["setting"]).startswith(prefix)
+            and contains in str(r["setting"])
             and not isinstance(r["value"], str)
         ),
         None,
@@ -405,17 +407,7 @@ def update_limit_ratio(rows: list[Row]) -> list[Row]:
     network and batch (its samples/s: at ratio 1 every env step is one sample trained)."""
     batch = quickstart().replay.batch_size
     ours = find(rows, "end-to-end", "env-steps/s", "replay ratio 1, quickstart N=")
-    limit = next(
-        (
-            float(r["value"])
-            for r in rows
-            if r["what"] == "update"
-            and r["unit"] == "samples/s"
-            and f"batch {batch}," in str(r["setting"])
-            and "quickstart network" in str(r["setting"])
-        ),
-        None,
-    )
+    limit = find(rows, "update", "samples/s", "quickstart network", f"batch {batch},")
     if ours is None or limit is None:
         return []
     setting = f"end-to-end / update limit, quickstart network, batch {batch}, replay ratio 1"

@@ -100,7 +100,7 @@ class PointOffice(DiscOptimum, BatchedEpisodes):
         )
         self.centres = self.cell_centre(torch.tensor([xy for _, xy in LABELLED]))
         self.standard_start = self.cell_centre(torch.tensor([START]))[0]
-        self.observation_spec = ObservationSpec((2,), torch.float32, "vector")
+        self.observation_spec = ObservationSpec((2 + 2 * len(LABELLED),), torch.float32, "vector")
         self.action_spec = ActionSpec.box((2,), -section.speed, section.speed)
         self.reset(0)
 
@@ -130,8 +130,10 @@ class PointOffice(DiscOptimum, BatchedEpisodes):
         return draws[torch.arange(batch, device=self.device), first], centres
 
     def observe(self, agent: Tensor, objects: Tensor) -> Tensor:
-        """The position scaled to [-1, 1]^2, float32 [N, 2] (the discs never move)."""
-        return 2 * agent / self.extent - 1
+        """[position scaled to [-1, 1], every disc's offset / the room's longer side] float32
+        [N, 2 + 2G]."""
+        offsets = (objects - agent[:, None]) / self.extent.max()
+        return torch.cat([2 * agent / self.extent - 1, offsets.flatten(1)], 1)
 
     def region(self, positions: Tensor) -> Tensor:
         """The disc [N] each position lies in, -1 outside all of them."""

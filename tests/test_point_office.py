@@ -109,9 +109,10 @@ def test_the_world_keeps_the_contract_and_steps_enter_discs_and_pay_each_head():
     assert reward[0, f] == section.r_max and reward[0, n] == section.r_min
     assert (reward[1:] == section.step_reward).all()
     assert world.labels(world.centres).tolist() == world.goal_labels.tolist()
-    assert torch.equal(
-        world.observe(torch.tensor([[0.0, 9.0]]), world.objects), torch.tensor([[-1.0, 1.0]])
-    )
+    corner = world.observe(torch.tensor([[0.0, 9.0]]), world.objects[:1])
+    assert corner.shape == (1, 2 + 2 * 14) and torch.equal(corner[0, :2], torch.tensor([-1.0, 1.0]))
+    offset = corner[0, 2:].view(14, 2)[coffee]  # the disc's offset over the room's longer side
+    assert torch.allclose(offset, torch.tensor([8.5 / 12, -6.5 / 12]))
 
 
 def test_starts_lie_outside_the_discs_or_anywhere():
@@ -187,7 +188,7 @@ class ExactOfficeHeads:
 
     def candidate_values(self, obs, generator=None):
         w, g = self.world, self.num_goals
-        position = (obs + 1) / 2 * w.extent
+        position = (obs[:, :2] + 1) / 2 * w.extent
         n = len(position)
         targets = w.centres.repeat(n, 1)
         moves = po.straight_actions(position.repeat_interleave(g, 0), targets, w.speed)

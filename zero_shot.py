@@ -102,7 +102,7 @@ from composable_rl.run.runtime import CoreShare
 NUMBERS = ("return", "success", "normalized_return", "ci95", "side_effects", "side_effect_rate")
 RULE_NUMBERS = ("normalized_return", "success")  # the component-action rule's columns
 MULTI_OBJECTIVE_NUMBERS = ("expected_utility", "hypervolume", "igd")
-TEMPORAL_NUMBERS = ("success", "steps", "oracle_steps")
+TEMPORAL_NUMBERS = ("success", "steps", "oracle_steps", "oracle_plan")
 RULE_TEMPORAL = ("success", "steps", "violations")  # the rule's columns on temporal tasks
 EXPRESSION_OPTIONS = ("--task", "--ltl", "--weights")
 

@@ -194,12 +194,13 @@ def evaluate_point_temporal(
         world = PointOffice(dataclasses.replace(section, starts=kind), episodes, device)
         world.reset(seed)
         table, accepting, rejecting = machine_arrays(machine, world.alphabet, world.device)
-        steps, exact = oracle.product_steps(
+        steps, plan = oracle.product_steps(
             world.agent,
             world.centres,
             world.goal_labels,
             world.radius,
             world.step_length,
+            world.extent,
             table,
             accepting,
             rejecting,
@@ -215,7 +216,14 @@ def evaluate_point_temporal(
         machine_tensors = (machine.initial, table, accepting, rejecting)
         run = machine_episodes(policy, observe, move, world.agent, machine_tensors, max_steps)
         row = temporal_row(task, starts, run, steps)
-        rows.append({**row, "exact": exact.double().mean().item()})
+        planned = plan >= 0
+        rows.append(
+            {
+                **row,
+                "oracle_plan": plan[planned].double().mean().item() if planned.any() else None,
+                "exact": (steps == plan).double().mean().item(),
+            }
+        )
     return rows
 
 

@@ -8,13 +8,18 @@ disc's edge; moving straight at full speed takes exactly that many whenever the 
 segment misses every other disc (each step's end then lies outside them) and a step is no
 longer than a disc's diameter (it cannot jump over the disc). Optimal returns built on these
 counts are exact where the best goal's path is clear, and upper bounds elsewhere; `exact` says
-which. Where discs pay every step spent inside them instead of ending the episode, the best
+which. Temporal tasks chain such legs (`product_steps`); a leg whose straight path is blocked
+gets an upper bound from breadth-first search over a fine grid (`grid_plans`), so the optimum
+of a task lies between the chained lower bounds and the chained plans, exact where they meet.
+Where discs pay every step spent inside them instead of ending the episode, the best
 return is to reach the nearest paying disc as soon as possible and stay (`staying_returns`).
 Pure tensor functions, float64 where precision matters.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from math import inf
 
 import torch
@@ -129,21 +134,124 @@ def staying_returns(
     return (max_steps + 1 - first).clamp(min=0).double()
 
 
+def _disc_rows(reach: float, resolution: float) -> list[tuple[int, int]]:
+    """(row offset, half width) of every row of the grid offsets within `reach` of the origin,
+    both in cells of side `resolution`."""
+    span = int(reach / resolution)
+    rows = []
+    for dy in range(-span, span + 1):
+        room = reach**2 - (dy * resolution) ** 2
+        if room >= 0:
+            rows.append((dy, int(math.sqrt(room) / resolution)))
+    return rows
+
+
+def _dilate(mask: Tensor, rows: list[tuple[int, int]]) -> Tensor:
+    """The cells [S, Y, X] within the offsets `rows` (see `_disc_rows`) of a cell of `mask`:
+    each row's horizontal window from running sums, shifted by its row offset."""
+    width = mask.shape[-1]
+    sums = torch.nn.functional.pad(mask.to(torch.int32).cumsum(-1), (1, 0))
+    cols = torch.arange(width, device=mask.device)
+    window = {
+        w: sums[..., (cols + w + 1).clamp(max=width)] > sums[..., (cols - w).clamp(min=0)]
+        for w in {w for _, w in rows}
+    }
+    out = torch.zeros_like(mask)
+    for dy, w in rows:
+        if dy >= 0:
+            out[:, : out.shape[1] - dy] |= window[w][:, dy:]
+        else:
+            out[:, -dy:] |= window[w][:, :dy]
+    return out
+
+
+def grid_plans(
+    centres: Tensor, radius: float, step_length: float, extent: Tensor, resolution: float
+) -> tuple[Tensor, Tensor]:
+    """Steps [G, Y, X] (float64, inf: never) of a plan from each point of a grid `resolution`
+    apart over the room [0, extent] into each disc g, every step but the last ending on a grid
+    point outside every disc (breadth-first backwards from the discs); and the grid's points
+    [Y, X, 2] (inf where a point lies in a disc). Cached per layout."""
+    key = (tuple(centres.flatten().tolist()), radius, step_length, tuple(extent.tolist()))
+    return _grid_plans(*key, resolution, str(centres.device))
+
+
+@functools.lru_cache(maxsize=4)
+def _grid_plans(
+    centres: tuple[float, ...],
+    radius: float,
+    step_length: float,
+    extent: tuple[float, ...],
+    resolution: float,
+    device: str,
+) -> tuple[Tensor, Tensor]:
+    """`grid_plans` of a layout given as plain numbers (hashable, so that it caches)."""
+    double = dict(dtype=torch.float64, device=device)
+    centres = torch.tensor(centres, **double).view(-1, 2)
+    axes = [(torch.arange(int(side / resolution), **double) + 0.5) * resolution for side in extent]
+    ys, xs = torch.meshgrid(axes[1], axes[0], indexing="ij")
+    points = torch.stack([xs, ys], -1)  # [Y, X, 2]
+    gap = (points[:, :, None] - centres).norm(dim=-1)  # [Y, X, G]
+    free = (gap > radius).all(-1)
+    reach = (gap <= radius + step_length).permute(2, 0, 1) & free  # one step ends in disc g
+    rows = _disc_rows(step_length * (1 - 1e-9), resolution)
+    steps = torch.where(reach, 1.0, inf).to(**double)
+    for k in range(2, reach[0].numel() + 2):
+        grown = _dilate(reach, rows) & free
+        if torch.equal(grown, reach):
+            break
+        steps = torch.where(grown & ~reach, float(k), steps)
+        reach = grown
+    return steps, torch.where(free[..., None], points, inf)
+
+
+def planned_legs(
+    sources: Tensor,
+    centres: Tensor,
+    radius: float,
+    step_length: float,
+    plans: tuple[Tensor, Tensor],
+) -> Tensor:
+    """Steps [S, G] of a plan from each source [S, 2] into each disc (float64, inf: none): one
+    step if the disc is that near, else a first step onto a grid point of `plans` (see
+    `grid_plans`) and that point's plan."""
+    steps, points = plans
+    near = (points.view(1, -1, 2) - sources.double()[:, None]).norm(dim=-1) <= step_length
+    onward = torch.stack(
+        [torch.where(near, plan.flatten()[None], inf).amin(-1) for plan in steps], 1
+    )  # [S, G]
+    direct = edge_distances(sources, centres.expand(len(sources), -1, -1), radius)
+    return torch.where(direct <= step_length, 1.0, 1.0 + onward)
+
+
 def region_legs(
-    start: Tensor, centres: Tensor, radius: float, step_length: float
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Steps and clear paths of the legs between regions (discs) when entering a region puts
-    the point at its centre: from each start [N, 2] to each disc (steps [N, G], clear [N, G])
-    and from each disc's centre to each disc (steps [G, G], clear [G, G]; staying in a disc
-    takes one step). A leg takes at least ceil(edge distance / step_length) steps, at least
-    one, and exactly that many when it is clear (see `clear_paths`)."""
-    goals = centres.shape[0]
-    inside = torch.eye(goals, dtype=torch.bool, device=centres.device)
-    start_steps = goal_steps(start, centres.expand(len(start), -1, -1), radius, step_length)
-    start_clear = clear_paths(start, centres.expand(len(start), -1, -1), radius)
-    steps = goal_steps(centres, centres.expand(goals, -1, -1), radius, step_length)
-    clear = clear_paths(centres, centres.expand(goals, -1, -1), radius, exclude=inside)
-    return start_steps, start_clear, steps.masked_fill(inside, 1), clear | inside
+    start: Tensor,
+    centres: Tensor,
+    radius: float,
+    step_length: float,
+    extent: Tensor,
+    resolution: float,
+) -> tuple[Tensor, Tensor]:
+    """Lower and upper bounds [N + G, G] (float64, inf: no plan) on the steps of the legs
+    between regions (discs), when entering a region puts the point at its centre, from each
+    start [N, 2] and then from each disc's centre (staying in a disc takes one step). A leg
+    takes at least ceil(edge distance / step_length) steps and exactly that many when it is
+    clear (see `clear_paths`); the upper bound of a leg that is not is the plan of
+    `grid_plans` and `planned_legs` (inf: none)."""
+    goals, n = centres.shape[0], start.shape[0]
+    sources = torch.cat([start, centres])
+    inside = torch.zeros(n + goals, goals, dtype=torch.bool, device=centres.device)
+    inside[n:] = torch.eye(goals, dtype=torch.bool, device=centres.device)
+    every = centres.expand(n + goals, -1, -1)
+    steps = goal_steps(sources, every, radius, step_length).double()
+    clear = clear_paths(sources, every, radius, exclude=inside) | inside
+    upper = steps.masked_fill(~clear, inf)
+    detour = (~clear).any(1)
+    if detour.any():
+        plans = grid_plans(centres, radius, step_length, extent, resolution)
+        found = planned_legs(sources[detour], centres, radius, step_length, plans)
+        upper[detour] = torch.minimum(upper[detour], found)
+    return steps.masked_fill(inside, 1.0), upper.masked_fill(inside, 1.0)
 
 
 def product_steps(
@@ -152,39 +260,38 @@ def product_steps(
     goal_labels: Tensor,
     radius: float,
     step_length: float,
+    extent: Tensor,
     table: Tensor,
     accepting: Tensor,
     rejecting: Tensor,
     initial: int,
+    resolution: float = 0.025,
 ) -> tuple[Tensor, Tensor]:
-    """Fewest steps [N] from each start [N, 2] to an accepting state of a reward machine
-    (table [U, L] of next states by label; label 0 = none), where entering region g (a disc
-    of `centres` [G, 2]) reads label goal_labels[g] and puts the point at g's centre; -1 where
-    no plan reaches acceptance without a rejecting state. Shortest paths over (region, machine
-    state) with the legs of `region_legs`: a lower bound on every policy's steps, exact [N]
-    where a plan of clear legs meets it. Steps outside every region read label 0, so the
-    machine must stay put on it."""
+    """Bounds [N] on the fewest steps from each start [N, 2] in the room [0, extent] to an
+    accepting state of a reward machine (table [U, L] of next states by label; label 0 =
+    none), where entering region g (a disc of `centres` [G, 2]) reads label goal_labels[g] and
+    puts the point at g's centre: shortest paths over (region, machine state) with the lower
+    and then the upper bounds of `region_legs` (grids of `resolution`). The lower bound holds
+    for every policy, the upper is the length of a plan; where they meet the optimum is exact.
+    -1 where no plan reaches acceptance without a rejecting state. Steps outside every region
+    read label 0, so the machine must stay put on it."""
     moving = ~(accepting | rejecting)
     still = table[:, 0] == torch.arange(len(table), device=table.device)
     if not bool((still | ~moving).all()):
         raise ValueError("the machine changes state on steps without a label; no region oracle")
-    start_steps, start_clear, steps, clear = region_legs(start, centres, radius, step_length)
+    n = start.shape[0]
+    bounds = region_legs(start, centres, radius, step_length, extent, resolution)
     after = table[:, goal_labels].T  # [G, U]: the state after entering region g in state u
     plans = []
-    for allowed in (None, clear):
-        legs = steps.double() if allowed is None else steps.double().masked_fill(~allowed, inf)
+    for legs in bounds:
         to_go = torch.full(after.shape, inf, dtype=torch.float64, device=centres.device)
         for _ in range(to_go.numel() + 1):
             arrive = torch.where(accepting[after], 0.0, to_go.gather(1, after))
             arrive = arrive.masked_fill(rejecting[after], inf)  # [G (region entered), U]
-            new = (legs[:, :, None] + arrive[None]).amin(1)  # [G (region left), U]
+            new = (legs[n:, :, None] + arrive[None]).amin(1)  # [G (region left), U]
             if torch.equal(new, to_go):
                 break
             to_go = new
-        first = start_steps.double()
-        if allowed is not None:
-            first = first.masked_fill(~start_clear, inf)
-        plans.append((first + arrive[:, initial]).amin(1))
-    lower, upper = plans
-    exact = lower == upper
-    return torch.where(lower.isfinite(), lower, -1).long(), exact
+        steps = (legs[:n] + arrive[:, initial]).amin(1)
+        plans.append(torch.where(steps.isfinite(), steps, -1).long())
+    return plans[0], plans[1]

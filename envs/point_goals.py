@@ -32,6 +32,7 @@ from envs.gridworld import BatchedEpisodes, GoalRewardsConfig, Seed, hash_unifor
 
 EVAL_SEED = 10_000
 RANDOM_ROLLOUTS = 16  # uniform-random episodes per start that estimate the random return
+PLAN_RESOLUTION = 0.025  # spacing of the grid whose plans bound paths around walls
 
 
 @dataclasses.dataclass
@@ -61,6 +62,11 @@ class PointGoalsConfig(GoalRewardsConfig):
     jitter: float = doc(
         0.3, "Random placement: each goal's distance from the centre varies by up to this.", ge=0
     )
+    walls: list[list[float]] = doc(
+        [],
+        "Walls inside the room, each an axis-aligned segment [x1, y1, x2, y2]; a move that "
+        "would meet one leaves the point where it was.",
+    )
 
     def problems(self) -> Iterator[tuple[str, str]]:
         """Yield (field, problem) for rules that involve several fields."""
@@ -82,6 +88,41 @@ class PointGoalsConfig(GoalRewardsConfig):
             step, diameter = self.speed * self.dt, 2 * self.goal_radius
             yield "dt", f"a step (speed * dt = {step:g}) exceeds a goal's diameter ({diameter:g})"
         yield from self._layout_problems()
+        yield from self._wall_problems()
+
+    def _wall_problems(self) -> Iterator[tuple[str, str]]:
+        """Walls axis-aligned, in the room, clear of the start region and of every goal."""
+        for wall in self.walls:
+            if len(wall) != 4:
+                yield "walls", f"expected [x1, y1, x2, y2], got {wall}"
+                continue
+            x1, y1, x2, y2 = wall
+            if (x1 == x2) == (y1 == y2):
+                yield "walls", f"wall {wall} is not an axis-aligned segment of some length"
+            elif min(wall) < 0 or max(wall) > self.size:
+                yield "walls", f"wall {wall} leaves the room [0, {self.size:g}]^2"
+            else:
+                yield from self._wall_clearance(wall)
+
+    def _wall_clearance(self, wall: list[float]) -> Iterator[tuple[str, str]]:
+        """A wall clear of the start region and of every place a goal can take."""
+        segment = torch.tensor([wall], dtype=torch.float64)
+        half = self.size / 2
+        centre = torch.tensor([half, half])
+        near = oracle.wall_gaps(centre, segment).item()
+        far = max(math.dist(wall[:2], (half, half)), math.dist(wall[2:], (half, half)))
+        if near <= self.start_radius:
+            yield "walls", f"wall {wall} crosses the start region"
+        if self.placement == "random":
+            inner = self.ring_radius - self.jitter - self.goal_radius
+            outer = self.ring_radius + self.jitter + self.goal_radius
+            if far >= inner and near <= outer:
+                yield "walls", f"wall {wall} crosses the ring the goals are drawn on"
+            return
+        count = len(self.colours) * len(self.shapes)
+        for goal in self.goal_positions or goal_centres(self, count):
+            if oracle.wall_gaps(torch.tensor(goal), segment).item() <= self.goal_radius:
+                yield "walls", f"wall {wall} touches the goal at {goal}"
 
     def _layout_problems(self) -> Iterator[tuple[str, str]]:
         """Goals inside the room, apart from each other and from the start region."""
@@ -151,6 +192,7 @@ class DiscOptimum:
     step_length: float
     step_reward: float
     episode_steps: int
+    walls: Tensor | None = None
 
     def optimum(self, goal_rewards: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """`point_oracle.optimal_returns` of the episodes just begun, for the task paying
@@ -163,7 +205,14 @@ class DiscOptimum:
             goal_rewards,
             self.step_reward,
             self.episode_steps,
+            walls=self.walls,
+            plans=self.plans(),
         )
+
+    def plans(self) -> oracle.GridPlans | None:
+        """Plans around what blocks straight paths, where every episode shares one layout;
+        None: straight paths only."""
+        return None
 
 
 class PointGoals(DiscOptimum, BatchedEpisodes):
@@ -200,7 +249,19 @@ class PointGoals(DiscOptimum, BatchedEpisodes):
         self.action_spec = ActionSpec.box((2,), -section.speed, section.speed)
         fixed = section.goal_positions or goal_centres(section, goals)
         self.fixed = torch.tensor(fixed, dtype=torch.float32, device=self.device)
+        self.walls = torch.tensor(section.walls, dtype=torch.float32, device=self.device)
+        self.walls = self.walls.view(-1, 4)
         self.reset(0)
+
+    def plans(self) -> oracle.GridPlans | None:
+        """Grid plans around the walls (`point_oracle.grid_plans`, PLAN_RESOLUTION apart) where
+        the goals are fixed; None without walls (every ring path is straight) or when drawn."""
+        if not self.section.walls or self.section.placement != "fixed":
+            return None
+        extent = torch.tensor([self.size, self.size])
+        return oracle.grid_plans(
+            self.fixed, self.radius, self.step_length, extent, PLAN_RESOLUTION, self.walls
+        )
 
     @property
     def num_states(self) -> int:
@@ -231,9 +292,13 @@ class PointGoals(DiscOptimum, BatchedEpisodes):
     def transition(
         self, agent: Tensor, objects: Tensor, actions: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Move (speed capped at `speed`, walls at the room's edge); (agent, reward [N, K],
-        terminated [N], goal [N] entered or -1)."""
-        agent = move_point(agent, actions, self.speed, self.dt, self.size)
+        """Move (speed capped at `speed`, walls at the room's edge; a move that meets an inner
+        wall stays put); (agent, reward [N, K], terminated [N], goal [N] entered or -1)."""
+        moved = move_point(agent, actions, self.speed, self.dt, self.size)
+        if self.section.walls:
+            blocked = oracle.wall_hits(agent, moved, self.walls)
+            moved = torch.where(blocked[:, None], agent, moved)
+        agent = moved
         inside = (objects - agent[:, None]).norm(dim=-1) <= self.radius
         terminated = inside.any(1)
         goal = torch.where(terminated, inside.float().argmax(1), -1)

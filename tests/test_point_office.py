@@ -105,7 +105,7 @@ def test_a_grid_plan_is_a_walk_of_steps_and_a_plant_in_line_costs_a_step():
     args = (world.centres, world.radius, world.step_length)
     lower, upper = po.region_legs(world.centres[a : a + 1], *args, world.extent, 0.05)
     assert lower[0, b] == 7 and upper[0, b] == 8  # the plant n(1,4) lies halfway from a to b
-    steps, points = po.grid_plans(*args, world.extent, 0.05)
+    steps, points, *_ = po.grid_plans(*args, world.extent, 0.05)
     centres, position, walked = world.centres.double(), world.centres[a].double(), 0
     while (position - centres[b]).norm() > world.radius:
         gap = (points - position).norm(dim=-1)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 from math import inf
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -33,10 +34,105 @@ def edge_distances(position: Tensor, centres: Tensor, radius: float) -> Tensor:
     return (gap - radius).clamp(min=0.0)
 
 
-def goal_steps(position: Tensor, centres: Tensor, radius: float, step_length: float) -> Tensor:
-    """Fewest steps [N, G] long from each position to each disc: ceil(edge distance / step)."""
-    distance = edge_distances(position, centres, radius)
-    return torch.ceil(distance / step_length).long().clamp(min=1)
+def goal_steps(
+    position: Tensor,
+    centres: Tensor,
+    radius: float,
+    step_length: float,
+    walls: Tensor | None = None,
+) -> Tensor:
+    """Fewest steps [N, G] from each position to each disc: ceil(distance / step_length), the
+    distance to the disc's edge, around `walls` where given (`wall_distances`); a disc that
+    no path reaches gets a count beyond any episode (2^40)."""
+    distance = wall_distances(position, centres, radius, walls)
+    return torch.ceil(distance / step_length).clamp(1, 2**40).long()
+
+
+def wall_frames(walls: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Each axis-aligned wall [W, 4] ([x1, y1, x2, y2]) as (the axis [W] it is fixed on: 0 for
+    a vertical wall, 1 for a horizontal one; its coordinate on that axis; its lower and upper
+    ends on the other), float64."""
+    w = walls.double()
+    axis = (w[:, 0] != w[:, 2]).long()
+    rows = torch.arange(len(w), device=w.device)
+    ends = torch.stack([w[rows, 1 - axis], w[rows, 3 - axis]], 1)
+    return axis, w[rows, axis], ends.amin(1), ends.amax(1)
+
+
+def wall_hits(start: Tensor, end: Tensor, walls: Tensor, proper: bool = False) -> Tensor:
+    """Whether [...] the segment from start [..., 2] to end [..., 2] meets a wall of `walls`
+    [W, 4] (axis-aligned segments), ends included: the moves the world refuses. With `proper`,
+    only segments that cross a wall's inside from one side to the other: the moves of the
+    shortest paths that lower bounds measure, which may graze a wall's end or run along it."""
+    if walls.shape[0] == 0:
+        return torch.zeros(start.shape[:-1], dtype=torch.bool, device=start.device)
+    axis, level, low, high = wall_frames(walls.to(start.device))
+    p, q = start.double()[..., None, :], end.double()[..., None, :]  # [..., 1, 2]
+    before = p[..., 0].where(axis == 0, p[..., 1]) - level  # [..., W], signed gap to the wall
+    after = q[..., 0].where(axis == 0, q[..., 1]) - level
+    pv, qv = p[..., 1].where(axis == 0, p[..., 0]), q[..., 1].where(axis == 0, q[..., 0])
+    moved = before != after
+    t = before / torch.where(moved, before - after, 1.0)
+    at = pv + t * (qv - pv)  # where the segment meets the wall's line
+    if proper:
+        return (((before * after) < 0) & (at > low) & (at < high)).any(-1)
+    across = moved & (before * after <= 0) & (at >= low) & (at <= high)
+    overlap = (torch.maximum(pv, qv) >= low) & (torch.minimum(pv, qv) <= high)
+    along = (before == 0) & (after == 0) & overlap
+    return (across | along).any(-1)
+
+
+def wall_gaps(points: Tensor, walls: Tensor) -> Tensor:
+    """Distance [..., W] (float64) from points [..., 2] to each wall of `walls` [W, 4]."""
+    axis, level, low, high = wall_frames(walls.to(points.device))
+    p = points.double()[..., None, :]
+    across = (p[..., 0].where(axis == 0, p[..., 1]) - level).abs()
+    v = p[..., 1].where(axis == 0, p[..., 0])
+    along = (low - v).clamp(min=0) + (v - high).clamp(min=0)
+    return torch.hypot(across, along)
+
+
+def wall_distances(
+    position: Tensor, centres: Tensor, radius: float, walls: Tensor | None = None
+) -> Tensor:
+    """Length [N, G] (float64, inf: none) of the shortest path from each position [N, 2] to the
+    edge of each disc (centres [N, G, 2]) around `walls` [W, 4], other discs ignored: through
+    the walls' ends (a visibility graph, shortest paths by Floyd-Warshall), each leg a proper
+    move of `wall_hits`, the last straight at the disc's nearest point. No walk reaches a disc
+    in fewer than ceil(length / step_length) steps. The edge distance without walls."""
+    direct = edge_distances(position, centres, radius)
+    if walls is None or walls.shape[0] == 0:
+        return direct
+    corners = walls.to(position.device).double().reshape(-1, 2)  # [V, 2]
+    v = len(corners)
+
+    def legs(start: Tensor, end: Tensor) -> Tensor:
+        length = (end - start).norm(dim=-1)
+        return length.masked_fill(wall_hits(start, end, walls, proper=True), inf)
+
+    graph = legs(corners[:, None].expand(v, v, 2), corners[None].expand(v, v, 2))
+    for k in range(v):
+        graph = torch.minimum(graph, graph[:, k : k + 1] + graph[k : k + 1])
+    c = centres.double()
+    n, goals = c.shape[:2]
+    at_corners = corners[None, :, None].expand(n, v, goals, 2)
+    ends = nearest_points(at_corners, c[:, None], radius)  # [N, V, G, 2]
+    last = legs(at_corners, ends)  # [N, V, G]: the corner's last leg to each disc
+    onward = (graph[None, :, :, None] + last[:, None]).amin(2)  # [N, V, G], via other corners
+    first = legs(position.double()[:, None].expand(n, v, 2), corners[None].expand(n, v, 2))
+    straight = legs(
+        position.double()[:, None].expand(n, goals, 2), nearest_points(position[:, None], c, radius)
+    )
+    return torch.minimum(straight, (first[..., None] + onward).amin(1))
+
+
+def nearest_points(position: Tensor, centres: Tensor, radius: float) -> Tensor:
+    """The point [..., 2] (float64) of each disc (centres [..., 2]) nearest each position
+    [..., 2] (broadcast together)."""
+    c = centres.double()
+    offset = c - position.double()
+    gap = offset.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return c - gap.clamp(max=radius) * offset / gap
 
 
 def clear_paths(
@@ -47,9 +143,7 @@ def clear_paths(
     a path starts in)."""
     p = position.double()[:, None, None]  # [N, 1, 1, 2]
     c = centres.double()
-    offset = c - position.double()[:, None]  # [N, G, 2]
-    gap = offset.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    end = c - radius * offset / gap  # nearest point of each disc, [N, G, 2]
+    end = nearest_points(position[:, None], centres, radius)  # [N, G, 2]
     seg = end[:, :, None] - p  # [N, G, 1, 2]
     other = c[:, None] - p  # [N, 1, G, 2]
     t = ((other * seg).sum(-1) / (seg * seg).sum(-1).clamp(min=1e-12)).clamp(0.0, 1.0)
@@ -93,19 +187,46 @@ def optimal_returns(
     step_reward: float,
     max_steps: int,
     gamma: float = 1.0,
+    walls: Tensor | None = None,
+    plans: GridPlans | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Optimal return [N] from each position of the task paying goal_rewards[g] at goal g and
-    `step_reward` on other steps, truncated after `max_steps`; the goal [N] it ends at (-1:
-    none, standing still until the end is best); and whether [N] the value is exact (the best
-    goal's straight path is clear; otherwise it is an upper bound)."""
-    steps = goal_steps(position, centres, radius, step_length)
+    `step_reward` on other steps, truncated after `max_steps`, with steps counted around
+    `walls` [W, 4]; the goal [N] it ends at (-1: none, standing still until the end is best);
+    and whether [N] the value is exact: a plan reaches a best goal in as few steps, straight
+    (clear of other discs and of walls) or, given the `plans` of the layout every row shares
+    (`grid_plans`), around what is in the way. Otherwise the value is an upper bound."""
+    steps = goal_steps(position, centres, radius, step_length, walls)
     arrive = arrival_values(steps, goal_rewards, step_reward, max_steps, gamma)
     stay = step_reward * _discounted_count(torch.tensor(max_steps), gamma)
     best, goal = arrive.max(1)
     goal = torch.where(best > stay, goal, -1)
-    clear = clear_paths(position, centres, radius)
-    exact = (goal < 0) | clear.gather(1, goal.clamp(min=0)[:, None])[:, 0]
+    upper = straight_legs(position, centres, radius, step_length, walls)
+    if plans is not None:
+        upper = torch.minimum(upper, planned_legs(position, centres[0], radius, step_length, plans))
+    attained = (arrive == best[:, None]) & (upper == steps)  # a plan meets the best bound
+    goal = torch.where(attained.any(1) & (goal >= 0), attained.double().argmax(1), goal)
+    exact = (goal < 0) | attained.any(1)
     return torch.maximum(best, stay.to(best)), goal, exact
+
+
+def straight_legs(
+    position: Tensor,
+    centres: Tensor,
+    radius: float,
+    step_length: float,
+    walls: Tensor | None = None,
+    exclude: Tensor | None = None,
+) -> Tensor:
+    """Steps [N, G] (float64, inf: not straight) of going straight at full speed from each
+    position [N, 2] into each disc (centres [N, G, 2]) where that path is clear of the other
+    discs (`clear_paths`, but those `exclude` marks) and meets no wall."""
+    clear = clear_paths(position, centres, radius, exclude)
+    if walls is not None:
+        ends = nearest_points(position[:, None], centres, radius)
+        clear &= ~wall_hits(position[:, None].expand_as(ends), ends, walls)
+    steps = goal_steps(position, centres, radius, step_length).double()
+    return steps.masked_fill(~clear, inf)
 
 
 def straight_actions(position: Tensor, target: Tensor, speed: float) -> Tensor:
@@ -165,15 +286,39 @@ def _dilate(mask: Tensor, rows: list[tuple[int, int]]) -> Tensor:
     return out
 
 
+class GridPlans(NamedTuple):
+    """Plans over a grid (`grid_plans`): steps [G, Y, X] (float64, inf: never) from each grid
+    point into each disc, the grid's points [Y, X, 2] (inf where a point lies in a disc), its
+    spacing, and the walls [W, 4] that moves go around."""
+
+    steps: Tensor
+    points: Tensor
+    resolution: float
+    walls: Tensor
+
+
 def grid_plans(
-    centres: Tensor, radius: float, step_length: float, extent: Tensor, resolution: float
-) -> tuple[Tensor, Tensor]:
-    """Steps [G, Y, X] (float64, inf: never) of a plan from each point of a grid `resolution`
-    apart over the room [0, extent] into each disc g, every step but the last ending on a grid
-    point outside every disc (breadth-first backwards from the discs); and the grid's points
-    [Y, X, 2] (inf where a point lies in a disc). Cached per layout."""
-    key = (tuple(centres.flatten().tolist()), radius, step_length, tuple(extent.tolist()))
-    return _grid_plans(*key, resolution, str(centres.device))
+    centres: Tensor,
+    radius: float,
+    step_length: float,
+    extent: Tensor,
+    resolution: float,
+    walls: Tensor | None = None,
+) -> GridPlans:
+    """Plans from each point of a grid `resolution` apart over the room [0, extent] into each
+    disc g, every step a move of at most `step_length` that meets no wall and, but the last,
+    ends on a grid point outside every disc (breadth-first backwards from the discs). Cached
+    per layout."""
+    walls = torch.zeros(0, 4) if walls is None else walls
+    key = (
+        tuple(centres.flatten().tolist()),
+        radius,
+        step_length,
+        tuple(extent.tolist()),
+        resolution,
+        tuple(walls.flatten().tolist()),
+    )
+    return _grid_plans(*key, str(centres.device))
 
 
 @functools.lru_cache(maxsize=4)
@@ -183,45 +328,83 @@ def _grid_plans(
     step_length: float,
     extent: tuple[float, ...],
     resolution: float,
+    walls: tuple[float, ...],
     device: str,
-) -> tuple[Tensor, Tensor]:
+) -> GridPlans:
     """`grid_plans` of a layout given as plain numbers (hashable, so that it caches)."""
     double = dict(dtype=torch.float64, device=device)
     centres = torch.tensor(centres, **double).view(-1, 2)
+    barriers = torch.tensor(walls, **double).view(-1, 4)
     axes = [(torch.arange(int(side / resolution), **double) + 0.5) * resolution for side in extent]
     ys, xs = torch.meshgrid(axes[1], axes[0], indexing="ij")
     points = torch.stack([xs, ys], -1)  # [Y, X, 2]
     gap = (points[:, :, None] - centres).norm(dim=-1)  # [Y, X, G]
     free = (gap > radius).all(-1)
-    reach = (gap <= radius + step_length).permute(2, 0, 1) & free  # one step ends in disc g
+    ends = nearest_points(points[:, :, None], centres, radius)  # [Y, X, G, 2]
+    into = ~wall_hits(points[:, :, None].expand_as(ends), ends, barriers)
+    reach = ((gap <= radius + step_length) & into).permute(2, 0, 1) & free  # one step in
     rows = _disc_rows(step_length * (1 - 1e-9), resolution)
+    cells, targets, allowed = _moves_by_walls(points, rows, step_length, barriers)
     steps = torch.where(reach, 1.0, inf).to(**double)
     for k in range(2, reach[0].numel() + 2):
-        grown = _dilate(reach, rows) & free
+        grown = _dilate(reach, rows)
+        if len(cells):  # near a wall, only the moves that meet none
+            flat = reach.flatten(1)[:, targets] & allowed  # [G, C, O]
+            grown.view(len(grown), -1)[:, cells] = flat.any(-1)
+        grown &= free
         if torch.equal(grown, reach):
             break
         steps = torch.where(grown & ~reach, float(k), steps)
         reach = grown
-    return steps, torch.where(free[..., None], points, inf)
+    return GridPlans(steps, torch.where(free[..., None], points, inf), resolution, barriers)
+
+
+def _moves_by_walls(
+    points: Tensor, rows: list[tuple[int, int]], step_length: float, walls: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The grid's cells [C] within a step of a wall, the flat index [C, O] of each move's end
+    among the offsets of `rows` (see `_disc_rows`), and whether [C, O] that move stays on the
+    grid and meets no wall."""
+    height, width = points.shape[:2]
+    if walls.shape[0] == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=points.device)
+        return empty, empty[:, None], empty[:, None].bool()
+    cells = (wall_gaps(points, walls) <= step_length).any(-1).flatten().nonzero()[:, 0]
+    offsets = torch.tensor(
+        [(dy, dx) for dy, w in rows for dx in range(-w, w + 1)], device=points.device
+    )
+    y = cells[:, None] // width + offsets[:, 0]
+    x = cells[:, None] % width + offsets[:, 1]
+    inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+    targets = (y.clamp(0, height - 1) * width + x.clamp(0, width - 1)).long()
+    flat = points.view(-1, 2)
+    starts = flat[cells][:, None].expand(-1, len(offsets), -1)
+    return cells, targets, inside & ~wall_hits(starts, flat[targets], walls)
 
 
 def planned_legs(
-    sources: Tensor,
-    centres: Tensor,
-    radius: float,
-    step_length: float,
-    plans: tuple[Tensor, Tensor],
+    sources: Tensor, centres: Tensor, radius: float, step_length: float, plans: GridPlans
 ) -> Tensor:
     """Steps [S, G] of a plan from each source [S, 2] into each disc (float64, inf: none): one
-    step if the disc is that near, else a first step onto a grid point of `plans` (see
-    `grid_plans`) and that point's plan."""
-    steps, points = plans
-    near = (points.view(1, -1, 2) - sources.double()[:, None]).norm(dim=-1) <= step_length
-    onward = torch.stack(
-        [torch.where(near, plan.flatten()[None], inf).amin(-1) for plan in steps], 1
-    )  # [S, G]
-    direct = edge_distances(sources, centres.expand(len(sources), -1, -1), radius)
-    return torch.where(direct <= step_length, 1.0, 1.0 + onward)
+    straight step if the disc is that near and no wall is in the way, else a first step onto a
+    grid point of `plans` (see `grid_plans`) within reach and that point's plan."""
+    steps, points, resolution, walls = plans
+    height, width = points.shape[:2]
+    span = math.ceil(step_length / resolution) + 1
+    window = torch.arange(-span, span + 1, device=sources.device)
+    cell = (sources.double() / resolution).floor().long()  # [S, 2] (x, y)
+    x = (cell[:, 0, None, None] + window[None, :, None]).clamp(0, width - 1)  # [S, O', 1]
+    y = (cell[:, 1, None, None] + window[None, None, :]).clamp(0, height - 1)  # [S, 1, O']
+    flat = (y * width + x).flatten(1)  # [S, O], grid points near each source
+    ends = points.view(-1, 2)[flat]  # [S, O, 2]
+    near = (ends - sources.double()[:, None]).norm(dim=-1) <= step_length
+    near &= ~wall_hits(sources[:, None].expand_as(ends), ends.nan_to_num(posinf=0.0), walls)
+    onward = torch.where(near[:, None], steps.flatten(1)[:, flat].transpose(0, 1), inf)
+    every = centres.expand(len(sources), -1, -1)
+    ends = nearest_points(sources[:, None], every, radius)
+    blocked = wall_hits(sources[:, None].expand_as(ends), ends, walls)
+    one = (edge_distances(sources, every, radius) <= step_length) & ~blocked
+    return torch.where(one, 1.0, 1.0 + onward.amin(-1))
 
 
 def region_legs(
@@ -244,9 +427,8 @@ def region_legs(
     inside[n:] = torch.eye(goals, dtype=torch.bool, device=centres.device)
     every = centres.expand(n + goals, -1, -1)
     steps = goal_steps(sources, every, radius, step_length).double()
-    clear = clear_paths(sources, every, radius, exclude=inside) | inside
-    upper = steps.masked_fill(~clear, inf)
-    detour = (~clear).any(1)
+    upper = straight_legs(sources, every, radius, step_length, exclude=inside)
+    detour = (upper.isinf() & ~inside).any(1)
     if detour.any():
         plans = grid_plans(centres, radius, step_length, extent, resolution)
         found = planned_legs(sources[detour], centres, radius, step_length, plans)

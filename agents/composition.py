@@ -16,7 +16,7 @@ import torch
 
 from agents.component_rule import rule_machine_policy, rule_policy
 from agents.factory import build, build_world
-from agents.heads import HeadsAgent
+from agents.heads import Compose, HeadsAgent
 from agents.skill_machine import SkillMachineAgent
 from composable_rl.config import Config, with_overrides
 from composable_rl.evaluation import episode_returns, evaluate, mean_ci, multi_objective_row
@@ -107,10 +107,10 @@ def composed_policy(
         weights = linear_weights(expr, agent.head_names).to(device)
         return lambda obs, _context: agent.act(obs, weights, **options)
 
+    composed = head_composition(agent, expr)
+
     def compose(q: torch.Tensor) -> torch.Tensor:
-        heads = {name: q[:, k] for k, name in enumerate(agent.head_names)}
-        bounds = (heads["MAX"], heads["MIN"]) if "MAX" in heads else None
-        values = expressions.evaluate(expr, heads, alpha=agent.cfg.alpha, bounds=bounds)
+        values = composed(q)
         return values if steer is None else steer(q, values)
 
     if steer is None or not levers.epistemic:
@@ -125,6 +125,18 @@ def composed_policy(
         )
 
     return gated
+
+
+def head_composition(agent: HeadsAgent, expr: expressions.Expr) -> Compose:
+    """The expression's values from the heads' ([N, K, ...] -> [N, ...]): linear weights,
+    AND / OR / NOT (NOT over the bound heads MAX and MIN where the agent has them)."""
+
+    def compose(q: torch.Tensor) -> torch.Tensor:
+        heads = {name: q[:, k] for k, name in enumerate(agent.head_names)}
+        bounds = (heads["MAX"], heads["MIN"]) if "MAX" in heads else None
+        return expressions.evaluate(expr, heads, alpha=agent.cfg.alpha, bounds=bounds)
+
+    return compose
 
 
 def task_reward(expr: expressions.Expr, world: World) -> dict[str, torch.Tensor]:
@@ -157,12 +169,14 @@ def evaluate_task(
     rule: bool = False,
     quantile: Quantile | None = None,
     levers: Levers | None = None,
+    policy: Act | None = None,
 ) -> dict:
     """One result row: the composed policy's return, beside the exact oracle's where the world
     has a tabular model or scores goal tasks itself, else with a 95% confidence interval.
     `rule`: the component-action rule acts instead (`component_rule`, Boolean tasks);
     `quantile`: the quantiliser of the composed values acts (the row names its q); `levers`
-    steer the composed values (impact penalty, shield, robust acting)."""
+    steer the composed values (impact penalty, shield, robust acting); `policy`: this policy
+    acts instead (a distilled actor, say), scored on the same task."""
     if rule and quantile is not None:
         raise ValueError("the component-action rule does not quantilise; score it without q")
     expr = expressions.parse(text)
@@ -170,11 +184,12 @@ def evaluate_task(
     # a lone head is a Boolean task too, where the world scores goal tasks
     lone = score_goals is not None and isinstance(expr, expressions.Head)
     reward = goal_task(expr, world) if lone else task_reward(expr, world)
-    policy = (
-        rule_policy(agent, expr)
-        if rule
-        else composed_policy(agent, expr, quantile, seed, levers, world)
-    )
+    if policy is None:
+        policy = (
+            rule_policy(agent, expr)
+            if rule
+            else composed_policy(agent, expr, quantile, seed, levers, world)
+        )
     head = {"task": text} if quantile is None else {"task": text, "quantile": quantile.q}
     if isinstance(world, TabularWorld):
         return {**head, **evaluate(build_world(cfg, episodes), policy, seed=seed, **reward)}

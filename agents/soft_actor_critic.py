@@ -162,6 +162,11 @@ class SoftActorCritic(HeadsAgent):
         q = self.twins(self.online(repeat_rows(obs, c), box.reshape(n * c, -1)))
         return q.view(n, c, -1).transpose(1, 2)
 
+    def composed_values(self, obs: Tensor, actions: Tensor, compose: Compose) -> Tensor:
+        """What acting maximises [N, C]: `compose` of the heads' values at C candidate actions
+        [N, C, D] of (-1, 1)^D ([N, K, C] -> [N, C])."""
+        return compose(self.head_values_at(obs, actions))
+
     def temperature(self, weights: Tensor) -> Tensor:
         """The composed density's temperature [N] for weights [N, K]: sum_k |w_k| alpha_k, which
         is the heads' common alpha for weights that sum to 1, and alpha_k for a one-hot."""
@@ -224,7 +229,7 @@ class SoftActorCritic(HeadsAgent):
             )
         greedy = quantile.q == 0 if quantile else isinstance(alpha, float) and alpha == 0
         drawn, log_q, means = self.candidates(obs, weights, greedy, generator)
-        scores = compose(self.head_values_at(obs, drawn))
+        scores = self.composed_values(obs, drawn, compose)
         rows = torch.arange(len(drawn), device=drawn.device)
         if quantile is None:
             index = fn.importance_choice(scores, log_q, alpha, generator)

@@ -83,6 +83,11 @@ class WorldValueActorCritic(SoftActorCritic):
         q = super().head_values_at(obs, actions)[:, self.column]
         return q.view(q.shape[0], len(self.head_names), self.num_goals, -1)
 
+    def composed_values(self, obs: Tensor, actions: Tensor, compose: Compose) -> Tensor:
+        """What acting maximises [N, C]: max over goals of `compose` of the columns' values at
+        C candidate actions [N, C, D] of (-1, 1)^D ([N, K, G, C] -> [N, G, C])."""
+        return compose(self.head_values_at(obs, actions)).amax(1)
+
     def actor_means(self, obs: Tensor) -> Tensor:
         """The mean action [N, K * G, D] of (-1, 1)^D of the actor of every column (k, g)."""
         return super().actor_means(obs)[:, self.column]
@@ -144,11 +149,7 @@ class WorldValueActorCritic(SoftActorCritic):
         sampling at temperature `alpha` (None: the mean of the temperatures), or by the
         quantiliser of `quantile`. `weights` are not needed: every actor proposes."""
         temperature = float(self.log_alpha.exp().mean()) if alpha is None else float(alpha)
-
-        def best_goal(q: Tensor) -> Tensor:
-            return compose(q).amax(1)
-
-        chosen = self.choose(obs, best_goal, None, temperature, generator, quantile)[0]
+        chosen = self.choose(obs, compose, None, temperature, generator, quantile)[0]
         return self.to_box(chosen)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:

@@ -16,7 +16,8 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-IN_PROCESS = frozenset({"zero_shot.py"})  # reads a checkpoint and evaluates; sets no process state
+# read a checkpoint and evaluate; set no process state
+IN_PROCESS = frozenset({"zero_shot.py", "distil.py"})
 
 
 def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -42,8 +42,9 @@ class DistilledActor(nn.Module):
 
 
 def replay_states(checkpoint: str, agent: HeadsAgent) -> Tensor:
-    """The observations [B, ...] in the replay saved with `checkpoint` (a ValueError names
-    what is missing: heads without actors, or a run saved without its replay)."""
+    """The observations [B, ...] in the replay saved with `checkpoint`, on the agent's device
+    (a ValueError names what is missing: heads without actors, or a run saved without its
+    replay)."""
     if not isinstance(agent, SoftActorCritic):
         raise ValueError(
             "distillation fits an actor to soft actor-critic heads' composed values; this "
@@ -54,7 +55,7 @@ def replay_states(checkpoint: str, agent: HeadsAgent) -> Tensor:
         raise ValueError(
             f"{checkpoint} holds no replay to distil from: train with checkpoint.replay: true"
         )
-    return state["replay.obs"]
+    return state["replay.obs"].to(agent.box_half.device)
 
 
 def distil(

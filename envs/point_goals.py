@@ -65,7 +65,7 @@ class PointGoalsConfig(GoalRewardsConfig):
     walls: list[list[float]] = doc(
         [],
         "Walls inside the room, each an axis-aligned segment [x1, y1, x2, y2]; a move that "
-        "would meet one leaves the point where it was.",
+        "would meet one slides along it (or, where that meets a wall too, stays put).",
     )
 
     def problems(self) -> Iterator[tuple[str, str]]:
@@ -293,12 +293,10 @@ class PointGoals(DiscOptimum, BatchedEpisodes):
         self, agent: Tensor, objects: Tensor, actions: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Move (speed capped at `speed`, walls at the room's edge; a move that meets an inner
-        wall stays put); (agent, reward [N, K], terminated [N], goal [N] entered or -1)."""
+        wall slides along it, `point_oracle.slide`); (agent, reward [N, K], terminated [N],
+        goal [N] entered or -1)."""
         moved = move_point(agent, actions, self.speed, self.dt, self.size)
-        if self.section.walls:
-            blocked = oracle.wall_hits(agent, moved, self.walls)
-            moved = torch.where(blocked[:, None], agent, moved)
-        agent = moved
+        agent = oracle.slide(agent, moved, self.walls) if self.section.walls else moved
         inside = (objects - agent[:, None]).norm(dim=-1) <= self.radius
         terminated = inside.any(1)
         goal = torch.where(terminated, inside.float().argmax(1), -1)

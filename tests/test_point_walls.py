@@ -35,12 +35,16 @@ def test_a_move_that_meets_a_wall_is_refused_and_lower_bounds_may_graze_its_ends
     assert gaps.tolist() == pytest.approx([0.4, 0.4, 0.5])
 
 
-def test_the_world_keeps_the_contract_and_a_step_into_a_wall_stays_put():
-    world = PointGoals(SMALL, 2, "cpu")
+def test_the_world_keeps_the_contract_and_a_step_into_a_wall_slides_along_it():
+    world = PointGoals(SMALL, 3, "cpu")
     check_world(world)
-    world.agent = torch.tensor([[1.8, 1.5], [1.8, 1.0]])
-    world.step(torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
-    assert torch.allclose(world.agent, torch.tensor([[1.8, 1.5], [2.1, 1.0]]))
+    world.agent = torch.tensor([[1.8, 1.5], [1.8, 1.0], [1.8, 1.5]])
+    world.step(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.6, 0.8]]))
+    expected = torch.tensor([[1.8, 1.5], [2.1, 1.0], [1.8, 1.74]])  # head-on, clear, along
+    assert torch.allclose(world.agent, expected)
+    corner = torch.tensor([WALL, [1.5, 1.6, 1.85, 1.6]])  # sliding up meets the second wall
+    start = torch.tensor([[1.8, 1.5]])
+    assert torch.equal(po.slide(start, torch.tensor([[2.0, 1.7]]), corner), start)
 
 
 def brute_force_steps(world: PointGoals, start: torch.Tensor, depth: int) -> torch.Tensor:

@@ -11,6 +11,9 @@ counts are exact where the best goal's path is clear, and upper bounds elsewhere
 which. Temporal tasks chain such legs (`product_steps`); a leg whose straight path is blocked
 gets an upper bound from breadth-first search over a fine grid (`grid_plans`), so the optimum
 of a task lies between the chained lower bounds and the chained plans, exact where they meet.
+Walls (axis-aligned segments that moves slide along, `slide`) lengthen paths: the lower
+bound follows the shortest path round them (`wall_distances`, a visibility graph over their
+ends), the plans go round them on the grid (`grid_plans` with `walls`).
 Where discs pay every step spent inside them instead of ending the episode, the best
 return is to reach the nearest paying disc as soon as possible and stay (`staying_returns`).
 Pure tensor functions, float64 where precision matters.
@@ -61,11 +64,30 @@ def wall_frames(walls: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 def wall_hits(start: Tensor, end: Tensor, walls: Tensor, proper: bool = False) -> Tensor:
     """Whether [...] the segment from start [..., 2] to end [..., 2] meets a wall of `walls`
-    [W, 4] (axis-aligned segments), ends included: the moves the world refuses. With `proper`,
-    only segments that cross a wall's inside from one side to the other: the moves of the
-    shortest paths that lower bounds measure, which may graze a wall's end or run along it."""
+    [W, 4] (axis-aligned segments), ends included: the moves the world does not make whole.
+    With `proper`, only segments that cross a wall's inside from one side to the other: the
+    moves of the shortest paths that lower bounds measure, which may graze a wall's end or run
+    along it."""
+    return wall_contacts(start, end, walls, proper).any(-1)
+
+
+def slide(start: Tensor, end: Tensor, walls: Tensor) -> Tensor:
+    """Where moves from start [N, 2] towards end [N, 2] stop among `walls`: at the end where
+    the segment meets no wall; else along a wall it meets (the move's component along that
+    wall alone) where that meets none; else at the start. Every step still covers at most its
+    own length, so steps counted around walls stay a lower bound."""
+    contacts = wall_contacts(start, end, walls)  # [N, W]
+    axis = wall_frames(walls.to(start.device))[0]
+    fixed = axis[contacts.double().argmax(-1)]  # the coordinate the wall met holds
+    along = torch.where(fixed[:, None] == torch.arange(2, device=start.device), start, end)
+    stop = torch.where(wall_hits(start, along, walls)[:, None], start, along)
+    return torch.where(contacts.any(-1)[:, None], stop, end)
+
+
+def wall_contacts(start: Tensor, end: Tensor, walls: Tensor, proper: bool = False) -> Tensor:
+    """`wall_hits` wall by wall: [..., W]."""
     if walls.shape[0] == 0:
-        return torch.zeros(start.shape[:-1], dtype=torch.bool, device=start.device)
+        return torch.zeros((*start.shape[:-1], 0), dtype=torch.bool, device=start.device)
     axis, level, low, high = wall_frames(walls.to(start.device))
     p, q = start.double()[..., None, :], end.double()[..., None, :]  # [..., 1, 2]
     before = p[..., 0].where(axis == 0, p[..., 1]) - level  # [..., W], signed gap to the wall
@@ -75,11 +97,10 @@ def wall_hits(start: Tensor, end: Tensor, walls: Tensor, proper: bool = False) -
     t = before / torch.where(moved, before - after, 1.0)
     at = pv + t * (qv - pv)  # where the segment meets the wall's line
     if proper:
-        return (((before * after) < 0) & (at > low) & (at < high)).any(-1)
+        return ((before * after) < 0) & (at > low) & (at < high)
     across = moved & (before * after <= 0) & (at >= low) & (at <= high)
     overlap = (torch.maximum(pv, qv) >= low) & (torch.minimum(pv, qv) <= high)
-    along = (before == 0) & (after == 0) & overlap
-    return (across | along).any(-1)
+    return across | ((before == 0) & (after == 0) & overlap)
 
 
 def wall_gaps(points: Tensor, walls: Tensor) -> Tensor:

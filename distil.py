@@ -4,12 +4,13 @@ score it beside the candidate sampler it replaces.
     python distil.py --checkpoint runs/<run> --task "beige & ~circle" [--steps 2000] [--out F]
     python distil.py --checkpoint runs/<run> --task "beige & ~circle" --actor F
 
-The actor is fitted to the frozen composed values (max over goals for world-value heads) at the
-states of the run's replay, with no new environment steps, so the checkpoint must hold its
-replay (train with `checkpoint.replay: true`). Both policies then act greedily on the task and
-are scored as `zero_shot.py --task` scores it, with their acting speed (actions per second on
-batches of 64 observations). `--out` saves the actor (safetensors, with its task); `--actor`
-scores a saved one instead of fitting. Usage errors print one line and exit with status 2.
+The actor is fitted to the greedy choices of the candidate sampler on the frozen composed values
+(max over goals for world-value heads) at states of the run's replay, with no new environment
+steps, so the checkpoint must hold its replay (train with `checkpoint.replay: true`). Both
+policies then act greedily on the task and are scored as `zero_shot.py --task` scores it, with
+their acting speed (actions per second on batches of 64 observations). `--out` saves the actor
+(safetensors, with its task); `--actor` scores a saved one instead of fitting. Usage errors
+print one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 fitted = time.perf_counter() - started
                 print(
                     f"fitted in {fitted:.1f} s: {args.steps} steps on {len(states)} replay "
-                    f"states; mean composed value of its samples {trace[0]:.3f} -> {trace[-1]:.3f}"
+                    f"states; squared error to the sampler's choices {trace[0]:.4f} -> "
+                    f"{trace[-1]:.4f}"
                 )
             rows = []
             for acting, policy in (

@@ -1,12 +1,13 @@
-"""Distil one composition of soft actor-critic heads into an actor of its own (Haarnoja et al.
-2018, composable deep RL): fit a tanh-Gaussian actor to the frozen composed values at the
-states of the run's replay, with no new environment steps. The candidate sampler scores every
-actor's proposals with every critic at every step; a distilled actor acts by one forward pass,
-which pays for a composition that will be used for long.
+"""Distil one composition of soft actor-critic heads into an actor of its own (after Haarnoja et
+al. 2018, composable deep RL): fit an actor to the frozen composed values' greedy policy at
+the states of the run's replay, with no new environment steps. The candidate sampler scores
+every actor's proposals with every critic at every step; a distilled actor acts by one forward
+pass, which pays for a composition that will be used for long.
 
-The actor maximises E_s[E_a~pi[Q_task(s, a)] - alpha * log pi(a | s)], with Q_task what acting
-on the composition maximises (`SoftActorCritic.composed_values`: max over goals for world-value
-heads) and the critics frozen; it acts by its mean.
+The actor regresses on the sampler's greedy choice (the best of every actor's candidates by the
+composed values, max over goals for world-value heads) at a pool of replay states. Climbing the
+composed values by their gradient instead, as soft actor-critic actors learn, found the critics'
+errors: on `purple` it ended 0.46 of the optimum, where imitation reached 0.996.
 """
 
 from __future__ import annotations
@@ -21,24 +22,22 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from agents.heads import Compose, HeadsAgent, make_adam
-from agents.soft_actor_critic import Actors, SoftActorCritic
-from composable_rl.maths import functional as fn
+from agents.soft_actor_critic import EnsembleMLP, SoftActorCritic
 from composable_rl.run.checkpoint import load_run_state
 from composable_rl.run.logging import write_bytes
 from composable_rl.world import Act
 
 
 class DistilledActor(nn.Module):
-    """One tanh-Gaussian actor over the agent's box of actions, as wide as its heads' networks;
-    it acts by its mean."""
+    """An MLP as wide as the agent's heads from observations to one action of (-1, 1)^D."""
 
     def __init__(self, agent: SoftActorCritic, obs_size: int) -> None:
         super().__init__()
-        self.net = Actors(obs_size, agent.action_size, 1, agent.cfg.hidden, shared=True)
+        self.net = EnsembleMLP(1, [obs_size, *agent.cfg.hidden, agent.action_size])
 
-    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and log standard deviation [N, 1, D] (before the squashing) for obs [N, ...]."""
-        return self.net(obs.flatten(1).float())
+    def forward(self, obs: Tensor) -> Tensor:
+        """Actions [N, D] of (-1, 1)^D for observations [N, ...]."""
+        return torch.tanh(self.net(obs.flatten(1).float()[None])[0])
 
 
 def replay_states(checkpoint: str, agent: HeadsAgent) -> Tensor:
@@ -65,38 +64,31 @@ def distil(
     steps: int = 2000,
     batch_size: int = 256,
     lr: float = 1e-3,
-    alpha: float = 0.01,
+    pool: int = 16_384,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[DistilledActor, list[float]]:
-    """An actor fitted to `compose` of the agent's frozen values at batches of `states`, and
-    the mean composed value of its samples at the first step and every 10% of the steps."""
+    """An actor fitted to the sampler's greedy choice on `compose` at `pool` of `states` (drawn
+    once), and its mean squared error at the first step and every 10% of the steps."""
     generator = torch.Generator(device=states.device).manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # seeded weights, the caller's random state kept
         torch.manual_seed(seed)
         actor = DistilledActor(agent, states[0].numel()).to(states.device)
     optimizer = make_adam(list(actor.parameters()), lr)
-    frozen = [p for p in agent.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
+    obs = states[torch.randperm(len(states), generator=generator, device=states.device)[:pool]]
+    with torch.no_grad():
+        chosen = torch.cat(
+            [agent.choose(part, compose, None, 0.0, generator)[0] for part in obs.split(1024)]
+        )
     trace = []
-    try:
-        for step in tqdm(range(steps), desc="distil", disable=not progress, unit="step"):
-            rows = torch.randint(len(states), (batch_size,), generator=generator)
-            obs = states[rows]
-            mean, log_std = actor(obs)
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device)
-            u, log_prob = fn.tanh_gaussian_sample(mean, log_std, noise)  # [B, 1, D], [B, 1]
-            value = agent.composed_values(obs, u, compose)[:, 0]
-            loss = (alpha * log_prob[:, 0] - value).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if step == 0 or (step + 1) % max(1, steps // 10) == 0:
-                trace.append(float(value.detach().mean()))
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
+    for step in tqdm(range(steps), desc="distil", disable=not progress, unit="step"):
+        rows = torch.randint(len(obs), (batch_size,), generator=generator, device=obs.device)
+        loss = (actor(obs[rows]) - chosen[rows]).square().sum(-1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step == 0 or (step + 1) % max(1, steps // 10) == 0:
+            trace.append(float(loss.detach()))
     return actor, trace
 
 
@@ -105,7 +97,7 @@ def distilled_policy(agent: SoftActorCritic, actor: DistilledActor) -> Act:
 
     def act(obs: Tensor, _context: Tensor) -> Tensor:
         with torch.no_grad():
-            return agent.to_box(torch.tanh(actor(obs)[0][:, 0]))
+            return agent.to_box(actor(obs))
 
     return act
 

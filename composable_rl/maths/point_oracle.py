@@ -141,10 +141,9 @@ def wall_distances(
     last = legs(at_corners, ends)  # [N, V, G]: the corner's last leg to each disc
     onward = (graph[None, :, :, None] + last[:, None]).amin(2)  # [N, V, G], via other corners
     first = legs(position.double()[:, None].expand(n, v, 2), corners[None].expand(n, v, 2))
-    straight = legs(
-        position.double()[:, None].expand(n, goals, 2), nearest_points(position[:, None], c, radius)
-    )
-    return torch.minimum(straight, (first[..., None] + onward).amin(1))
+    nearest = nearest_points(position[:, None], c, radius)
+    blocked = wall_hits(position[:, None].expand_as(nearest), nearest, walls, proper=True)
+    return torch.minimum(direct.masked_fill(blocked, inf), (first[..., None] + onward).amin(1))
 
 
 def nearest_points(position: Tensor, centres: Tensor, radius: float) -> Tensor:
@@ -222,7 +221,7 @@ def optimal_returns(
     stay = step_reward * _discounted_count(torch.tensor(max_steps), gamma)
     best, goal = arrive.max(1)
     goal = torch.where(best > stay, goal, -1)
-    upper = straight_legs(position, centres, radius, step_length, walls)
+    upper = steps.double().masked_fill(~clear_legs(position, centres, radius, walls), inf)
     if plans is not None:
         upper = torch.minimum(upper, planned_legs(position, centres[0], radius, step_length, plans))
     attained = (arrive == best[:, None]) & (upper == steps)  # a plan meets the best bound
@@ -231,23 +230,32 @@ def optimal_returns(
     return torch.maximum(best, stay.to(best)), goal, exact
 
 
-def straight_legs(
+def clear_legs(
     position: Tensor,
     centres: Tensor,
     radius: float,
-    step_length: float,
     walls: Tensor | None = None,
     exclude: Tensor | None = None,
 ) -> Tensor:
-    """Steps [N, G] (float64, inf: not straight) of going straight at full speed from each
-    position [N, 2] into each disc (centres [N, G, 2]) where that path is clear of the other
-    discs (`clear_paths`, but those `exclude` marks) and meets no wall."""
+    """Whether [N, G] going straight from each position [N, 2] into each disc (centres
+    [N, G, 2]) is clear of the other discs (`clear_paths`, but those `exclude` marks) and of
+    every wall: where it is, `goal_steps` are the steps of a plan."""
     clear = clear_paths(position, centres, radius, exclude)
     if walls is not None:
         ends = nearest_points(position[:, None], centres, radius)
         clear &= ~wall_hits(position[:, None].expand_as(ends), ends, walls)
-    steps = goal_steps(position, centres, radius, step_length).double()
-    return steps.masked_fill(~clear, inf)
+    return clear
+
+
+def one_step(
+    position: Tensor, centres: Tensor, radius: float, step_length: float, walls: Tensor
+) -> Tensor:
+    """Whether [..., G] one straight step from each position [..., 2] enters disc g (centres
+    [G, 2]) without meeting a wall of `walls` [W, 4]."""
+    ends = nearest_points(position[..., None, :], centres, radius)  # [..., G, 2]
+    gap = (centres.double() - position.double()[..., None, :]).norm(dim=-1)
+    into = ~wall_hits(position[..., None, :].expand_as(ends), ends, walls)
+    return (gap <= radius + step_length) & into
 
 
 def straight_actions(position: Tensor, target: Tensor, speed: float) -> Tensor:
@@ -359,11 +367,8 @@ def _grid_plans(
     axes = [(torch.arange(int(side / resolution), **double) + 0.5) * resolution for side in extent]
     ys, xs = torch.meshgrid(axes[1], axes[0], indexing="ij")
     points = torch.stack([xs, ys], -1)  # [Y, X, 2]
-    gap = (points[:, :, None] - centres).norm(dim=-1)  # [Y, X, G]
-    free = (gap > radius).all(-1)
-    ends = nearest_points(points[:, :, None], centres, radius)  # [Y, X, G, 2]
-    into = ~wall_hits(points[:, :, None].expand_as(ends), ends, barriers)
-    reach = ((gap <= radius + step_length) & into).permute(2, 0, 1) & free  # one step in
+    free = ((points[:, :, None] - centres).norm(dim=-1) > radius).all(-1)  # [Y, X]
+    reach = one_step(points, centres, radius, step_length, barriers).permute(2, 0, 1) & free
     rows = _disc_rows(step_length * (1 - 1e-9), resolution)
     cells, targets, allowed = _moves_by_walls(points, rows, step_length, barriers)
     steps = torch.where(reach, 1.0, inf).to(**double)
@@ -421,10 +426,7 @@ def planned_legs(
     near = (ends - sources.double()[:, None]).norm(dim=-1) <= step_length
     near &= ~wall_hits(sources[:, None].expand_as(ends), ends.nan_to_num(posinf=0.0), walls)
     onward = torch.where(near[:, None], steps.flatten(1)[:, flat].transpose(0, 1), inf)
-    every = centres.expand(len(sources), -1, -1)
-    ends = nearest_points(sources[:, None], every, radius)
-    blocked = wall_hits(sources[:, None].expand_as(ends), ends, walls)
-    one = (edge_distances(sources, every, radius) <= step_length) & ~blocked
+    one = one_step(sources, centres, radius, step_length, walls)
     return torch.where(one, 1.0, 1.0 + onward.amin(-1))
 
 
@@ -448,7 +450,7 @@ def region_legs(
     inside[n:] = torch.eye(goals, dtype=torch.bool, device=centres.device)
     every = centres.expand(n + goals, -1, -1)
     steps = goal_steps(sources, every, radius, step_length).double()
-    upper = straight_legs(sources, every, radius, step_length, exclude=inside)
+    upper = steps.masked_fill(~clear_legs(sources, every, radius, exclude=inside), inf)
     detour = (upper.isinf() & ~inside).any(1)
     if detour.any():
         plans = grid_plans(centres, radius, step_length, extent, resolution)

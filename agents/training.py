@@ -205,7 +205,14 @@ def _train(
     # Replay, behaviour tasks and the open episodes: fresh, or as the checkpoint left them.
     gen = torch.Generator(dev).manual_seed(cfg.seed + 7919 * step)
     replay = TensorReplay(
-        cfg.replay.capacity, spec.shape, k, spec.dtype, dev, actions_spec.shape, actions_spec.dtype
+        cfg.replay.capacity,
+        spec.shape,
+        k,
+        spec.dtype,
+        dev,
+        actions_spec.shape,
+        actions_spec.dtype,
+        spec.stored_dtype,
     )
     updates_per_step = cfg.replay.replay_ratio * n / cfg.replay.batch_size
     learning_starts = min(cfg.replay.learning_starts, cfg.replay.capacity)

@@ -41,6 +41,13 @@ class ObservationSpec:
         if self.kind == "image" and len(self.shape) != 3:
             raise ValueError(f"image observations are [C, H, W], got shape {self.shape}")
 
+    @property
+    def stored_dtype(self) -> torch.dtype:
+        """The dtype replay keeps these observations in: int32 for index observations (every
+        position is below num_features), which halves what a sample reads; else `dtype`."""
+        fits = self.kind == "indices" and self.num_features <= torch.iinfo(torch.int32).max
+        return torch.int32 if fits and self.dtype == torch.int64 else self.dtype
+
 
 @dataclass(frozen=True)
 class ActionSpec:

@@ -46,7 +46,7 @@ from envs.gridworld import (
     Seed,
     check_names,
     hash_bits,
-    move,
+    move_table,
     parse_layout,
     redraw,
     slot_seeds,
@@ -156,6 +156,7 @@ class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
         self.device = torch.device(device)
         self.walls = parse_layout(layout).to(self.device)
         self.height, self.width = self.walls.shape
+        self._next_cell = move_table(self.walls)
         cells = self.height * self.width
         self.free_cells = torch.nonzero(~self.walls.flatten()).flatten()
 
@@ -321,7 +322,7 @@ class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
 
     def advance(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Apply actions without resetting: (reward [N, K], terminated, truncated, goal = -1)."""
-        self.agent = move(self.agent, actions, self.walls)
+        self.agent = self._next_cell[self.agent * NUM_ACTIONS + actions]
         slot = self._cell_slot[self.agent]
         slot0 = slot.clamp(min=0)
         consumed = (slot >= 0) & (self.wait.gather(1, slot0[:, None])[:, 0] == 0)
@@ -435,8 +436,7 @@ def tabulate_foraging(world) -> TabularMDP:
     cells = world.height * world.width
     shape = (1, cells, NUM_ACTIONS)
     agent = torch.arange(cells, device=world.device).view(1, -1, 1).expand(shape)
-    actions = torch.arange(NUM_ACTIONS, device=world.device).expand(shape)
-    nxt = move(agent.reshape(-1), actions.reshape(-1), world.walls).view(shape)
+    nxt = move_table(world.walls).view(shape)
     reward = world.cell_reward(nxt).double()
     valid = ~world.walls.flatten()[None]
     ok = valid[..., None]

@@ -93,6 +93,14 @@ def parse_layout(layout: str | Sequence[str]) -> Tensor:
     return torch.tensor([[ch == "#" for ch in row] for row in rows], dtype=torch.bool)
 
 
+def move_table(walls: Tensor) -> Tensor:
+    """`move` of every (cell, action) as one table [H * W * 4]: a step is then one look-up at
+    cell * 4 + action."""
+    cells = torch.arange(walls.numel(), device=walls.device).repeat_interleave(NUM_ACTIONS)
+    actions = torch.arange(NUM_ACTIONS, device=walls.device).repeat(walls.numel())
+    return move(cells, actions, walls)
+
+
 def move(cells: Tensor, actions: Tensor, walls: Tensor) -> Tensor:
     """Flat cells [N] after actions [N] (0 up, 1 right, 2 down, 3 left); walls and edges block."""
     height, width = walls.shape
@@ -122,12 +130,23 @@ def _mix32(x: Tensor) -> Tensor:
     return x ^ (x >> 16)
 
 
-def hash_bits(seed: Tensor, counter: Tensor, index: Tensor) -> Tensor:
-    """32-bit hashes (int64 [N, J]) that depend only on (seed_i, counter_i, index_ij)."""
+def index_keys(index: Tensor) -> Tensor:
+    """The part of `hash_bits` that depends on the index alone: a world that draws with the
+    same indices every episode computes it once (`hash_keyed`)."""
+    return _mix32(index.long() + 3 * _GOLDEN32)
+
+
+def hash_keyed(seed: Tensor, counter: Tensor, keys: Tensor) -> Tensor:
+    """`hash_bits` with the indices' `index_keys` given."""
     seed = seed.long()
     h = _mix32(seed ^ _mix32((seed >> 32) + _GOLDEN32))
     h = _mix32(h ^ _mix32(counter.long() + 2 * _GOLDEN32))
-    return _mix32(h[:, None] ^ _mix32(index.long() + 3 * _GOLDEN32))
+    return _mix32(h[:, None] ^ keys)
+
+
+def hash_bits(seed: Tensor, counter: Tensor, index: Tensor) -> Tensor:
+    """32-bit hashes (int64 [N, J]) that depend only on (seed_i, counter_i, index_ij)."""
+    return hash_keyed(seed, counter, index_keys(index))
 
 
 def hash_uniform(seed: Tensor, counter: Tensor, index: Tensor) -> Tensor:
@@ -160,15 +179,13 @@ def redraw(
     """
     if mask.device.type == "cpu":
         slots = mask.nonzero().flatten()
-        fresh = torch.ones_like(slots, dtype=torch.bool)
-    else:
-        slots, fresh = torch.arange(mask.shape[0], device=mask.device), mask
-    drawn = draw(seeds[slots], episodes[slots])
-    replaced = []
-    for new, old in zip(drawn, current, strict=True):
-        keep = fresh.view(-1, *([1] * (old.dim() - 1)))
-        replaced.append(old.index_put((slots,), torch.where(keep, new, old[slots])))
-    return tuple(replaced)
+        drawn = draw(seeds[slots], episodes[slots])
+        return tuple(old.index_put((slots,), new) for new, old in zip(drawn, current, strict=True))
+    drawn = draw(seeds, episodes)
+    return tuple(
+        torch.where(mask.view(-1, *([1] * (old.dim() - 1))), new, old)
+        for new, old in zip(drawn, current, strict=True)
+    )
 
 
 class PlanesOrIndices:

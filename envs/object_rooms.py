@@ -12,11 +12,13 @@ from composable_rl.registry import register_world
 from composable_rl.world import BOUND_HEADS
 from envs.gridworld import (
     GRID_ACTIONS,
+    NUM_ACTIONS,
     GoalEpisodes,
     GoalGridConfig,
     check_names,
-    hash_bits,
-    move,
+    hash_keyed,
+    index_keys,
+    move_table,
     parse_layout,
 )
 from envs.render import colours_rgb, draw_grid, shape_glyphs
@@ -99,13 +101,23 @@ class ObjectRooms(GoalEpisodes):
         self._attribute_planes = torch.stack([colour, len(self.colours) + shape], 1).flatten()
         offsets = (2 * self.height - 1) * (2 * self.width - 1)
         self.num_features = (1 + attributes) * cells + attributes * offsets
-        self._relative_base = (1 + attributes) * cells
+        self._absolute_shift = (1 + self._attribute_planes) * cells
+        self._relative_shift = (1 + attributes) * cells + self._attribute_planes * offsets
+        # an object's offset from the agent, looked up by (object cell, agent cell): one gather
+        # instead of the rows and columns of both on every step
+        row = torch.div(torch.arange(cells), self.width, rounding_mode="floor")
+        col = torch.arange(cells) % self.width
+        d_row = row[:, None] - row + self.height - 1  # [object cell, agent cell], from 0
+        d_col = col[:, None] - col + self.width - 1
+        self._offset_of = (d_row * (2 * self.width - 1) + d_col).flatten().to(self.device)
         if observation == "indices":  # object g's absolute then relative colour and shape columns
             first = 1 + 2 * torch.arange(self.num_goals, device=self.device)[:, None]
             pair = first + torch.arange(2, device=self.device)
             self.goal_slots = torch.cat([pair, pair + 2 * self.num_goals], 1)
         self._wall_plane = self.walls.flatten().to(torch.uint8)
         self._free_ordinals = torch.arange(self.free_cells.numel(), device=self.device)
+        self._ordinal_keys = index_keys(self._free_ordinals)
+        self._next_cell = move_table(self.walls)
         self._object_rgb = colours_rgb([c for c, _ in pairs])
         self._object_glyph = shape_glyphs([s for _, s in pairs])
         self.reset(0)
@@ -152,7 +164,7 @@ class ObjectRooms(GoalEpisodes):
         """Start cell [B] and object cells [B, M] of episode `episodes` of the slots `seeds`."""
         # hash * F + j makes every key distinct, so the chosen cells never hinge on tie-breaking.
         ordinals = self._free_ordinals
-        keys = hash_bits(seeds, episodes, ordinals) * ordinals.numel() + ordinals
+        keys = hash_keyed(seeds, episodes, self._ordinal_keys) * ordinals.numel() + ordinals
         if self.fixed_objects is None:
             first = torch.topk(keys, self.num_goals + 1, dim=1, largest=False).indices
             return self.free_cells[first[:, -1]], self.free_cells[first[:, :-1]]
@@ -179,17 +191,8 @@ class ObjectRooms(GoalEpisodes):
         batch, cells = agent.shape[0], self.height * self.width
         objects2 = objects.repeat_interleave(2, dim=1)
         if self.observation == "indices":
-            w = self.width
-            row = (
-                objects2.div(w, rounding_mode="floor")
-                - agent.div(w, rounding_mode="floor")[:, None]
-            )
-            col = objects2.remainder(w) - agent.remainder(w)[:, None]
-            relative = (row + self.height - 1) * (2 * w - 1) + col + w - 1
-            offsets = (2 * self.height - 1) * (2 * w - 1)
-            absolute = objects2 + (1 + self._attribute_planes) * cells
-            relative = relative + self._relative_base + self._attribute_planes * offsets
-            return torch.cat([agent[:, None], absolute, relative], 1)
+            relative = self._offset_of[objects2 * cells + agent[:, None]] + self._relative_shift
+            return torch.cat([agent[:, None], objects2 + self._absolute_shift, relative], 1)
         planes = torch.zeros(
             batch, self.obs_shape[0] * cells, dtype=torch.uint8, device=self.device
         )
@@ -202,7 +205,7 @@ class ObjectRooms(GoalEpisodes):
         self, agent: Tensor, objects: Tensor, actions: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Pure dynamics: (next agent [B], reward [B, K], terminated [B], goal [B] or -1)."""
-        next_agent = move(agent, actions, self.walls)
+        next_agent = self._next_cell[agent * NUM_ACTIONS + actions]
         hit = objects == next_agent[:, None]
         terminated = hit.any(1)
         goal = torch.where(terminated, hit.long().argmax(1), -1)

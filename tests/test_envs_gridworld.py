@@ -11,6 +11,7 @@ from envs.gridworld import (
     hash_bits,
     hash_uniform,
     move,
+    move_table,
     parse_layout,
 )
 
@@ -64,6 +65,15 @@ def test_move_lands_on_free_neighbour_or_stays(pairs):
     assert not walls.flatten()[nxt].any()
     manhattan = (nxt // 13 - cells // 13).abs() + (nxt % 13 - cells % 13).abs()
     assert (manhattan <= 1).all()
+
+
+def test_move_table_holds_every_move():
+    walls = parse_layout("four_rooms")
+    table = move_table(walls).view(walls.numel(), NUM_ACTIONS)
+    cells = torch.arange(walls.numel())
+    for action in range(NUM_ACTIONS):
+        moved = move(cells, torch.full_like(cells, action), walls)
+        assert torch.equal(table[:, action], moved)
 
 
 def test_hash_uniform_is_per_slot_and_in_range():

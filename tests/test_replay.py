@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from composable_rl.replay import TensorReplay
+from composable_rl.world import ObservationSpec
 
 
 def _fill(buf: TensorReplay, start: int, n: int) -> None:
@@ -74,3 +75,24 @@ def test_state_dict_refuses_another_shape_or_a_smaller_ring():
         TensorReplay(capacity=20, obs_shape=(2, 3), num_heads=3).load_state_dict(buf.state_dict())
     with pytest.raises(ValueError, match="obs"):
         TensorReplay(capacity=10, obs_shape=(3, 3), num_heads=3).load_state_dict(buf.state_dict())
+
+
+def test_index_observations_are_kept_as_int32_and_sampled_as_long():
+    spec = ObservationSpec((3,), torch.long, "indices", num_features=5_000)
+    assert spec.stored_dtype == torch.int32
+    assert ObservationSpec((3,), torch.long, "indices", 2**40).stored_dtype == torch.long
+    buf = TensorReplay(8, spec.shape, 1, spec.dtype, stored_dtype=spec.stored_dtype)
+    obs = torch.tensor([[0, 17, 4_999]] * 6)
+    buf.add(obs, torch.arange(6), torch.zeros(6, 1), torch.zeros(6, dtype=torch.bool), obs + 1)
+    assert buf.obs.dtype == torch.int32
+    batch = buf.sample(16)
+    assert batch.obs.dtype == torch.long and (batch.obs == obs[0]).all()
+    assert (batch.next_obs == obs[0] + 1).all()
+    # a ring saved with int64 observations (before they were kept as int32) loads into it
+    wide = TensorReplay(8, spec.shape, 1, spec.dtype)
+    wide.add(obs, torch.arange(6), torch.zeros(6, 1), torch.zeros(6, dtype=torch.bool), obs)
+    buf.load_state_dict(wide.state_dict())
+    assert torch.equal(buf.obs[:6].long(), obs)
+    floats = TensorReplay(8, spec.shape, 1, torch.float32)
+    with pytest.raises(ValueError, match="saved replay field obs"):
+        floats.load_state_dict(wide.state_dict())

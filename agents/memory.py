@@ -71,7 +71,8 @@ def check_memory(cfg: Config) -> None:
     finally:
         close(one)
     per_obs = obs_bytes(spec.shape, spec.dtype)
-    replay = replay_bytes(cfg, per_obs, obs_bytes(actions.shape, actions.dtype), heads)
+    stored = obs_bytes(spec.shape, spec.stored_dtype)  # replay keeps index observations as int32
+    replay = replay_bytes(cfg, stored, obs_bytes(actions.shape, actions.dtype), heads)
     world = shared + OBS_COPIES * per_obs * cfg.env.num_envs
     if SLACK * (world + replay) <= free:
         return  # far from the limit whatever each slot's state: no second world to build

@@ -436,7 +436,7 @@ def tabulate_foraging(world) -> TabularMDP:
     cells = world.height * world.width
     shape = (1, cells, NUM_ACTIONS)
     agent = torch.arange(cells, device=world.device).view(1, -1, 1).expand(shape)
-    nxt = move_table(world.walls).view(shape)
+    nxt = world._next_cell.view(shape)
     reward = world.cell_reward(nxt).double()
     valid = ~world.walls.flatten()[None]
     ok = valid[..., None]

@@ -95,7 +95,7 @@ def parse_layout(layout: str | Sequence[str]) -> Tensor:
 
 def move_table(walls: Tensor) -> Tensor:
     """`move` of every (cell, action) as one table [H * W * 4]: a step is then one look-up at
-    cell * 4 + action."""
+    cell * 4 + action (actions must be 0-3, as the worlds' action spec draws them)."""
     cells = torch.arange(walls.numel(), device=walls.device).repeat_interleave(NUM_ACTIONS)
     actions = torch.arange(NUM_ACTIONS, device=walls.device).repeat(walls.numel())
     return move(cells, actions, walls)

@@ -102,14 +102,14 @@ class ObjectRooms(GoalEpisodes):
         offsets = (2 * self.height - 1) * (2 * self.width - 1)
         self.num_features = (1 + attributes) * cells + attributes * offsets
         self._absolute_shift = (1 + self._attribute_planes) * cells
-        self._relative_shift = (1 + attributes) * cells + self._attribute_planes * offsets
-        # an object's offset from the agent, looked up by (object cell, agent cell): one gather
-        # instead of the rows and columns of both on every step
+        # an object's offset from the agent is key(object) - key(agent) + a constant, with
+        # key = row * (2W - 1) + col: two look-ups instead of both cells' rows and columns
         row = torch.div(torch.arange(cells), self.width, rounding_mode="floor")
-        col = torch.arange(cells) % self.width
-        d_row = row[:, None] - row + self.height - 1  # [object cell, agent cell], from 0
-        d_col = col[:, None] - col + self.width - 1
-        self._offset_of = (d_row * (2 * self.width - 1) + d_col).flatten().to(self.device)
+        self._cell_key = (row * (2 * self.width - 1) + torch.arange(cells) % self.width).to(
+            self.device
+        )
+        centre = (self.height - 1) * (2 * self.width - 1) + self.width - 1
+        self._relative_shift = centre + (1 + attributes) * cells + self._attribute_planes * offsets
         if observation == "indices":  # object g's absolute then relative colour and shape columns
             first = 1 + 2 * torch.arange(self.num_goals, device=self.device)[:, None]
             pair = first + torch.arange(2, device=self.device)
@@ -191,7 +191,8 @@ class ObjectRooms(GoalEpisodes):
         batch, cells = agent.shape[0], self.height * self.width
         objects2 = objects.repeat_interleave(2, dim=1)
         if self.observation == "indices":
-            relative = self._offset_of[objects2 * cells + agent[:, None]] + self._relative_shift
+            key = self._cell_key
+            relative = key[objects2] - key[agent][:, None] + self._relative_shift
             return torch.cat([agent[:, None], objects2 + self._absolute_shift, relative], 1)
         planes = torch.zeros(
             batch, self.obs_shape[0] * cells, dtype=torch.uint8, device=self.device

@@ -29,7 +29,14 @@ TINY_POINT = {
 
 
 def test_the_fit_reproduces_the_samplers_choices(monkeypatch):
-    torch.manual_seed(0)  # the worst held-out error was 0.06-0.13 over 12 seeds: fix the draw
+    # the worst held-out error was 0.06-0.13 over 12 seeds: fix the draw, without seeding
+    # the tests after this one
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        fit_and_check(monkeypatch)
+
+
+def fit_and_check(monkeypatch) -> None:
     cfg = from_dict(Config, {**TINY_POINT, "agent": {**TINY_POINT["agent"], "hidden": [32]}})
     world, agent = build(cfg)
 
@@ -44,7 +51,7 @@ def test_the_fit_reproduces_the_samplers_choices(monkeypatch):
     held_out = torch.rand(64, *world.observation_spec.shape) * 2 - 1
     actions = distilled_policy(agent, actor)(held_out, torch.zeros(64, 1))
     error = (actions - choose(held_out, None, None, 0, None)[0]).abs()
-    assert error.mean() < 0.04 and error.max() < 0.2
+    assert error.mean() < 0.04 and error.max() < 0.12
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,18 @@ def test_the_replay_estimate_is_what_the_replay_allocates(config):
     cfg = load_config(config, ["replay.capacity=1000", "replay.batch_size=100"])
     world = build_world(cfg, 1)
     spec, actions = world.observation_spec, world.action_spec
+    stored = spec.stored_dtype
     replay = TensorReplay(
-        1000, spec.shape, len(world.head_names), spec.dtype, "cpu", actions.shape, actions.dtype
+        1000,
+        spec.shape,
+        len(world.head_names),
+        spec.dtype,
+        "cpu",
+        actions.shape,
+        actions.dtype,
+        stored,
     )
-    per_obs = memory.obs_bytes(spec.shape, spec.dtype)
+    per_obs = memory.obs_bytes(spec.shape, stored)
     per_action = memory.obs_bytes(actions.shape, actions.dtype)
     estimate = memory.replay_bytes(cfg, per_obs, per_action, len(world.head_names))
     assert estimate == memory.tensor_bytes(replay)

@@ -64,6 +64,8 @@ class Logger:
 
     def scalars(self, values: Mapping[str, Scalar], step: int) -> None:
         """Log several scalars, copying all 0-d tensor values to the host in one sync."""
+        if not values:
+            return
         tensor_tags = [tag for tag, value in values.items() if isinstance(value, torch.Tensor)]
         host: dict[str, float] = {}
         if tensor_tags:

@@ -322,7 +322,7 @@ class ForagingWorld(Levels, PlanesOrIndices, SavedEpisodes):
 
     def advance(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Apply actions without resetting: (reward [N, K], terminated, truncated, goal = -1)."""
-        self.agent = self._next_cell[self.agent * NUM_ACTIONS + actions]
+        self.agent = self._next_cell[self.agent, actions]
         slot = self._cell_slot[self.agent]
         slot0 = slot.clamp(min=0)
         consumed = (slot >= 0) & (self.wait.gather(1, slot0[:, None])[:, 0] == 0)

@@ -94,11 +94,11 @@ def parse_layout(layout: str | Sequence[str]) -> Tensor:
 
 
 def move_table(walls: Tensor) -> Tensor:
-    """`move` of every (cell, action) as one table [H * W * 4]: a step is then one look-up at
-    cell * 4 + action (actions must be 0-3, as the worlds' action spec draws them)."""
-    cells = torch.arange(walls.numel(), device=walls.device).repeat_interleave(NUM_ACTIONS)
-    actions = torch.arange(NUM_ACTIONS, device=walls.device).repeat(walls.numel())
-    return move(cells, actions, walls)
+    """`move` of every (cell, action) as one table [H * W, 4]: a step is then one look-up
+    `table[cells, actions]` (actions must be 0-3, as the worlds' action spec draws them)."""
+    cells = torch.arange(walls.numel(), device=walls.device)[:, None].expand(-1, NUM_ACTIONS)
+    actions = torch.arange(NUM_ACTIONS, device=walls.device).expand_as(cells)
+    return move(cells.flatten(), actions.flatten(), walls).view(-1, NUM_ACTIONS)
 
 
 def move(cells: Tensor, actions: Tensor, walls: Tensor) -> Tensor:

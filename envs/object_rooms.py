@@ -12,7 +12,6 @@ from composable_rl.registry import register_world
 from composable_rl.world import BOUND_HEADS
 from envs.gridworld import (
     GRID_ACTIONS,
-    NUM_ACTIONS,
     GoalEpisodes,
     GoalGridConfig,
     check_names,
@@ -206,7 +205,7 @@ class ObjectRooms(GoalEpisodes):
         self, agent: Tensor, objects: Tensor, actions: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Pure dynamics: (next agent [B], reward [B, K], terminated [B], goal [B] or -1)."""
-        next_agent = self._next_cell[agent * NUM_ACTIONS + actions]
+        next_agent = self._next_cell[agent, actions]
         hit = objects == next_agent[:, None]
         terminated = hit.any(1)
         goal = torch.where(terminated, hit.long().argmax(1), -1)

@@ -69,7 +69,8 @@ def test_move_lands_on_free_neighbour_or_stays(pairs):
 
 def test_move_table_holds_every_move():
     walls = parse_layout("four_rooms")
-    table = move_table(walls).view(walls.numel(), NUM_ACTIONS)
+    table = move_table(walls)
+    assert table.shape == (walls.numel(), NUM_ACTIONS)
     cells = torch.arange(walls.numel())
     for action in range(NUM_ACTIONS):
         moved = move(cells, torch.full_like(cells, action), walls)

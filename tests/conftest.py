@@ -1,9 +1,21 @@
-"""Session fixtures: a tiny world-value agent trained once, saved, and loaded by the tests."""
+"""Session fixtures: a tiny world-value agent trained once, saved, and loaded by the tests;
+and torch's global random state, the same at the start of every test."""
 
 import pytest
+import torch
 
 from agents import training
 from composable_rl.config import Config, from_dict
+
+
+@pytest.fixture(autouse=True)
+def torch_seeded():
+    """Every test starts from torch's global generator seeded at 0 and leaves it as it found
+    it, so that what a test draws does not depend on which tests ran before it (or on -k)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        yield
+
 
 TINY_WORLD_VALUES = {
     "seed": 3,

@@ -48,6 +48,7 @@ REPLAY_RATIOS = (1.0, 0.25)
 UPDATE_ROUNDS = 5  # interleaved timing rounds per head count (median reported)
 SMALL_BATCH_ENVS = 64  # end-to-end reference beside the quickstart's own num_envs
 ACTION_POOL = 64  # pre-generated action rows cycled through by the env-only loop
+AROUND = "timed around the end-to-end runs at replay ratio 1 (mean of before and after)"
 QUICKSTART_FILL = 8  # random-action steps of every env that fill the quickstart update's replay
 
 Row = dict[str, str | float]
@@ -247,9 +248,12 @@ def bench_update(scale: Scale, device: torch.device = CPU) -> list[Row]:
     return rows
 
 
-def bench_quickstart_update(scale: Scale, device: torch.device = CPU) -> list[Row]:
-    """Samples/s of the quickstart's own update (index observations, world-value heads) at
-    batch 256 and at its configured batch: why it trains with large batches."""
+def quickstart_updates(
+    device: torch.device,
+) -> tuple[str, dict[int, Callable[[int], object]]]:
+    """The quickstart network (in words) and its update, as a step of the timing loops, on a
+    batch drawn from a replay of random-action transitions, at batch 256 and at the
+    configured batch (index observations, world-value heads)."""
     cfg = quickstart([f"device={device}"])
     world, agent = build(cfg)
     spec, k = world.observation_spec, len(world.head_names)
@@ -262,18 +266,23 @@ def bench_quickstart_update(scale: Scale, device: torch.device = CPU) -> list[Ro
         obs = next_obs
     sizes = sorted({UPDATE_BATCH, cfg.replay.batch_size})
     batches = {b: replay.sample(b) for b in sizes}
-    steps = {b: lambda _, x=batches[b]: agent.update(x) for b in sizes}
+    network = f"quickstart network ({num_params(agent):,} params, K={k} world-value heads)"
+    return network, {b: lambda _, x=batches[b]: agent.update(x) for b in sizes}
+
+
+def bench_quickstart_update(scale: Scale, device: torch.device = CPU) -> list[Row]:
+    """Samples/s of the quickstart's own update (index observations, world-value heads) at
+    batch 256 and at its configured batch: why it trains with large batches."""
+    network, steps = quickstart_updates(device)
     rates = interleaved_rates(steps, scale, device=device)
-    params = num_params(agent)
     return [
         row(
             "update",
-            f"quickstart network ({params:,} params, K={k} world-value heads), "
-            f"batch {b}, median of {UPDATE_ROUNDS} interleaved rounds",
+            f"{network}, batch {b}, median of {UPDATE_ROUNDS} interleaved rounds",
             rates[b] * b,
             "samples/s",
         )
-        for b in sizes
+        for b in steps
     ]
 
 
@@ -290,14 +299,27 @@ def bench_end_to_end(scale: Scale, device: torch.device = CPU) -> list[Row]:
     """Env-steps/s of real training, excluding warm-up: (T - W) / (time(T) - time(W)) steps,
     where a run of W = L + N steps fills replay and makes one step of updates.
 
-    The quickstart as shipped first, then with fewer envs per batch for reference.
+    The quickstart as shipped first, then with fewer envs per batch for reference. The pure
+    update rate of the same network and batch is timed just before and just after the runs at
+    replay ratio 1, so that their ratio holds where the machine's speed drifts (on a shared
+    host it can move by a quarter within a minute); after / before shows the drift.
     """
     base = quickstart()
     starts = scale.learning_starts or base.replay.learning_starts
     capacity = min(base.replay.capacity, scale.train_steps)
+    batch = base.replay.batch_size
+    network, updates = quickstart_updates(device)
+    for i in range(scale.warmup):
+        updates[batch](i)
+
+    def limit() -> float:
+        return batch * timed_rate(updates[batch], scale.seconds, device)
+
     rows = []
     for envs in (base.env.num_envs, SMALL_BATCH_ENVS):
         for ratio in REPLAY_RATIOS:
+            bracket = envs == base.env.num_envs and ratio == 1.0
+            before = limit() if bracket else 0.0
             common = [
                 f"replay.replay_ratio={ratio}",
                 f"replay.learning_starts={starts}",
@@ -315,6 +337,11 @@ def bench_end_to_end(scale: Scale, device: torch.device = CPU) -> list[Row]:
             )
             rate = (scale.train_steps - warm_steps) / max(full - warm, 1e-9)
             rows.append(row("end-to-end", setting, rate, "env-steps/s"))
+            if bracket:
+                after = limit()
+                around = f"{network}, batch {batch}, {AROUND}"
+                rows.append(row("update", around, (before + after) / 2, "samples/s"))
+                rows.append(row("update", f"{around}: after / before", after / before, "x"))
     return rows
 
 
@@ -407,10 +434,13 @@ def update_limit_ratio(rows: list[Row]) -> list[Row]:
     network and batch (its samples/s: at ratio 1 every env step is one sample trained)."""
     batch = quickstart().replay.batch_size
     ours = find(rows, "end-to-end", "env-steps/s", "replay ratio 1, quickstart N=")
-    limit = find(rows, "update", "samples/s", "quickstart network", f"batch {batch},")
+    limit = find(rows, "update", "samples/s", "quickstart network", AROUND)
     if ours is None or limit is None:
         return []
-    setting = f"end-to-end / update limit, quickstart network, batch {batch}, replay ratio 1"
+    setting = (
+        f"end-to-end / update limit, quickstart network, batch {batch}, replay ratio 1 "
+        "(limit timed around the run)"
+    )
     return [row("end-to-end", setting, ours / limit, "x")]
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from bench.throughput import main
+from bench.throughput import AROUND, main
 
 CATEGORIES = {"env-only", "acting", "update", "end-to-end", "sb3-dqn"}
 
@@ -27,14 +27,13 @@ def test_quick_benchmark_rows(tmp_path):
     numeric = [r["value"] for r in rows if not isinstance(r["value"], str)]
     assert numeric and all(v > 0 for v in numeric)
     (ratio,) = [r for r in rows if str(r["setting"]).startswith("end-to-end / update limit")]
-    limit = next(
-        r["value"]
-        for r in rows
-        if "quickstart network" in r["setting"]
-        and "batch 1024," in r["setting"]
-        and r["unit"] == "samples/s"
+    (limit,) = [r for r in rows if str(r["setting"]).endswith(AROUND) and r["unit"] == "samples/s"]
+    assert (
+        str(limit["setting"]).startswith("quickstart network") and "batch 1024," in limit["setting"]
     )
-    assert ratio["value"] == pytest.approx(end_to_end[0]["value"] / limit)
+    assert ratio["value"] == pytest.approx(end_to_end[0]["value"] / limit["value"])
+    (drift,) = [r for r in rows if str(r["setting"]).endswith(f"{AROUND}: after / before")]
+    assert drift["unit"] == "x"
 
 
 def test_a_device_this_machine_lacks_is_one_line(capsys):

@@ -13,7 +13,7 @@ import shutil
 import signal
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import torch
@@ -142,9 +142,9 @@ def train(
             raise FileNotFoundError(f"no run directory at {run_dir}")
         check_device(cfg.device)
         check_memory(cfg)
-        with hold_run_dir(run_dir):
+        with hold_run_dir(run_dir), ExitStack() as opened:
             replace = claim_run_dir(run_dir, resume, overwrite)
-            return _train(cfg, run_dir, resume, progress, command, stop, share, replace)
+            return _train(cfg, run_dir, resume, progress, command, stop, share, replace, opened)
 
 
 def open_run_dir(cfg: Config, run_dir: Path, command: str | None, replace: bool) -> Logger:
@@ -180,9 +180,11 @@ def _train(
     stop: StopRequests,
     share: CoreShare | None,
     replace: bool,
+    opened: ExitStack,
 ) -> dict:
     """The body of `train`, with SIGINT and SIGTERM already caught by `stop` and the run
-    directory held."""
+    directory held. The TensorBoard log joins `opened`, so that a run stopped by an error
+    closes it too: its writer thread would otherwise go on appending to the run directory."""
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
@@ -200,7 +202,7 @@ def _train(
         step, agent.updates = meta["step"], meta.get("updates", 0)
         exact = ", with its replay and random-number state" if saved is not None else ""
         print(f"resuming from {last_checkpoint} (step {step:,}){exact}", file=sys.stderr)
-    logger = open_run_dir(cfg, run_dir, command, replace)
+    logger = opened.enter_context(open_run_dir(cfg, run_dir, command, replace))
 
     # Replay, behaviour tasks and the open episodes: fresh, or as the checkpoint left them.
     gen = torch.Generator(dev).manual_seed(cfg.seed + 7919 * step)

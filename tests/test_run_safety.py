@@ -245,3 +245,22 @@ def test_a_signal_during_setup_stops_the_run_at_its_first_step(tmp_path, monkeyp
         training.train(from_dict(Config, TINY), tmp_path, progress=False)
     assert (stop.value.signal, stop.value.step) == (signal.SIGINT, 0)
     assert checkpoints(tmp_path) == [tmp_path / "checkpoints" / "step_0"]
+
+
+def test_a_run_stopped_by_an_error_closes_its_tensorboard_log(tmp_path, monkeypatch):
+    """An error that leaves train() closes the run's log first: its writer thread would
+    otherwise go on appending events to a directory the caller may already be deleting."""
+    closed = []
+    close = training.Logger.close
+    monkeypatch.setattr(training.Logger, "close", lambda self: (closed.append(self), close(self)))
+
+    def fail(self, step):
+        raise RuntimeError("a log point failed")
+
+    monkeypatch.setattr(training.LogWindow, "close", fail)
+    cfg = from_dict(Config, {**SMALL, "total_steps": 8_000, "eval_episodes": 0})
+    with pytest.raises(RuntimeError, match="a log point failed"):
+        training.train(cfg, tmp_path / "run", progress=False)
+    assert len(closed) == 1
+    shutil.rmtree(tmp_path / "run")
+    assert not (tmp_path / "run").exists()

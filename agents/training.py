@@ -183,8 +183,8 @@ def _train(
     opened: ExitStack,
 ) -> dict:
     """The body of `train`, with SIGINT and SIGTERM already caught by `stop` and the run
-    directory held. The TensorBoard log joins `opened`, so that a run stopped by an error
-    closes it too: its writer thread would otherwise go on appending to the run directory."""
+    directory held. The TensorBoard log joins `opened`, which closes it however the run ends
+    (an error too: its writer thread would otherwise go on appending to the run directory)."""
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
@@ -367,7 +367,6 @@ def _train(
         if callable(close):
             close()
         if stop.signal is not None:
-            logger.close()
             raise TrainingInterrupted(stop.signal, step, final)
         if sharing is not None:
             sharing.follow()  # the evaluation keeps the run's share too
@@ -376,6 +375,5 @@ def _train(
         tag = f"eval/{row['task']}" + (f"/{row['start']}" if "start" in row else "")
         numbers = {key: value for key, value in row.items() if isinstance(value, float)}
         logger.scalars({f"{tag}/{key}": value for key, value in numbers.items()}, step)
-    logger.close()
     write_json(rows, run_dir / "eval.json")
     return {"step": step, "updates": agent.updates, "checkpoint": final, "eval": rows}

@@ -302,12 +302,13 @@ def _train(
 
     # a fixed torch_threads without a share given to train keeps its threads
     sharing = share or (CoreShare() if cfg.torch_threads == 0 else None)
+    # a run that starts or ends beside this one, or another program's load, changes its share
+    # within a moment, so that no stretch of the run spins more threads than cores: it is
+    # followed before each step and each update (a step of many updates can take seconds)
+    follow = sharing.follow if sharing is not None else lambda: None
     with sharing or nullcontext():
         while step < cfg.total_steps and stop.signal is None:
-            # a run that starts or ends beside this one, or another program's load, changes its
-            # share within a moment, so that no stretch of the run spins more threads than cores
-            if sharing is not None:
-                sharing.follow()
+            follow()
             # act, step every env slot, store the transitions
             epsilon = epsilon_at(cfg, step)
             actions = agent.act(obs, task_w, epsilon=epsilon, generator=gen, behaviour=True)
@@ -332,6 +333,7 @@ def _train(
             if len(replay) >= learning_starts:
                 credit += updates_per_step
                 while credit >= 1.0:
+                    follow()
                     metrics = agent.update(replay.sample(cfg.replay.batch_size, gen))
                     window.update(metrics)
                     bad_now = (first_bad < 0) & ~torch.isfinite(metrics["td_loss"])
@@ -368,8 +370,7 @@ def _train(
             close()
         if stop.signal is not None:
             raise TrainingInterrupted(stop.signal, step, final)
-        if sharing is not None:
-            sharing.follow()  # the evaluation keeps the run's share too
+        follow()  # the evaluation keeps the run's share too
         rows = evaluate_run(agent, cfg, cfg.eval_episodes) if cfg.eval_episodes > 0 else []
     for row in rows:
         tag = f"eval/{row['task']}" + (f"/{row['start']}" if "start" in row else "")

@@ -119,6 +119,44 @@ def test_core_share_gives_way_to_load_no_listed_run_owns(tmp_path):
         assert share.threads(now=104.0) == share.threads(now=105.0) == 2
 
 
+def test_a_process_that_leaves_the_list_but_computes_on_is_load(tmp_path):
+    """A listed process (a zero_shot.py) that leaves the list and goes on computing (its plot)
+    is other load at the next reading, not a free core: a run beside it keeps one thread until
+    that process stops."""
+    from composable_rl.run.runtime import _CLOCK_TICKS, CoreShare
+
+    proc, me, runs = tmp_path / "proc", os.getpid(), tmp_path / "runs"
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        for pid in (me, other.pid):
+            (proc / str(pid)).mkdir(parents=True)
+
+        def machine(busy: float, mine: float, others: float) -> None:
+            per_cpu = int(busy * _CLOCK_TICKS / 2)
+            lines = [f"cpu{c} {per_cpu} 0 0 99 0 0 0 0 0 0" for c in (0, 1)]
+            (proc / "stat").write_text("\n".join(lines) + "\n")
+            for pid, seconds in ((me, mine), (other.pid, others)):
+                ticks = int(seconds * _CLOCK_TICKS)
+                (proc / str(pid) / "stat").write_text(f"{pid} (python) R {'1 ' * 10}{ticks} 0\n")
+
+        share = CoreShare(cores=2, directory=runs, proc=proc)
+        share.cpus = {0, 1}
+        with share:
+            (runs / f"{other.pid}.z.run").touch()
+            machine(10.0, 4.0, 3.0)
+            assert share.threads(now=100.0) == 1  # two listed processes: a core each
+            machine(12.0, 5.0, 4.0)
+            assert share.threads(now=101.0) == 1
+            (runs / f"{other.pid}.z.run").unlink()  # it leaves the list, and computes on
+            machine(14.0, 6.0, 5.0)
+            assert share.threads(now=102.0) == 1
+            machine(15.0, 7.0, 5.0)  # it has stopped: both cores are this run's
+            assert share.threads(now=103.0) == 2
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_machine_cores_ignores_omp_num_threads():
     code = "import torch; from composable_rl.run.runtime import machine_cores; "
     code += "print(torch.get_num_threads(), machine_cores())"
@@ -130,15 +168,21 @@ def test_machine_cores_ignores_omp_num_threads():
 
 def test_a_run_follows_its_share_between_log_intervals(tmp_path, monkeypatch):
     """A run that another run starts beside drops to its share within a moment, not at its
-    next log: here the share halves after the first reading, inside one log interval."""
+    next log: here the share halves after the first reading, inside one log interval. The share
+    is read before every step and every update (four updates a step here), and once more
+    before the evaluation."""
     import torch
 
     from agents import training
     from composable_rl.config import Config, from_dict
+    from composable_rl.replay import TensorReplay
     from composable_rl.run import runtime
     from composable_rl.run.runtime import CoreShare
     from tests.conftest import TINY_WORLD_VALUES as TINY
 
+    samples = []
+    sample = TensorReplay.sample
+    monkeypatch.setattr(TensorReplay, "sample", lambda *a: samples.append(1) or sample(*a))
     readings = []
 
     class Halving(CoreShare):
@@ -152,5 +196,8 @@ def test_a_run_follows_its_share_between_log_intervals(tmp_path, monkeypatch):
     try:
         training.train(cfg, tmp_path / "run", progress=False, share=Halving(directory=tmp_path))
         assert len(readings) > 2 and readings[1] == 2 and set(readings[2:]) == {1}
+        steps = 1_536 // TINY["env"]["num_envs"]
+        assert len(samples) == 4 * (steps - 1_000 // TINY["env"]["num_envs"])
+        assert len(readings) == steps + len(samples) + 1
     finally:
         torch.set_num_threads(before)

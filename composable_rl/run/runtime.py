@@ -52,7 +52,10 @@ class CoreShare:
     keeps every core. Each listed process takes cores // (listed processes) threads, and no more
     than the cores that other programs leave free: on Linux, the busy time of this process's
     CPUs (`/proc/stat`) less what the listed processes used (`/proc/<pid>/stat`), over the time
-    since the last reading, is load no listed run owns (a build, a browser, a CPU burner).
+    since the last reading, is load no listed run owns (a build, a browser, a CPU burner). A
+    process counts as listed over an interval only if it was listed at both of its readings, so
+    a process that leaves the list while it still computes (a `zero_shot.py` drawing its plot)
+    is load, not a free core, and one that joins it counts from its next interval.
     `minimum` keeps at least that many threads (a sweep trial keeps the CPUs Ray gave it).
     `follow` applies `threads()`, rereading it at most twice a second;
     leaving the `with` gives back the thread count found on entering it.
@@ -71,7 +74,7 @@ class CoreShare:
         self.entry = self.directory / f"{os.getpid()}.{uuid.uuid4().hex[:8]}.run"
         self.proc = proc
         self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-        self._last: tuple[float, float, float, frozenset[int]] | None = None
+        self._last: tuple[float, float, dict[int, float]] | None = None  # when, busy, ours
         self._load = 0.0
         self._due = 0.0  # when `follow` next rereads the share
 
@@ -104,19 +107,20 @@ class CoreShare:
         return frozenset(live)
 
     def foreign_load(self, pids: frozenset[int], now: float | None = None) -> float:
-        """Cores kept busy since the last reading by processes outside `pids` (0 on the first
-        reading, when the listed processes change, or where /proc cannot be read). Readings
-        closer than LOAD_INTERVAL return the last figure: CPU time counts in ticks of 10 ms,
-        too coarse to divide by a shorter interval."""
+        """Cores kept busy since the last reading by processes other than those of `pids` that
+        were listed at that reading too (0 on the first reading, or where /proc cannot be read).
+        Readings closer than LOAD_INTERVAL return the last figure: CPU time counts in ticks of
+        10 ms, too coarse to divide by a shorter interval."""
         now = time.monotonic() if now is None else now
         last = self._last
-        if last is not None and last[3] == pids and now - last[0] < LOAD_INTERVAL:
+        if last is not None and now - last[0] < LOAD_INTERVAL:
             return self._load
         busy = _busy_seconds(self.proc / "stat", self.cpus)
-        ours = sum(_process_seconds(self.proc / str(pid) / "stat") for pid in pids)
-        self._last, self._load = (now, busy, ours, pids), 0.0
-        if last is not None and last[3] == pids and busy >= 0:
-            self._load = max(0.0, (busy - last[1]) - (ours - last[2])) / (now - last[0])
+        ours = {pid: _process_seconds(self.proc / str(pid) / "stat") for pid in pids}
+        self._last, self._load = (now, busy, ours), 0.0
+        if last is not None and busy >= 0:
+            ours_since = sum(ours[pid] - last[2][pid] for pid in ours.keys() & last[2].keys())
+            self._load = max(0.0, (busy - last[1]) - ours_since) / (now - last[0])
         return self._load
 
     def threads(self, now: float | None = None) -> int:

@@ -5,10 +5,12 @@ CPU burner outside the project (two busy processes, as many as this machine's tw
     python -m bench.shared_cores [--steps N] [--json PATH]
 
 Each run is `train.py` on configs/quickstart.yaml with default settings (no evaluation), in its
-own process, as a user starts them; its speed is the median of its `charts/SPS` log points.
-Prints each run as env-steps/s and as a fraction of the solo run measured in the same
-invocation, then the targets (each of the pair at least 70% of solo, a run beside other work
-at least 45%).
+own process, as a user starts them; its speed is its env-steps/s from its first log point to
+its last (`run_sps`: a stretch where it crawled counts for as long as it lasted).
+The solo speed is the mean of a solo run before the others and one after them, so that a
+machine whose speed drifts during the bench moves the fractions less; after / before shows the
+drift. Prints each run as env-steps/s and as a fraction of that solo speed, then the targets
+(each of the pair at least 70% of solo, a run beside other work at least 45%).
 """
 
 from __future__ import annotations
@@ -46,13 +48,26 @@ def median_sps(run_dir: Path) -> float:
     return statistics.median(read_scalars(run_dir, "charts/SPS").values())
 
 
+def run_sps(run_dir: Path) -> float:
+    """A finished run's env-steps/s from its first log point to its last: each interval's
+    `charts/SPS` weighted by the time the interval took, so that a stretch where the run
+    crawled counts for as long as it lasted (a median of the points hides it). The first
+    interval (before updates start) is left out; a run with one log point gives its value."""
+    points = sorted(read_scalars(run_dir, "charts/SPS").items())
+    if len(points) == 1:
+        return points[0][1]
+    pairs = zip(points[:-1], points[1:], strict=True)
+    seconds = sum((step - before) / sps for (before, _), (step, sps) in pairs)
+    return (points[-1][0] - points[0][0]) / seconds
+
+
 def finish(processes: dict[str, subprocess.Popen], runs_dir: Path) -> dict[str, float]:
-    """Wait for every run; its median env-steps/s by name (a failed run stops the bench)."""
+    """Wait for every run; its env-steps/s (`run_sps`) by name (a failed run stops the bench)."""
     for name, process in processes.items():
         _, err = process.communicate()
         if process.returncode != 0:
             raise RuntimeError(f"run {name} failed ({process.returncode}): {err.decode()[-500:]}")
-    return {name: median_sps(runs_dir / name) for name in processes}
+    return {name: run_sps(runs_dir / name) for name in processes}
 
 
 def background(command: list[str]) -> subprocess.Popen:
@@ -90,11 +105,11 @@ def burner() -> list[subprocess.Popen]:
 
 
 def bench_shared_cores(steps: int) -> list[Row]:
-    """Solo run, two runs started together, then a run beside a zero-shot loop and beside a
-    CPU burner: env-steps/s and fractions of solo."""
+    """Solo run, two runs started together, a run beside a zero-shot loop and beside a CPU
+    burner, a second solo run: env-steps/s and fractions of the mean solo speed."""
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp)
-        solo = finish({"solo": start_run(runs, "solo", steps)}, runs)["solo"]
+        before = finish({"solo": start_run(runs, "solo", steps)}, runs)["solo"]
         pair = finish({name: start_run(runs, name, steps) for name in ("a", "b")}, runs)
         others = {
             "beside a zero_shot.py --all-boolean loop": beside(
@@ -104,8 +119,12 @@ def bench_shared_cores(steps: int) -> list[Row]:
                 runs, "burner", steps, burner()
             ),
         }
+        after = finish({"solo_after": start_run(runs, "solo_after", steps)}, runs)["solo_after"]
     setting = f"quickstart, default settings, {steps:,} steps"
-    rows = [row("shared cores", f"solo run, {setting}", solo, "env-steps/s")]
+    solo = (before + after) / 2
+    solo_setting = f"solo run, {setting}, mean of one before and one after the others"
+    rows = [row("shared cores", solo_setting, solo, "env-steps/s")]
+    rows.append(row("shared cores", f"{solo_setting}: after / before", after / before, "x"))
     for i, name in enumerate(pair, 1):
         together = f"run {i} of 2 started together, {setting}"
         rows.append(row("shared cores", together, pair[name], "env-steps/s"))
@@ -127,7 +146,7 @@ def targets(rows: list[Row]) -> list[Target]:
             BESIDE_TARGET if "beside" in str(r["setting"]) else PAIR_TARGET,
         )
         for r in rows
-        if r["unit"] == "x"
+        if str(r["setting"]).endswith("/ solo")
     ]
 
 

@@ -45,19 +45,35 @@ def test_a_device_this_machine_lacks_is_one_line(capsys):
     assert "--device cuda: this torch build sees no CUDA device" in capsys.readouterr().err
 
 
+def test_a_run_s_speed_counts_a_slow_stretch_for_as_long_as_it_lasted(tmp_path):
+    """Log points at 4,000 then 400 env-steps/s over equal steps: the run's speed is the steps
+    over the time they took (the first interval, before updates, left out), not a median."""
+    from bench.shared_cores import run_sps
+    from composable_rl.run.logging import Logger
+
+    with Logger(tmp_path) as logger:
+        for step, sps in ((5_120, 18_000.0), (10_240, 4_000.0), (15_360, 400.0)):
+            logger.scalar("charts/SPS", sps, step)
+    assert run_sps(tmp_path) == pytest.approx(10_240 / (5_120 / 4_000 + 5_120 / 400))
+
+
 def test_shared_cores_bench_reports_a_pair_and_other_work_against_solo(tmp_path):
     from bench.shared_cores import main as shared_cores
+    from bench.shared_cores import targets
 
     path = tmp_path / "shared.json"
     rows = shared_cores(["--steps", "4096", "--json", str(path)])
     assert json.loads(path.read_text()) == rows
     solo, *others = (r["value"] for r in rows if r["unit"] == "env-steps/s")
-    fractions = [r["value"] for r in rows if r["unit"] == "x"]
+    assert "mean of one before and one after the others" in rows[0]["setting"]
+    (drift,) = (r for r in rows if r["setting"].endswith("after / before"))
+    assert drift["unit"] == "x" and drift["value"] > 0
+    fractions = [r for r in rows if r["setting"].endswith("/ solo")]
     assert len(others) == len(fractions) == 4 and solo > 0
-    assert fractions == [pytest.approx(p / solo) for p in others]
-    settings = [str(r["setting"]) for r in rows if r["unit"] == "x"]
-    assert "beside a zero_shot.py --all-boolean loop" in settings[2]
-    assert "beside a CPU burner" in settings[3]
+    assert [r["value"] for r in fractions] == [pytest.approx(p / solo) for p in others]
+    assert "beside a zero_shot.py --all-boolean loop" in fractions[2]["setting"]
+    assert "beside a CPU burner" in fractions[3]["setting"]
+    assert [t.label for t in targets(rows)] == [r["setting"] for r in fractions]
 
 
 def test_multi_objective_bench_scores_ours_and_names_the_missing_peer(

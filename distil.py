@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if path is not None and (problem := file_problem(path)):
             fail(f"{option} {path}: {problem}")
     try:
-        with CoreShare():
+        with CoreShare() as share:  # a training run beside it keeps its own share
+            share.follow()
             checkpoint = resolve(args.checkpoint)
             cfg, world, agent = load(checkpoint)
             expr = parse(args.task)
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     args.steps,
                     args.batch_size,
                     progress=not args.no_progress,
+                    before_step=share.follow,
                 )
                 fitted = time.perf_counter() - started
                 print(
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 ("candidate sampler", composed_policy(agent, expr, seed=args.seed, world=world)),
                 ("distilled actor", distilled_policy(agent, actor)),
             ):
+                share.follow()
                 row = evaluate_task(
                     cfg, world, agent, args.task, args.episodes, args.seed, policy=policy
                 )

@@ -13,6 +13,7 @@ errors: on `purple` it ended 0.46 of the optimum, where imitation reached 0.996.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -67,9 +68,11 @@ def distil(
     pool: int = 16_384,
     seed: int = 0,
     progress: bool = True,
+    before_step: Callable[[], object] = lambda: None,
 ) -> tuple[DistilledActor, list[float]]:
     """An actor fitted to the sampler's greedy choice on `compose` at `pool` of `states` (drawn
-    once), and its mean squared error at the first step and every 10% of the steps."""
+    once), and its mean squared error at the first step and every 10% of the steps.
+    `before_step` runs before each step (the command follows its share of the cores there)."""
     generator = torch.Generator(device=states.device).manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # seeded weights, the caller's random state kept
         torch.manual_seed(seed)
@@ -82,6 +85,7 @@ def distil(
         )
     trace = []
     for step in tqdm(range(steps), desc="distil", disable=not progress, unit="step"):
+        before_step()
         rows = torch.randint(len(obs), (batch_size,), generator=generator, device=obs.device)
         loss = (actor(obs[rows]) - chosen[rows]).square().sum(-1).mean()
         optimizer.zero_grad(set_to_none=True)

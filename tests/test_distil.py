@@ -40,8 +40,11 @@ def test_the_fit_reproduces_the_samplers_choices(monkeypatch):
     monkeypatch.setattr(agent, "choose", choose)
     states = torch.rand(2048, *world.observation_spec.shape) * 2 - 1
     compose = head_composition(agent, parse("beige & ~circle"))
-    actor, trace = distil(agent, compose, states, steps=1500, progress=False)
-    assert trace[-1] < trace[0] / 20
+    calls = []  # the command follows its share of the cores before each step
+    actor, trace = distil(
+        agent, compose, states, steps=1500, progress=False, before_step=lambda: calls.append(1)
+    )
+    assert len(calls) == 1500 and trace[-1] < trace[0] / 20
     held_out = torch.rand(64, *world.observation_spec.shape) * 2 - 1
     actions = distilled_policy(agent, actor)(held_out, torch.zeros(64, 1))
     error = (actions - choose(held_out, None, None, 0, None)[0]).abs()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,11 +165,11 @@ def setpoint_step(
     start, v = steps // 2, program.variable_names.index(variable)
     rows, traces = [], {}
     for c in contenders:
-        logger = Logger(logdir) if logdir is not None and c.name == HOMEOSTATIC else None
-        move = (start, variable, target)
-        trace = rollout(c, program, seeds, steps, list(program.setpoints), seed, move, None, logger)
-        if logger is not None:
-            logger.close()
+        logged = logdir is not None and c.name == HOMEOSTATIC  # closed however the rollout ends
+        with Logger(logdir) if logged else nullcontext() as logger:
+            move = (start, variable, target)
+            setpoints = list(program.setpoints)
+            trace = rollout(c, program, seeds, steps, setpoints, seed, move, None, logger)
         traces[c.name] = trace
         after = trace.levels[start:]
         x = after[..., v]

@@ -189,3 +189,26 @@ def test_the_reward_button_protocol_counts_presses_for_every_agent(tmp_path):
         presses, pressed = p4[agent, "presses"], p4[agent, "p_press"]
         assert 0 <= pressed <= 1 and (presses > 0) == (pressed > 0)
         assert presses <= 20  # at most one press per step of the 20-step window
+
+
+def test_a_rollout_stopped_by_an_error_closes_its_log(tmp_path, monkeypatch):
+    """P1's TensorBoard log of the homeostatic rollout is closed however the rollout ends."""
+    from types import SimpleNamespace
+
+    closed = []
+
+    class Recording(homeostasis.Logger):
+        def close(self) -> None:
+            closed.append(True)
+            super().close()
+
+    def failing(*args):
+        raise RuntimeError("a rollout that stops")
+
+    monkeypatch.setattr(homeostasis, "Logger", Recording)
+    monkeypatch.setattr(homeostasis, "rollout", failing)
+    contender = SimpleNamespace(name=homeostasis.HOMEOSTATIC)
+    program = SimpleNamespace(variable_names=["food"], setpoints=[0.5])
+    with pytest.raises(RuntimeError, match="a rollout that stops"):
+        homeostasis.setpoint_step([contender], program, 2, 10, "food", 0.7, 0.05, 0, tmp_path)
+    assert closed == [True]

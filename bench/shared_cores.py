@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.throughput import QUICKSTART, Row, Target, cpu_name, report, row
+from bench.throughput import QUICKSTART, Row, Target, bracketed, cpu_name, report, row
 from composable_rl.run.logging import read_scalars
 
 ROOT = QUICKSTART.parent.parent
@@ -121,10 +121,9 @@ def bench_shared_cores(steps: int) -> list[Row]:
         }
         after = finish({"solo_after": start_run(runs, "solo_after", steps)}, runs)["solo_after"]
     setting = f"quickstart, default settings, {steps:,} steps"
-    solo = (before + after) / 2
     solo_setting = f"solo run, {setting}, mean of one before and one after the others"
-    rows = [row("shared cores", solo_setting, solo, "env-steps/s")]
-    rows.append(row("shared cores", f"{solo_setting}: after / before", after / before, "x"))
+    rows = bracketed("shared cores", solo_setting, before, after, "env-steps/s")
+    solo = float(rows[0]["value"])
     for i, name in enumerate(pair, 1):
         together = f"run {i} of 2 started together, {setting}"
         rows.append(row("shared cores", together, pair[name], "env-steps/s"))

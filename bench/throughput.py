@@ -88,6 +88,15 @@ def row(what: str, setting: str, value: float | str, unit: str) -> Row:
     return {"what": what, "setting": setting, "value": value, "unit": unit}
 
 
+def bracketed(what: str, setting: str, before: float, after: float, unit: str) -> list[Row]:
+    """A rate timed just before and just after other work: their mean, and after / before as
+    the drift of the machine's speed in between."""
+    return [
+        row(what, setting, (before + after) / 2, unit),
+        row(what, f"{setting}: after / before", after / before, "x"),
+    ]
+
+
 def calls_per_second(
     step: Callable[[int], object], scale: Scale, device: torch.device = CPU
 ) -> float:
@@ -340,8 +349,7 @@ def bench_end_to_end(scale: Scale, device: torch.device = CPU) -> list[Row]:
             if bracket:
                 after = limit()
                 around = f"{network}, batch {batch}, {AROUND}"
-                rows.append(row("update", around, (before + after) / 2, "samples/s"))
-                rows.append(row("update", f"{around}: after / before", after / before, "x"))
+                rows += bracketed("update", around, before, after, "samples/s")
     return rows
 
 

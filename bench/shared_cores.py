@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,11 +40,6 @@ def start_run(runs_dir: Path, name: str, steps: int) -> subprocess.Popen:
     command = [sys.executable, str(ROOT / "train.py"), "--config", str(QUICKSTART)]
     command += ["--no-progress", *(arg for item in overrides for arg in ("--set", item))]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def median_sps(run_dir: Path) -> float:
-    """Median of a finished run's `charts/SPS` scalars."""
-    return statistics.median(read_scalars(run_dir, "charts/SPS").values())
 
 
 def run_sps(run_dir: Path) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,12 +22,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.shared_cores import median_sps
 from bench.throughput import QUICKSTART, Row, Target, cpu_name, progress, report, row
+from composable_rl.run.logging import read_scalars
 
 ROOT = QUICKSTART.parent.parent
 WALL_TARGET = 0.85  # sweep wall-clock / sequential solo runs
 PAIR_TARGET = 0.75  # each of two one-CPU trials side by side / a solo run's env-steps/s
+
+
+def median_sps(run_dir: Path) -> float:
+    """Median of a finished run's `charts/SPS` scalars."""
+    return statistics.median(read_scalars(run_dir, "charts/SPS").values())
 
 
 def timed(command: list[str]) -> float:

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from composable_rl.maths.mo_metrics import expected_utility, hypervolume, igd
 from composable_rl.maths.oracle import discounted_optimal_policy, finite_horizon_return
+from composable_rl.run.runtime import follow_share
 from composable_rl.world import Act, GoalWorld, TabularWorld, World
 
 
@@ -66,6 +67,7 @@ def episode_returns(
     discount = 1.0
     with torch.no_grad():
         while bool(running.any()):
+            follow_share()
             actions = act(obs, weights).to(world.device, world.action_spec.dtype)
             obs, reward, terminated, truncated, _ = world.step(actions)
             total += torch.where(running[:, None], discount * reward.double(), 0.0)
@@ -168,6 +170,7 @@ def evaluate(
     effects = None  # side-effect events per episode, where the world counts them
     with torch.no_grad():
         for _ in range(world.max_steps):
+            follow_share()
             actions = policy(obs, batch_w).to(world.device, world.action_spec.dtype)
             obs, reward, terminated, truncated, info = world.step(actions)
             scalar = task(reward, info.get("goal", no_goal)).float()
@@ -239,6 +242,7 @@ def evaluate_levels(
     running = torch.ones(episodes, dtype=torch.bool, device=world.device)
     with torch.no_grad():
         while running.any():
+            follow_share()
             obs, reward, terminated, truncated, info = world.step(policy(obs, weights))
             level = info["internal"]
             total += torch.where(running, reward[:, 0], 0.0)

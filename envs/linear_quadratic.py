@@ -28,6 +28,7 @@ from composable_rl.config import WorldConfig, doc
 from composable_rl.evaluation import mean_ci, normalized_return
 from composable_rl.maths import lq_oracle as lq
 from composable_rl.registry import register_world
+from composable_rl.run.runtime import follow_share
 from composable_rl.world import Act, ActionSpec, ObservationSpec
 from envs.gridworld import SavedEpisodes, hash_uniform, slot_seeds
 
@@ -190,6 +191,7 @@ def discounted_returns(
     total = torch.zeros(episodes, dtype=torch.float64, device=world.device)
     with torch.no_grad():
         for t in range(section.eval_horizon):
+            follow_share()
             obs, reward, *_ = world.step(act(obs, given).to(world.device, torch.float32))
             total += section.discount**t * (reward * w).sum(1).double()
     return total

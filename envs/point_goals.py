@@ -27,6 +27,7 @@ from composable_rl.config import doc
 from composable_rl.evaluation import mean_ci, normalized_return
 from composable_rl.maths import point_oracle as oracle
 from composable_rl.registry import register_world, world_entry
+from composable_rl.run.runtime import follow_share
 from composable_rl.world import BOUND_HEADS, Act, ActionSpec, ObservationSpec
 from envs.gridworld import BatchedEpisodes, GoalRewardsConfig, Seed, hash_uniform
 
@@ -325,6 +326,7 @@ def goal_task_returns(
     paid = goal_rewards.to(world.device).double()
     with torch.no_grad():
         for _ in range(world.episode_steps):
+            follow_share()
             obs, _, terminated, truncated, info = world.step(act(obs, context))
             goal = info["goal"]
             reward = torch.where(goal >= 0, paid[goal.clamp(min=0)], world.step_reward)

@@ -22,6 +22,7 @@ from composable_rl.languages.reward_machine_yaml import load_reward_machine
 from composable_rl.maths.functional import wrong_goal_penalty
 from composable_rl.maths.oracle import product_steps
 from composable_rl.registry import register_world
+from composable_rl.run.runtime import follow_share
 from composable_rl.world import Act
 from envs.gridworld import GoalGridConfig
 from envs.office import ALPHABET, PROPOSITIONS, OfficeWorld
@@ -185,6 +186,7 @@ def machine_episodes(
     violated = torch.zeros_like(running)
     with torch.no_grad():
         for t in range(1, max_steps + 1):
+            follow_share()
             moved, label = move(position, policy(observe(position), state))
             keep = running.view(-1, *[1] * (position.dim() - 1))
             position = torch.where(keep, moved, position)

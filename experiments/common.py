@@ -39,7 +39,8 @@ def run(main: Callable[[], object], share: bool = True) -> None:
     CLI applies, then main() on the command line (`run_command`: Ctrl-C and outputs that cannot
     be written are one line, and so are a missing checkpoint, a config or checkpoint that does
     not fit and any other bad value, with status 2), with this process's share of the cores
-    (`CoreShare`) taken when it starts; a driver whose work runs in processes of their own
+    (`CoreShare`) taken when it starts and reread at every step of its rollouts
+    (`follow_share`); a driver whose work runs in processes of their own
     (`share=False`: experiments.reproduce, whose trials are training runs) takes none."""
     configure_cpu()
 

@@ -201,3 +201,45 @@ def test_a_run_follows_its_share_between_log_intervals(tmp_path, monkeypatch):
         assert len(readings) == steps + len(samples) + 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_rollout_follows_its_share_at_every_step(tmp_path, monkeypatch):
+    """An evaluation inside a CoreShare (zero_shot.py, an experiment, a run's final evaluation)
+    rereads its share before every step, so work that starts beside a long evaluation takes
+    its cores from it at once; outside any CoreShare a rollout leaves the threads alone."""
+    import torch
+
+    from agents.factory import build_world
+    from composable_rl.config import Config, from_dict
+    from composable_rl.evaluation import episode_returns
+    from composable_rl.run import runtime
+    from composable_rl.run.runtime import CoreShare
+    from tests.conftest import TINY_WORLD_VALUES as TINY
+
+    world = build_world(from_dict(Config, TINY))
+    steps = []
+    step = world.step
+    monkeypatch.setattr(world, "step", lambda actions: steps.append(1) or step(actions))
+    readings = []
+
+    class Counting(CoreShare):
+        def threads(self) -> int:
+            readings.append(1)
+            return 1
+
+    def wander(obs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(len(obs), dtype=torch.long)
+
+    monkeypatch.setattr(runtime, "FOLLOW_INTERVAL", 0.0)
+    weights = torch.ones(len(world.head_names))
+    before = torch.get_num_threads()
+    try:
+        with Counting(cores=2, directory=tmp_path):
+            episode_returns(world, wander, weights)
+            inside = torch.get_num_threads()
+        assert len(steps) == world.max_steps and len(readings) == len(steps) and inside == 1
+        torch.set_num_threads(2)
+        episode_returns(world, wander, weights)
+        assert len(readings) == len(steps) // 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -82,6 +82,7 @@ class CoreShare:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.entry.touch()
         self._found = torch.get_num_threads()
+        _ENTERED.append(self)
         return self
 
     def __exit__(
@@ -91,6 +92,7 @@ class CoreShare:
         trace: TracebackType | None,
     ) -> None:
         """Leave the list and give back the thread count found on entering."""
+        _ENTERED.remove(self)
         self.entry.unlink(missing_ok=True)
         if torch.get_num_threads() != self._found:
             torch.set_num_threads(self._found)
@@ -138,6 +140,19 @@ class CoreShare:
         self._due = now + FOLLOW_INTERVAL
         if (threads := self.threads()) != torch.get_num_threads():
             torch.set_num_threads(threads)
+
+
+_ENTERED: list[CoreShare] = []  # the shares this process is inside, innermost last
+
+
+def follow_share() -> None:
+    """Follow this process's share of the cores if it is inside a `CoreShare`, else nothing.
+
+    Rollout loops call it at every step (as cheap as `CoreShare.follow`), so a long evaluation
+    gives way to work that starts beside it, and takes the cores back when that work ends.
+    """
+    if _ENTERED:
+        _ENTERED[-1].follow()
 
 
 def _busy_seconds(stat: Path, cpus: set[int]) -> float:

@@ -37,6 +37,7 @@ from composable_rl.config import Config, ConfigError, save_config, to_dict, vali
 from composable_rl.evaluation import exact_head_rows, head_return_rows
 from composable_rl.registry import world_entry
 from composable_rl.replay import TensorReplay
+from composable_rl.run.capture import CapturedStep
 from composable_rl.run.checkpoint import (
     checkpoint_dir,
     nonfinite,
@@ -193,6 +194,7 @@ def _train(
     for warning in schedule_warnings(cfg) + goal_warnings(cfg, world):
         print(warning, file=sys.stderr)
     spec, actions_spec = world.observation_spec, world.action_spec
+    world_step = CapturedStep(world) if cfg.device_graphs else world.step
     n, k, dev = world.num_envs, len(world.head_names), cfg.device
     step, saved, last_checkpoint = 0, None, None
     if resume:
@@ -315,7 +317,7 @@ def _train(
             if wanderers:
                 uniform = actions_spec.sample(n, gen, dev).to(actions.dtype)
                 actions = torch.where(wander_rows, uniform, actions)
-            next_obs, reward, terminated, truncated, info = world.step(actions)
+            next_obs, reward, terminated, truncated, info = world_step(actions)
             replay.add(obs, actions, reward, terminated, info["final_obs"], info.get("goal"))
             # finished episodes: count their returns, draw the slots' next behaviour tasks
             ep_return += (reward * task_w).sum(1)

@@ -1,11 +1,14 @@
 """Throughput benchmark: env-only, acting, update, end-to-end training and an SB3 DQN baseline.
 
-    python -m bench.throughput [--json PATH] [--quick] [--device cuda]
+    python -m bench.throughput [--json PATH] [--quick] [--device cuda] [--device-graphs]
 
 Prints one table (what, setting, value, unit) measured in one run on this machine, then the
 speed targets marked met or missed. Speeds always come with their replay ratio. On a CUDA
 device every measurement runs there (the env-only rows add N = 16,384 and 65,536; the SB3
 baseline stays on the CPU and is skipped), timed to the end of the device's queued work.
+`--device-graphs` adds the same rows with the world's step compiled (`device_graphs: true`):
+env-only at the largest N of each observation, and end-to-end at replay ratio 1 against the
+update limit timed around it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from agents.training import train
 from composable_rl.config import AgentConfig, Config, WorldConfig, load_config
 from composable_rl.registry import make_world
 from composable_rl.replay import Batch, TensorReplay
+from composable_rl.run.capture import CapturedStep
 from composable_rl.run.runtime import configure_cpu
 from composable_rl.world import World
 
@@ -49,6 +53,7 @@ UPDATE_ROUNDS = 5  # interleaved timing rounds per head count (median reported)
 SMALL_BATCH_ENVS = 64  # end-to-end reference beside the quickstart's own num_envs
 ACTION_POOL = 64  # pre-generated action rows cycled through by the env-only loop
 AROUND = "timed around the end-to-end runs at replay ratio 1 (mean of before and after)"
+CAPTURED = "captured step (device_graphs)"
 QUICKSTART_FILL = 8  # random-action steps of every env that fill the quickstart update's replay
 
 Row = dict[str, str | float]
@@ -164,19 +169,26 @@ def env_sizes(device: torch.device) -> tuple[int, ...]:
     return ENV_SIZES + DEVICE_ENV_SIZES if device.type == "cuda" else ENV_SIZES
 
 
-def bench_env(scale: Scale, device: torch.device = CPU) -> list[Row]:
-    """Env-only steps/s of the batched engine on the quickstart world with random placement."""
+def bench_env(scale: Scale, device: torch.device = CPU, captured: bool = False) -> list[Row]:
+    """Env-only steps/s of the batched engine on the quickstart world with random placement;
+    `captured`: its step compiled, at the largest N only (each N compiles anew), for the
+    observations whose step compiles (`capturable`)."""
     random_placement = quickstart(["env.object_positions=null"]).env
+    sizes = env_sizes(device)[-1:] if captured else env_sizes(device)
     rows = []
     for observation in ("indices", "planes"):
         env = dataclasses.replace(random_placement, observation=observation)
-        for n in env_sizes(device):
+        for n in sizes:
             world = make_world(env, n, device)
+            step = CapturedStep(world) if captured else world.step
+            if captured and not step.compiled:  # a world that keeps its step as written
+                continue
             actions = torch.randint(world.action_spec.n, (ACTION_POOL, n), device=device)
             rate = calls_per_second(
-                lambda i, w=world, a=actions: w.step(a[i % ACTION_POOL]), scale, device
+                lambda i, a=actions, f=step: f(a[i % ACTION_POOL]), scale, device
             )
             setting = f"N={n}, obs={observation}, four_rooms, random placement"
+            setting += f", {CAPTURED}" if captured else ""
             rows.append(row("env-only", setting, n * rate, "steps/s"))
     return rows
 
@@ -304,7 +316,7 @@ def train_seconds(overrides: Sequence[str]) -> float:
         return time.perf_counter() - start
 
 
-def bench_end_to_end(scale: Scale, device: torch.device = CPU) -> list[Row]:
+def bench_end_to_end(scale: Scale, device: torch.device = CPU, captured: bool = False) -> list[Row]:
     """Env-steps/s of real training, excluding warm-up: (T - W) / (time(T) - time(W)) steps,
     where a run of W = L + N steps fills replay and makes one step of updates.
 
@@ -312,6 +324,8 @@ def bench_end_to_end(scale: Scale, device: torch.device = CPU) -> list[Row]:
     update rate of the same network and batch is timed just before and just after the runs at
     replay ratio 1, so that their ratio holds where the machine's speed drifts (on a shared
     host it can move by a quarter within a minute); after / before shows the drift.
+    `captured`: the quickstart at replay ratio 1 alone, with `device_graphs`, after an untimed
+    run that compiles its step (the timed runs then find it compiled, as a long run would).
     """
     base = quickstart()
     starts = scale.learning_starts or base.replay.learning_starts
@@ -324,32 +338,37 @@ def bench_end_to_end(scale: Scale, device: torch.device = CPU) -> list[Row]:
     def limit() -> float:
         return batch * timed_rate(updates[batch], scale.seconds, device)
 
+    runs = [(base.env.num_envs, 1.0)] if captured else []
+    runs = runs or [(n, r) for n in (base.env.num_envs, SMALL_BATCH_ENVS) for r in REPLAY_RATIOS]
+    mark = f", {CAPTURED}" if captured else ""
     rows = []
-    for envs in (base.env.num_envs, SMALL_BATCH_ENVS):
-        for ratio in REPLAY_RATIOS:
-            bracket = envs == base.env.num_envs and ratio == 1.0
-            before = limit() if bracket else 0.0
-            common = [
-                f"replay.replay_ratio={ratio}",
-                f"replay.learning_starts={starts}",
-                f"replay.capacity={capacity}",
-                f"env.num_envs={envs}",
-                f"device={device}",
-            ]
-            warm_steps = -(-starts // envs) * envs + envs  # replay filled, one step of updates
-            warm = train_seconds([*common, f"total_steps={warm_steps}"])
-            full = train_seconds([*common, f"total_steps={scale.train_steps}"])
-            which = "quickstart" if envs == base.env.num_envs else "quickstart with"
-            setting = (
-                f"replay ratio {ratio:g}, {which} N={envs}, batch {base.replay.batch_size}, "
-                f"{scale.train_steps:,} steps, excl. first {warm_steps:,} (difference of two runs)"
-            )
-            rate = (scale.train_steps - warm_steps) / max(full - warm, 1e-9)
-            rows.append(row("end-to-end", setting, rate, "env-steps/s"))
-            if bracket:
-                after = limit()
-                around = f"{network}, batch {batch}, {AROUND}"
-                rows += bracketed("update", around, before, after, "samples/s")
+    for envs, ratio in runs:
+        bracket = envs == base.env.num_envs and ratio == 1.0
+        common = [
+            f"replay.replay_ratio={ratio}",
+            f"replay.learning_starts={starts}",
+            f"replay.capacity={capacity}",
+            f"env.num_envs={envs}",
+            f"device={device}",
+            f"device_graphs={captured}",
+        ]
+        warm_steps = -(-starts // envs) * envs + envs  # replay filled, one step of updates
+        if captured:
+            train_seconds([*common, f"total_steps={warm_steps}"])
+        before = limit() if bracket else 0.0
+        warm = train_seconds([*common, f"total_steps={warm_steps}"])
+        full = train_seconds([*common, f"total_steps={scale.train_steps}"])
+        which = "quickstart" if envs == base.env.num_envs else "quickstart with"
+        setting = (
+            f"replay ratio {ratio:g}, {which} N={envs}, batch {base.replay.batch_size}, "
+            f"{scale.train_steps:,} steps, excl. first {warm_steps:,} (difference of two runs)"
+        )
+        rate = (scale.train_steps - warm_steps) / max(full - warm, 1e-9)
+        rows.append(row("end-to-end", setting + mark, rate, "env-steps/s"))
+        if bracket:
+            after = limit()
+            around = f"{network}, batch {batch}{mark}, {AROUND}"
+            rows += bracketed("update", around, before, after, "samples/s")
     return rows
 
 
@@ -439,17 +458,24 @@ def find(rows: list[Row], what: str, unit: str, prefix: str, contains: str = "")
 
 def update_limit_ratio(rows: list[Row]) -> list[Row]:
     """End-to-end env-steps/s at replay ratio 1 against the pure update limit of the same
-    network and batch (its samples/s: at ratio 1 every env step is one sample trained)."""
+    network and batch (its samples/s: at ratio 1 every env step is one sample trained), with
+    the world's step as written and, where measured, captured."""
     batch = quickstart().replay.batch_size
-    ours = find(rows, "end-to-end", "env-steps/s", "replay ratio 1, quickstart N=")
-    limit = find(rows, "update", "samples/s", "quickstart network", AROUND)
-    if ours is None or limit is None:
-        return []
-    setting = (
-        f"end-to-end / update limit, quickstart network, batch {batch}, replay ratio 1 "
-        "(limit timed around the run)"
-    )
-    return [row("end-to-end", setting, ours / limit, "x")]
+    ratios = []
+    for captured in (False, True):
+        mine = [r for r in rows if (CAPTURED in str(r["setting"])) == captured]
+        ours = find(mine, "end-to-end", "env-steps/s", "replay ratio 1, quickstart N=")
+        limit = find(mine, "update", "samples/s", "quickstart network", AROUND)
+        if ours is None or limit is None:
+            continue
+        setting = (
+            f"end-to-end / update limit, quickstart network, batch {batch}, replay ratio 1 "
+            "(limit timed around the run)"
+        )
+        ratios.append(
+            row("end-to-end", setting + (f", {CAPTURED}" if captured else ""), ours / limit, "x")
+        )
+    return ratios
 
 
 def sb3_ratio(rows: list[Row]) -> list[Row]:
@@ -494,6 +520,18 @@ def targets(rows: list[Row]) -> list[Target]:
         (
             "env-only N=65536, obs=indices (CUDA device)",
             ("env-only", "steps/s", "N=65536, obs=indices"),
+            ">=",
+            1e8,
+        ),
+        (
+            "end-to-end / update limit at replay ratio 1, device_graphs",
+            ("end-to-end", "x", "end-to-end / update limit", CAPTURED),
+            ">=",
+            0.8,
+        ),
+        (
+            "env-only N=65536, obs=indices, device_graphs (CUDA device)",
+            ("env-only", "steps/s", "N=65536, obs=indices", CAPTURED),
             ">=",
             1e8,
         ),
@@ -546,6 +584,11 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the rows as JSON")
     parser.add_argument("--quick", action="store_true", help="tiny measurements (smoke test)")
     parser.add_argument("--device", default="cpu", help="torch device to measure (cpu, cuda)")
+    parser.add_argument(
+        "--device-graphs",
+        action="store_true",
+        help="add env-only and end-to-end rows with the world's step compiled",
+    )
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
     device = torch.device(args.device)
@@ -563,7 +606,12 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         bench_end_to_end,
         bench_sb3,
     )
-    rows = measured([partial(part, scale, device) for part in parts], "throughput")
+    calls = [partial(part, scale, device) for part in parts]
+    if args.device_graphs:
+        calls += [
+            partial(part, scale, device, captured=True) for part in (bench_env, bench_end_to_end)
+        ]
+    rows = measured(calls, "throughput")
     rows += update_limit_ratio(rows) + sb3_ratio(rows)
     return report(rows, targets(rows), args.json)
 

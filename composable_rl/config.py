@@ -380,6 +380,12 @@ class Config:
     seed: int = doc(0, "Seed of every random number generator.", ge=0, le=2**32 - 1)
     total_steps: int = doc(200_000, "Environment steps to train for (global_step units).", ge=1)
     device: str = doc("cpu", "Torch device for network, replay and envs, e.g. cpu or cuda.")
+    device_graphs: bool = doc(
+        False,
+        "Compile the world's step once on its fixed shapes (torch.compile): a few fused kernels "
+        "a step instead of hundreds of small operations. Compiling takes 10-20 s on two CPU "
+        "cores, so it pays on long runs; a world stepped through numpy (Gymnasium) runs as is.",
+    )
     torch_threads: int = doc(
         0,
         "CPU threads for torch; 0 = this run's share of the cores: all of them when it runs "

@@ -144,6 +144,8 @@ class GymnasiumWorld:
     finished slots restart in the same step (Gymnasium's same-step autoreset).
     """
 
+    capturable = False  # the step goes through numpy: `device_graphs` cannot compile it
+
     def __init__(
         self,
         env: VectorEnv,

@@ -36,6 +36,31 @@ def test_quick_benchmark_rows(tmp_path):
     assert drift["unit"] == "x"
 
 
+def test_captured_rows_and_their_ratio_to_the_update_limit():
+    """--device-graphs adds env-only rows for the observations whose step compiles and an
+    end-to-end run at replay ratio 1 with its own update limit and ratio, beside the others."""
+    from bench.throughput import (
+        CAPTURED,
+        QUICK,
+        bench_end_to_end,
+        bench_env,
+        update_limit_ratio,
+    )
+
+    rows = bench_env(QUICK, captured=True)
+    assert [r["setting"] for r in rows] == [
+        f"N=4096, obs=indices, four_rooms, random placement, {CAPTURED}"
+    ]
+    rows = bench_end_to_end(QUICK, captured=True)
+    assert [r["unit"] for r in rows] == ["env-steps/s", "samples/s", "x"]
+    assert all(CAPTURED in str(r["setting"]) for r in rows)
+    plain = {**rows[0], "setting": str(rows[0]["setting"]).replace(f", {CAPTURED}", "")}
+    limit = {**rows[1], "setting": str(rows[1]["setting"]).replace(f", {CAPTURED}", "")}
+    ratios = update_limit_ratio([{**plain, "value": 50.0}, {**limit, "value": 100.0}, *rows])
+    assert [r["value"] for r in ratios] == [0.5, pytest.approx(rows[0]["value"] / rows[1]["value"])]
+    assert CAPTURED not in str(ratios[0]["setting"]) and CAPTURED in str(ratios[1]["setting"])
+
+
 def test_a_device_this_machine_lacks_is_one_line(capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device: nothing to refuse")

@@ -78,8 +78,15 @@ def _resumed_copy(run: Path, step: int, target: Path) -> Path:
 
 @pytest.mark.parametrize(
     "settings",
-    [TINY, FORAGING, OFFICE_TASK, SUCCESSOR, SOFT_ACTOR_CRITIC],
-    ids=["object_rooms", "foraging", "office_task", "successor_features", "soft_actor_critic"],
+    [TINY, FORAGING, OFFICE_TASK, SUCCESSOR, SOFT_ACTOR_CRITIC, {**TINY, "device_graphs": True}],
+    ids=[
+        "object_rooms",
+        "foraging",
+        "office_task",
+        "successor_features",
+        "soft_actor_critic",
+        "device_graphs",
+    ],
 )
 def test_resume_with_replay_gives_bit_identical_weights(tmp_path, settings):
     cfg = from_dict(Config, {**settings, "checkpoint": {**TINY["checkpoint"], "replay": True}})
@@ -146,13 +153,15 @@ def test_wall_clock_cadence_writes_checkpoints(tmp_path):
     assert len(checkpoints(tmp_path)) == cfg.total_steps // cfg.env.num_envs
 
 
-def test_divergence_stops_the_run_and_no_checkpoint_holds_a_nan(tmp_path):
+@pytest.mark.parametrize("graphs", [False, True], ids=["step", "device_graphs"])
+def test_divergence_stops_the_run_and_no_checkpoint_holds_a_nan(tmp_path, graphs):
     done = run_script(
         "train.py",
         "--config",
         "configs/quickstart.yaml",
         "--no-progress",
         *("--set", f"runs_dir={tmp_path}", "--set", "run_name=diverged"),
+        *("--set", f"device_graphs={graphs}"),
         *("--set", "agent.lr=1e30", "--set", "agent.max_grad_norm=0"),
         *("--set", "total_steps=60_000", "--set", "checkpoint.every=5_120"),
     )

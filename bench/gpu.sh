@@ -4,8 +4,9 @@
 #   bash bench/gpu.sh [OUT_DIR]            # default runs/gpu_bench
 #
 # 1. python -m bench.sync_free --device cuda (no synchronisation between log points, under
-#    torch's sync debug mode) and python -m bench.throughput --device cuda: env-only (up to
-#    N = 65,536), acting, the pure update limit, end-to-end and their ratio;
+#    torch's sync debug mode) and python -m bench.throughput --device cuda --device-graphs:
+#    env-only (up to N = 65,536), acting, the pure update limit, end-to-end and their ratio,
+#    and the env-only and end-to-end rows again with the world's step compiled;
 # 2. configs/gpu/{quickstart,random_rooms,boolean_rooms}.yaml trained, each timed, with the
 #    heads' own evaluation, and the 63 Boolean tasks zero-shot on boolean_rooms;
 # 3. the GPU / CPU wall-clock ratio of the same config (configs/quickstart.yaml, this
@@ -48,8 +49,8 @@ for config in quickstart boolean_rooms; do  # no host synchronisation between lo
         --steps "$sync_steps" --set replay.learning_starts=4096 | tee -a "$SUMMARY"
 done
 
-python -m bench.throughput --device "$DEVICE" "${quick[@]}" --json "$OUT/throughput.json" \
-    > "$OUT/throughput.txt" 2>&1
+python -m bench.throughput --device "$DEVICE" --device-graphs "${quick[@]}" \
+    --json "$OUT/throughput.json" > "$OUT/throughput.txt" 2>&1
 sed -n '/^targets:/,$p' "$OUT/throughput.txt" | tee -a "$SUMMARY"
 
 for config in quickstart random_rooms boolean_rooms; do

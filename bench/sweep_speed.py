@@ -5,16 +5,17 @@
 First `--seeds` solo quickstart runs (`train.py` with its evaluation, as a user starts them),
 one after another; then `sweep.py` over the same seeds with one-CPU trials on a local Ray
 instance, started from nothing. Prints both totals and their ratio (target <= 0.85), and the
-median env-steps/s of the two trials that started first, side by side, as fractions of the
-solo runs' mean (target >= 0.75 each), beside a solo run limited to one thread: what a
-one-CPU trial could reach with the other core idle. Needs the `sweep` extra.
+env-steps/s of the two trials that started first, side by side, as fractions of the solo
+runs' mean (target >= 0.75 each), beside a solo run limited to one thread: what a one-CPU
+trial could reach with the other core idle. A run's env-steps/s are its steps over the time
+they took between its first and last log points (`bench.shared_cores.run_sps`: a median of
+the log points would hide a stretch where it crawled). Needs the `sweep` extra.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,17 +23,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.shared_cores import run_sps
 from bench.throughput import QUICKSTART, Row, Target, cpu_name, progress, report, row
-from composable_rl.run.logging import read_scalars
 
 ROOT = QUICKSTART.parent.parent
 WALL_TARGET = 0.85  # sweep wall-clock / sequential solo runs
 PAIR_TARGET = 0.75  # each of two one-CPU trials side by side / a solo run's env-steps/s
-
-
-def median_sps(run_dir: Path) -> float:
-    """Median of a finished run's `charts/SPS` scalars."""
-    return statistics.median(read_scalars(run_dir, "charts/SPS").values())
 
 
 def timed(command: list[str]) -> float:
@@ -58,23 +54,23 @@ def bench_sweep(seeds: int, steps: int | None) -> list[Row]:
             overrides = [f"runs_dir={runs}", f"run_name=solo{seed}", f"seed={seed}", *budget]
             command = [sys.executable, "train.py", "--config", str(QUICKSTART), "--no-progress"]
             solo_seconds += timed(command + [a for o in overrides for a in ("--set", o)])
-            solo_sps.append(median_sps(runs / f"solo{seed}"))
+            solo_sps.append(run_sps(runs / f"solo{seed}"))
         overrides = [f"runs_dir={runs}", "run_name=one_thread", "torch_threads=1", *budget]
         timed(command + [a for o in overrides for a in ("--set", o)])
-        one_thread = median_sps(runs / "one_thread")
+        one_thread = run_sps(runs / "one_thread")
         command = [sys.executable, "sweep.py", "--config", str(QUICKSTART), "--name", "sweep"]
         command += ["--seeds", str(seeds), "--runs-dir", str(runs), "--cpus-per-trial", "1"]
         sweep_seconds = timed(command + [a for o in budget for a in ("--set", o)])
         trial_dirs = [d for d in (runs / "sweep" / "trials").iterdir() if d.is_dir()]
         started = {d: json.loads((d / "trial.json").read_text())["started"] for d in trial_dirs}
         first_two = sorted(trial_dirs, key=started.__getitem__)[:2]
-        pair = [median_sps(d) for d in first_two]
+        pair = [run_sps(d) for d in first_two]
     solo = sum(solo_sps) / len(solo_sps)
     rows = [
         row("sweep", f"{setting}, one after another (train.py)", solo_seconds, "s"),
         row("sweep", f"{setting}, sweep.py with 1-CPU trials", sweep_seconds, "s"),
         row("sweep", "sweep / one after another", sweep_seconds / solo_seconds, "x wall"),
-        row("sweep", "solo run, mean of the median env-steps/s", solo, "env-steps/s"),
+        row("sweep", "solo run, mean env-steps/s", solo, "env-steps/s"),
         row("sweep", "solo run with one thread (seed 0)", one_thread, "env-steps/s"),
         row("sweep", "one thread / solo: what one CPU allows", one_thread / solo, "x"),
     ]

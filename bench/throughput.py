@@ -456,6 +456,11 @@ def find(rows: list[Row], what: str, unit: str, prefix: str, contains: str = "")
     )
 
 
+def plain(rows: list[Row]) -> list[Row]:
+    """The rows measured with the world's step as written (not `--device-graphs` rows)."""
+    return [r for r in rows if CAPTURED not in str(r["setting"])]
+
+
 def update_limit_ratio(rows: list[Row]) -> list[Row]:
     """End-to-end env-steps/s at replay ratio 1 against the pure update limit of the same
     network and batch (its samples/s: at ratio 1 every env step is one sample trained), with
@@ -463,7 +468,7 @@ def update_limit_ratio(rows: list[Row]) -> list[Row]:
     batch = quickstart().replay.batch_size
     ratios = []
     for captured in (False, True):
-        mine = [r for r in rows if (CAPTURED in str(r["setting"])) == captured]
+        mine = [r for r in rows if r not in plain(rows)] if captured else plain(rows)
         ours = find(mine, "end-to-end", "env-steps/s", "replay ratio 1, quickstart N=")
         limit = find(mine, "update", "samples/s", "quickstart network", AROUND)
         if ours is None or limit is None:
@@ -480,7 +485,7 @@ def update_limit_ratio(rows: list[Row]) -> list[Row]:
 
 def sb3_ratio(rows: list[Row]) -> list[Row]:
     """The ours / SB3 DQN row at replay ratio 1, when both were measured."""
-    ours = find(rows, "end-to-end", "env-steps/s", "replay ratio 1,")
+    ours = find(plain(rows), "end-to-end", "env-steps/s", "replay ratio 1,")
     sb3 = find(rows, "sb3-dqn", "env-steps/s", "")
     if ours is None or sb3 is None:
         return []
@@ -538,7 +543,7 @@ def targets(rows: list[Row]) -> list[Target]:
     ]
     found = []
     for label, key, op, threshold in wanted:
-        value = find(rows, *key)
+        value = find(rows if CAPTURED in key else plain(rows), *key)
         if value is not None:
             found.append(Target(label, value, op, threshold))
     return found

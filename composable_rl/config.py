@@ -383,8 +383,9 @@ class Config:
     device_graphs: bool = doc(
         False,
         "Compile the world's step once on its fixed shapes (torch.compile): a few fused kernels "
-        "a step instead of hundreds of small operations. Compiling takes 10-20 s on two CPU "
-        "cores, so it pays on long runs; a world stepped through numpy (Gymnasium) runs as is.",
+        "a step instead of hundreds of small operations. Compiling takes 5-20 s on two CPU "
+        "cores, so it pays on long runs; worlds that say their step is not worth it "
+        "(Gymnasium, through numpy; gridworlds observed as planes) keep it, with a warning.",
     )
     torch_threads: int = doc(
         0,

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from composable_rl.maths.mo_metrics import expected_utility, hypervolume, igd
 from composable_rl.maths.oracle import discounted_optimal_policy, finite_horizon_return
-from composable_rl.run.runtime import follow_share
+from composable_rl.share import follow_share
 from composable_rl.world import Act, GoalWorld, TabularWorld, World
 
 

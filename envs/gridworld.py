@@ -193,6 +193,12 @@ class PlanesOrIndices:
     their ones (`observation`, `obs_shape`, `obs_dtype` and `num_features` set by the world)."""
 
     @property
+    def capturable(self) -> bool:
+        """Whether `device_graphs` compiles the step: with index observations only (compiled,
+        the planes' scatters ran 25x slower on a CPU: 86,000 against 2.2M steps/s at N = 4096)."""
+        return self.observation == "indices"
+
+    @property
     def observation_spec(self) -> ObservationSpec:
         """planes: a uint8 image [C, H, W]; indices: the ones of a multi-hot vector."""
         if self.observation == "planes":

@@ -28,7 +28,7 @@ from composable_rl.config import WorldConfig, doc
 from composable_rl.evaluation import mean_ci, normalized_return
 from composable_rl.maths import lq_oracle as lq
 from composable_rl.registry import register_world
-from composable_rl.run.runtime import follow_share
+from composable_rl.share import follow_share
 from composable_rl.world import Act, ActionSpec, ObservationSpec
 from envs.gridworld import SavedEpisodes, hash_uniform, slot_seeds
 

@@ -91,9 +91,6 @@ class ObjectRooms(GoalEpisodes):
         self._fixed_mask = (self.free_cells[:, None] == fixed).any(1)
         cells = self.height * self.width
         attributes = len(self.colours) + len(self.shapes)
-        # `device_graphs`: compiled, the planes' scatters ran 25x slower on a CPU (86,000 against
-        # 2.2M steps/s at N = 4096), the index observations 3.7x faster
-        self.capturable = observation == "indices"
         if observation == "planes":
             self.obs_shape, self.obs_dtype = (2 + attributes, self.height, self.width), torch.uint8
         else:

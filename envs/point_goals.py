@@ -27,7 +27,7 @@ from composable_rl.config import doc
 from composable_rl.evaluation import mean_ci, normalized_return
 from composable_rl.maths import point_oracle as oracle
 from composable_rl.registry import register_world, world_entry
-from composable_rl.run.runtime import follow_share
+from composable_rl.share import follow_share
 from composable_rl.world import BOUND_HEADS, Act, ActionSpec, ObservationSpec
 from envs.gridworld import BatchedEpisodes, GoalRewardsConfig, Seed, hash_uniform
 

@@ -22,7 +22,7 @@ from composable_rl.languages.reward_machine_yaml import load_reward_machine
 from composable_rl.maths.functional import wrong_goal_penalty
 from composable_rl.maths.oracle import product_steps
 from composable_rl.registry import register_world
-from composable_rl.run.runtime import follow_share
+from composable_rl.share import follow_share
 from composable_rl.world import Act
 from envs.gridworld import GoalGridConfig
 from envs.office import ALPHABET, PROPOSITIONS, OfficeWorld

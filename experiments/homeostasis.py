@@ -58,7 +58,7 @@ from composable_rl.maths.levers import Quantile
 from composable_rl.registry import make_world
 from composable_rl.run.cli import non_negative_float, unit_fraction
 from composable_rl.run.logging import Logger, format_table, save_figure
-from composable_rl.run.runtime import follow_share
+from composable_rl.share import follow_share
 from composable_rl.world import ResourceWorld
 from envs.foraging import BUTTON
 from experiments.common import experiment_parser, report, run

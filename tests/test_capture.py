@@ -47,7 +47,30 @@ def test_a_step_that_does_not_compile_runs_as_written_after_one_warning(capsys):
         assert torch.equal(step(actions)[0], plain.step(actions)[0])
     err = capsys.readouterr().err
     assert err.count("warning: device_graphs: the step of Branching did not compile") == 1
-    assert not step.compiled and "it runs as written" in err
+    assert not step.compiled and "the step runs as written" in err
+
+
+class Doubling:
+    """A world whose step compiles, for any shape of actions (each shape compiles anew)."""
+
+    num_envs = 2
+
+    def step(self, actions: torch.Tensor) -> tuple:
+        done = torch.zeros(len(actions), dtype=torch.bool)
+        return 2 * actions, actions[:, None], done, done, {}
+
+
+def test_a_step_past_torchs_recompile_limit_runs_as_written(capsys):
+    import torch._dynamo
+
+    step = CapturedStep(Doubling())
+    with torch._dynamo.config.patch(recompile_limit=1):
+        assert torch.equal(step(torch.ones(2))[0], torch.full((2,), 2.0)) and step.compiled
+        assert torch.equal(step(torch.ones(3))[0], torch.full((3,), 2.0))  # a second compile
+        assert torch.equal(step(torch.ones(4))[0], torch.full((4,), 2.0))
+    err = capsys.readouterr().err
+    assert err.count("warning: device_graphs: the step of Doubling did not compile") == 1
+    assert not step.compiled
 
 
 def test_a_world_stepped_through_numpy_is_not_compiled(capsys):
@@ -58,4 +81,4 @@ def test_a_world_stepped_through_numpy_is_not_compiled(capsys):
     obs, reward, *_ = step(torch.zeros(2, dtype=torch.long))
     assert obs.shape == (2, 4) and reward.shape == (2, 1) and not step.compiled
     err = capsys.readouterr().err
-    assert "device_graphs: GymnasiumWorld keeps its step as written (capturable = False)" in err
+    assert "device_graphs: GymnasiumWorld keeps its step (capturable = False)" in err

@@ -223,7 +223,7 @@ def test_a_rollout_follows_its_share_at_every_step(tmp_path, monkeypatch):
     readings = []
 
     class Counting(CoreShare):
-        def threads(self) -> int:
+        def threads(self, now: float | None = None) -> int:
             readings.append(1)
             return 1
 

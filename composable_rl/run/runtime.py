@@ -14,6 +14,8 @@ from types import TracebackType
 
 import torch
 
+from composable_rl.share import enter_share, leave_share
+
 M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
 HEAP_UP_TO = 32 << 20  # glibc's largest mmap threshold on 64-bit: buffers up to 32 MiB
@@ -82,7 +84,7 @@ class CoreShare:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.entry.touch()
         self._found = torch.get_num_threads()
-        _ENTERED.append(self)
+        enter_share(self)
         return self
 
     def __exit__(
@@ -92,7 +94,7 @@ class CoreShare:
         trace: TracebackType | None,
     ) -> None:
         """Leave the list and give back the thread count found on entering."""
-        _ENTERED.remove(self)
+        leave_share(self)
         self.entry.unlink(missing_ok=True)
         if torch.get_num_threads() != self._found:
             torch.set_num_threads(self._found)
@@ -140,19 +142,6 @@ class CoreShare:
         self._due = now + FOLLOW_INTERVAL
         if (threads := self.threads()) != torch.get_num_threads():
             torch.set_num_threads(threads)
-
-
-_ENTERED: list[CoreShare] = []  # the shares this process is inside, innermost last
-
-
-def follow_share() -> None:
-    """Follow this process's share of the cores if it is inside a `CoreShare`, else nothing.
-
-    Rollout loops call it at every step (as cheap as `CoreShare.follow`), so a long evaluation
-    gives way to work that starts beside it, and takes the cores back when that work ends.
-    """
-    if _ENTERED:
-        _ENTERED[-1].follow()
 
 
 def _busy_seconds(stat: Path, cpus: set[int]) -> float:

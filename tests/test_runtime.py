@@ -243,3 +243,28 @@ def test_a_rollout_follows_its_share_at_every_step(tmp_path, monkeypatch):
         assert len(readings) == len(steps) // 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_rollouts_follow_the_innermost_share_entered():
+    from composable_rl.share import enter_share, follow_share, leave_share
+
+    followed = []
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def follow(self) -> None:
+            followed.append(self.name)
+
+    outer, inner = Named("outer"), Named("inner")
+    follow_share()  # outside every share: nothing to follow
+    enter_share(outer)
+    enter_share(inner)
+    follow_share()
+    leave_share(inner)
+    follow_share()
+    leave_share(outer)
+    leave_share(outer)  # leaving twice changes nothing
+    follow_share()
+    assert followed == ["inner", "outer"]

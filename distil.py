@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     args.steps,
                     args.batch_size,
                     progress=not args.no_progress,
-                    before_step=share.follow,
                 )
                 fitted = time.perf_counter() - started
                 print(
@@ -97,7 +96,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 ("candidate sampler", composed_policy(agent, expr, seed=args.seed, world=world)),
                 ("distilled actor", distilled_policy(agent, actor)),
             ):
-                share.follow()
                 row = evaluate_task(
                     cfg, world, agent, args.task, args.episodes, args.seed, policy=policy
                 )

@@ -13,7 +13,6 @@ errors: on `purple` it ended 0.46 of the optimum, where imitation reached 0.996.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -26,6 +25,7 @@ from agents.heads import Compose, HeadsAgent, make_adam
 from agents.soft_actor_critic import EnsembleMLP, SoftActorCritic
 from composable_rl.run.checkpoint import load_run_state
 from composable_rl.run.logging import write_bytes
+from composable_rl.share import follow_share
 from composable_rl.world import Act
 
 
@@ -68,11 +68,10 @@ def distil(
     pool: int = 16_384,
     seed: int = 0,
     progress: bool = True,
-    before_step: Callable[[], object] = lambda: None,
 ) -> tuple[DistilledActor, list[float]]:
     """An actor fitted to the sampler's greedy choice on `compose` at `pool` of `states` (drawn
-    once), and its mean squared error at the first step and every 10% of the steps.
-    `before_step` runs before each step (the command follows its share of the cores there)."""
+    once), and its mean squared error at the first step and every 10% of the steps. Each step
+    first follows the process's share of the cores (`follow_share`)."""
     generator = torch.Generator(device=states.device).manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # seeded weights, the caller's random state kept
         torch.manual_seed(seed)
@@ -85,7 +84,7 @@ def distil(
         )
     trace = []
     for step in tqdm(range(steps), desc="distil", disable=not progress, unit="step"):
-        before_step()
+        follow_share()
         rows = torch.randint(len(obs), (batch_size,), generator=generator, device=obs.device)
         loss = (actor(obs[rows]) - chosen[rows]).square().sum(-1).mean()
         optimizer.zero_grad(set_to_none=True)

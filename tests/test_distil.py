@@ -41,9 +41,8 @@ def test_the_fit_reproduces_the_samplers_choices(monkeypatch):
     states = torch.rand(2048, *world.observation_spec.shape) * 2 - 1
     compose = head_composition(agent, parse("beige & ~circle"))
     calls = []  # the command follows its share of the cores before each step
-    actor, trace = distil(
-        agent, compose, states, steps=1500, progress=False, before_step=lambda: calls.append(1)
-    )
+    monkeypatch.setattr("agents.distil.follow_share", lambda: calls.append(1))
+    actor, trace = distil(agent, compose, states, steps=1500, progress=False)
     assert len(calls) == 1500 and trace[-1] < trace[0] / 20
     held_out = torch.rand(64, *world.observation_spec.shape) * 2 - 1
     actions = distilled_policy(agent, actor)(held_out, torch.zeros(64, 1))

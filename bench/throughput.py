@@ -338,8 +338,8 @@ def bench_end_to_end(scale: Scale, device: torch.device = CPU, captured: bool = 
     def limit() -> float:
         return batch * timed_rate(updates[batch], scale.seconds, device)
 
-    runs = [(base.env.num_envs, 1.0)] if captured else []
-    runs = runs or [(n, r) for n in (base.env.num_envs, SMALL_BATCH_ENVS) for r in REPLAY_RATIOS]
+    sizes = (base.env.num_envs, SMALL_BATCH_ENVS)
+    runs = [(sizes[0], 1.0)] if captured else [(n, r) for n in sizes for r in REPLAY_RATIOS]
     mark = f", {CAPTURED}" if captured else ""
     rows = []
     for envs, ratio in runs:
@@ -467,8 +467,9 @@ def update_limit_ratio(rows: list[Row]) -> list[Row]:
     the world's step as written and, where measured, captured."""
     batch = quickstart().replay.batch_size
     ratios = []
+    kept = plain(rows)
     for captured in (False, True):
-        mine = [r for r in rows if r not in plain(rows)] if captured else plain(rows)
+        mine = [r for r in rows if r not in kept] if captured else kept
         ours = find(mine, "end-to-end", "env-steps/s", "replay ratio 1, quickstart N=")
         limit = find(mine, "update", "samples/s", "quickstart network", AROUND)
         if ours is None or limit is None:

@@ -10,10 +10,12 @@ from bench.throughput import AROUND, main
 CATEGORIES = {"env-only", "acting", "update", "end-to-end", "sb3-dqn"}
 
 
-def test_quick_benchmark_rows(tmp_path):
-    """--quick returns and writes rows of exactly four keys, every category, positive values."""
+def test_quick_benchmark_rows(tmp_path, capsys):
+    """--quick returns and writes rows of exactly four keys, every category, positive values;
+    its short training runs do not print their schedule warnings."""
     path = tmp_path / "b.json"
     rows = main(["--quick", "--json", str(path)])
+    assert "too few to learn" not in capsys.readouterr().err
     assert json.loads(path.read_text()) == rows
     assert all(set(r) == {"what", "setting", "value", "unit"} for r in rows)
     assert {r["what"] for r in rows} == CATEGORIES
@@ -59,6 +61,21 @@ def test_captured_rows_and_their_ratio_to_the_update_limit():
     ratios = update_limit_ratio([{**plain, "value": 50.0}, {**limit, "value": 100.0}, *rows])
     assert [r["value"] for r in ratios] == [0.5, pytest.approx(rows[0]["value"] / rows[1]["value"])]
     assert CAPTURED not in str(ratios[0]["setting"]) and CAPTURED in str(ratios[1]["setting"])
+
+
+def test_a_target_missed_by_a_hair_does_not_print_as_the_target(capsys):
+    from bench.throughput import Target, report, row
+
+    report(
+        [row("what", "setting", 1.0, "x")],
+        [Target("pair", 0.6995, ">=", 0.7), Target("solo", 0.7, ">=", 0.7)],
+        None,
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == [
+        "  MISSED  pair: 0.6995 (target >= 0.7)",
+        "  met     solo: 0.7 (target >= 0.7)",
+    ]
 
 
 def test_a_device_this_machine_lacks_is_one_line(capsys):

@@ -63,6 +63,17 @@ def test_captured_rows_and_their_ratio_to_the_update_limit():
     assert CAPTURED not in str(ratios[0]["setting"]) and CAPTURED in str(ratios[1]["setting"])
 
 
+def test_a_timed_run_hides_only_its_schedule_warnings(capsys):
+    """The end-to-end runs' expected schedule warnings are left out, any other warning is not."""
+    from bench.throughput import train_seconds
+
+    short = ["total_steps=2048", "replay.learning_starts=1024", "replay.replay_ratio=1"]
+    assert train_seconds([*short, "device_graphs=true", "env.observation=planes"]) > 0
+    err = capsys.readouterr().err
+    assert "too few to learn" not in err and "never be updated" not in err
+    assert "device_graphs: ObjectRooms keeps its step" in err
+
+
 def test_a_target_missed_by_a_hair_does_not_print_as_the_target(capsys):
     from bench.throughput import Target, report, row
 

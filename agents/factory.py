@@ -27,6 +27,9 @@ MIN_UPDATES = 1_000  # fewer updates than this in a run get a warning
 # Default share of uniformly acting env slots for world-value actor-critic heads: their actors
 # follow their own values, so goals they undervalue would otherwise never be reached again.
 WANDERING_SLOTS = 0.25
+# Steps of the vector world from which `device_graphs: auto` compiles its step: compiling costs
+# 5-20 s on two CPU cores and saves 0.2-0.5 ms a step in training (docs/speed.md).
+AUTO_GRAPH_STEPS = 100_000
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,8 @@ def resolve(cfg: Config, world: World) -> Config:
     """`cfg` with every null key that has a default filled in: the head type's defaults, one
     update per step of the vector env (replay.replay_ratio), the target period (every update
     for Polyak averaging, else the updates of about TARGET_STEPS environment steps) and the
-    uniformly acting slots (WANDERING_SLOTS for world-value actor-critic heads, else none)."""
+    uniformly acting slots (WANDERING_SLOTS for world-value actor-critic heads, else none);
+    and `device_graphs: auto` as true or false (`compiles_step`)."""
     cfg = _replaced(cfg, head_type(cfg).defaults)
     wander = WANDERING_SLOTS if head_type(cfg).continuous and cfg.agent.world_values else 0.0
     cfg = _replaced(cfg, {"tasks.uniform_slots": wander})
@@ -133,7 +137,18 @@ def resolve(cfg: Config, world: World) -> Config:
     cfg = _replaced(cfg, {"replay.replay_ratio": ratio})
     updates_per_step = cfg.replay.replay_ratio / cfg.replay.batch_size
     period = 1 if cfg.agent.tau < 1 else max(1, round(TARGET_STEPS * updates_per_step))
-    return _replaced(cfg, {"agent.target_period": period})
+    cfg = _replaced(cfg, {"agent.target_period": period})
+    return dataclasses.replace(cfg, device_graphs=compiles_step(cfg, world))
+
+
+def compiles_step(cfg: Config, world: World) -> bool:
+    """Whether the run compiles its world's step: `device_graphs` where it is true or false;
+    for auto, where the world's step is worth compiling (`capturable`) and the run steps the
+    world at least AUTO_GRAPH_STEPS times, so that compiling pays for itself."""
+    if cfg.device_graphs != "auto":
+        return bool(cfg.device_graphs)
+    steps = -(-cfg.total_steps // world.num_envs)
+    return getattr(world, "capturable", True) and steps >= AUTO_GRAPH_STEPS
 
 
 def schedule_warnings(cfg: Config) -> list[str]:

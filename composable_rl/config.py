@@ -380,12 +380,14 @@ class Config:
     seed: int = doc(0, "Seed of every random number generator.", ge=0, le=2**32 - 1)
     total_steps: int = doc(200_000, "Environment steps to train for (global_step units).", ge=1)
     device: str = doc("cpu", "Torch device for network, replay and envs, e.g. cpu or cuda.")
-    device_graphs: bool = doc(
-        False,
+    device_graphs: bool | Literal["auto"] = doc(
+        "auto",
         "Compile the world's step once on its fixed shapes (torch.compile): a few fused kernels "
         "a step instead of hundreds of small operations. Compiling takes 5-20 s on two CPU "
-        "cores, so it pays on long runs; worlds that say their step is not worth it "
-        "(Gymnasium, through numpy; gridworlds observed as planes) keep it, with a warning.",
+        "cores, so it pays on long runs: auto compiles where the run steps its vector world at "
+        "least 100,000 times (total_steps / env.num_envs). Worlds that say their step is not "
+        "worth it (Gymnasium, through numpy; gridworlds observed as planes) keep it, with a "
+        "warning when true is set.",
     )
     torch_threads: int = doc(
         0,

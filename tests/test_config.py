@@ -97,6 +97,7 @@ def test_unknown_override_key_gets_the_yaml_error():
         ({"env": {"colours": "blue"}}, "env.colours: expected list[str], got 'blue' (str)"),
         ({"agent": {"hidden": [64, "x"]}}, "agent.hidden[1]: expected int, got 'x' (str)"),
         ({"agent": 3}, "agent: expected a section of keys, got 3 (int)"),
+        ({"device_graphs": "yes"}, "device_graphs: expected bool | 'auto', got 'yes' (str)"),
         (
             {"env": {"object_positions": 3}},
             "env.object_positions: expected list[list[int]] | None, got 3 (int)",

@@ -28,6 +28,22 @@ def test_null_keys_take_the_head_types_and_the_worlds_defaults():
     assert factory.resolve(resolved, factory.build_world(sac)) == resolved
 
 
+def test_device_graphs_auto_compiles_the_step_of_long_runs_of_worlds_worth_it():
+    def graphs(value: object, total_steps: int, env: dict) -> bool:
+        data = {"device_graphs": value, "total_steps": total_steps, "env": env}
+        cfg = from_dict(Config, data)
+        return factory.resolve(cfg, factory.build_world(cfg)).device_graphs
+
+    rooms = {"num_envs": 16}  # object rooms with index observations: capturable
+    steps = factory.AUTO_GRAPH_STEPS * 16
+    assert from_dict(Config, {}).device_graphs == "auto"
+    assert graphs("auto", steps, rooms) is True
+    assert graphs("auto", steps - 16, rooms) is False  # one step of the vector world short
+    assert graphs("auto", steps, {**rooms, "observation": "planes"}) is False  # not capturable
+    assert graphs("auto", steps, {"id": "CartPole-v1", "num_envs": 16}) is False
+    assert graphs(True, 10_000, rooms) is True and graphs(False, steps, rooms) is False
+
+
 def test_runs_that_can_hardly_learn_are_warned_naming_the_keys():
     cfg = from_dict(
         Config,

@@ -107,6 +107,12 @@ class HeadsAgent(nn.Module):
         optimizers = self.optimizers.values()
         return [p for opt in optimizers for group in opt.param_groups for p in group["params"]]
 
+    def set_lr(self, lr: float) -> None:
+        """Set the learning rate of every optimiser (a schedule's value for the next updates)."""
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
     def optimise(self, loss: Tensor) -> None:
         """One clipped gradient step of every optimiser on `loss`, then the target update when
         one is due."""

@@ -62,6 +62,15 @@ def epsilon_at(cfg: Config, step: int) -> float:
     return start + frac * (end - start)
 
 
+def lr_at(cfg: Config, step: int) -> float:
+    """Learning rate of the updates at env step `step`: agent.lr, or with agent.lr_end set,
+    linearly from agent.lr at step 0 to agent.lr_end at total_steps."""
+    lr, end = cfg.agent.lr, cfg.agent.lr_end
+    if end is None:
+        return lr
+    return lr + min(1.0, step / cfg.total_steps) * (end - lr)
+
+
 def evaluate_run(agent: HeadsAgent, cfg: Config, episodes: int) -> list[dict]:
     """Final evaluation of the greedy policy: the world's own evaluation where it registered
     one; else every head against the exact oracle where the world has a tabular model; else
@@ -204,6 +213,7 @@ def _train(
         step, agent.updates = meta["step"], meta.get("updates", 0)
         exact = ", with its replay and random-number state" if saved is not None else ""
         print(f"resuming from {last_checkpoint} (step {step:,}){exact}", file=sys.stderr)
+        agent.set_lr(lr_at(cfg, step))  # the config's rate, not the one saved with the optimiser
     logger = opened.enter_context(open_run_dir(cfg, run_dir, command, replace))
 
     # Replay, behaviour tasks and the open episodes: fresh, or as the checkpoint left them.
@@ -334,6 +344,8 @@ def _train(
             # learn: replay_ratio samples per env step, in updates of batch_size
             if len(replay) >= learning_starts:
                 credit += updates_per_step
+                if cfg.agent.lr_end is not None and credit >= 1.0:
+                    agent.set_lr(lr_at(cfg, step))
                 while credit >= 1.0:
                     follow()
                     metrics = agent.update(replay.sample(cfg.replay.batch_size, gen))
@@ -350,6 +362,7 @@ def _train(
                         SPS: sps,
                         "charts/threads": torch.get_num_threads(),
                         "charts/epsilon": epsilon_at(cfg, step),
+                        "charts/lr": lr_at(cfg, step),
                         "charts/updates": agent.updates,
                     }
                 )

@@ -223,6 +223,12 @@ class AgentConfig:
     )
     hidden: list[int] = doc([256, 256], "Hidden layer widths of the encoder.", ge=1)
     lr: float = doc(5e-4, "Optimiser learning rate.", gt=0)
+    lr_end: float | None = doc(
+        None,
+        "Learning rate at the end of the run, reached linearly from agent.lr over total_steps "
+        "(every optimiser of the heads); null keeps agent.lr throughout.",
+        gt=0,
+    )
     loss: Literal["huber", "mse"] = doc("huber", "TD loss: huber (smooth L1) or mse.")
     double_q: bool = doc(True, "Online network picks next actions, target network values them.")
     max_grad_norm: float = doc(10.0, "Gradient-norm clipping threshold; 0 disables it.", ge=0)

@@ -78,7 +78,15 @@ def _resumed_copy(run: Path, step: int, target: Path) -> Path:
 
 @pytest.mark.parametrize(
     "settings",
-    [TINY, FORAGING, OFFICE_TASK, SUCCESSOR, SOFT_ACTOR_CRITIC, {**TINY, "device_graphs": True}],
+    [
+        TINY,
+        FORAGING,
+        OFFICE_TASK,
+        SUCCESSOR,
+        SOFT_ACTOR_CRITIC,
+        {**TINY, "device_graphs": True},
+        {**TINY, "agent": {**TINY["agent"], "lr_end": 2e-4}},
+    ],
     ids=[
         "object_rooms",
         "foraging",
@@ -86,6 +94,7 @@ def _resumed_copy(run: Path, step: int, target: Path) -> Path:
         "successor_features",
         "soft_actor_critic",
         "device_graphs",
+        "lr_end",
     ],
 )
 def test_resume_with_replay_gives_bit_identical_weights(tmp_path, settings):

@@ -83,7 +83,7 @@ def test_resume_continues_step_counter_and_optimizer(tmp_path):
     adam_step = next(iter(agent.optimizers["online"].state.values()))["step"].item()
     assert first["step"] == 3_200 and adam_step == first["updates"] > 0
 
-    cfg.total_steps = 6_400
+    cfg.total_steps, cfg.agent.lr = 6_400, 2e-4  # the resumed run's rate is the config's
     second = training.train(cfg, tmp_path, resume=True, progress=False)
     assert second["step"] == 6_400 and second["updates"] > first["updates"]
     world, agent = factory.build(cfg)
@@ -91,6 +91,22 @@ def test_resume_continues_step_counter_and_optimizer(tmp_path):
     assert meta["step"] == 6_400 and meta["updates"] == second["updates"]
     adam = agent.optimizers["online"]
     assert next(iter(adam.state.values()))["step"].item() == second["updates"]
+    assert adam.param_groups[0]["lr"] == 2e-4
+
+
+def test_the_learning_rate_falls_linearly_to_lr_end(tmp_path):
+    cfg = from_dict(Config, {**SMALL, "total_steps": 3_200, "eval_episodes": 0})
+    cfg.agent.lr, cfg.agent.lr_end = 1e-3, 1e-4
+    assert [training.lr_at(cfg, step) for step in (0, 1_600, 3_200, 6_400)] == pytest.approx(
+        [1e-3, 5.5e-4, 1e-4, 1e-4]
+    )
+    cfg.replay.learning_starts = 640
+    training.train(cfg, tmp_path, progress=False)
+    world, agent = factory.build(cfg)
+    load_checkpoint(latest_checkpoint(tmp_path), agent, agent.optimizers)
+    assert agent.optimizers["online"].param_groups[0]["lr"] == pytest.approx(1e-4)
+    cfg.agent.lr_end = None
+    assert training.lr_at(cfg, 1_600) == 1e-3
 
 
 def test_shipped_configs_load_and_build():

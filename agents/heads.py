@@ -108,7 +108,7 @@ class HeadsAgent(nn.Module):
         return [p for opt in optimizers for group in opt.param_groups for p in group["params"]]
 
     def set_lr(self, lr: float) -> None:
-        """Set the learning rate of every optimiser (a schedule's value for the next updates)."""
+        """Set the learning rate of every optimizer (a schedule's value for the next updates)."""
         for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -213,7 +213,7 @@ def _train(
         step, agent.updates = meta["step"], meta.get("updates", 0)
         exact = ", with its replay and random-number state" if saved is not None else ""
         print(f"resuming from {last_checkpoint} (step {step:,}){exact}", file=sys.stderr)
-        agent.set_lr(lr_at(cfg, step))  # the config's rate, not the one saved with the optimiser
+        agent.set_lr(lr_at(cfg, step))  # the config's rate, not the one saved with the optimizer
     logger = opened.enter_context(open_run_dir(cfg, run_dir, command, replace))
 
     # Replay, behaviour tasks and the open episodes: fresh, or as the checkpoint left them.

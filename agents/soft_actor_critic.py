@@ -132,8 +132,9 @@ class SoftActorCritic(HeadsAgent):
         self.register_buffer("box_half", ((high - low) / 2).flatten(), persistent=False)
         self.log_half = float(self.box_half.log().sum())  # the squashed density's scale to the box
         self.target_entropy = -float(d) if scfg.target_entropy is None else scfg.target_entropy
-        self.online = TwinCritics(obs_size, d, k, cfg.hidden)
-        self.target = TwinCritics(obs_size, d, k, cfg.hidden)
+        critic = cfg.hidden if scfg.critic_hidden is None else scfg.critic_hidden
+        self.online = TwinCritics(obs_size, d, k, critic)
+        self.target = TwinCritics(obs_size, d, k, critic)
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
         self.actors = Actors(obs_size, d, k, cfg.hidden, scfg.shared_actor)

@@ -178,6 +178,12 @@ class SoftActorCriticConfig:
     target_entropy: float | None = doc(
         None, "Entropy (nats) each actor is tuned to; null = minus the action dimensions."
     )
+    critic_hidden: list[int] | None = doc(
+        None,
+        "Hidden layer widths of the twin critics; null = agent.hidden (the actors keep "
+        "agent.hidden either way).",
+        ge=1,
+    )
     shared_actor: bool = doc(
         True,
         "The K actors share one hidden trunk and one output layer of K means and log-stds; "

@@ -166,6 +166,19 @@ def test_an_update_trains_critics_and_actors_and_moves_the_target_by_tau(tiny_ag
     assert torch.equal(alpha, tiny_agent.log_alpha)  # autotune off: the temperature stays
 
 
+def test_critic_hidden_sets_the_twin_critics_layers_and_leaves_the_actors_alone():
+    sac = {**SAC["agent"]["sac"], "critic_hidden": [16, 16, 16]}
+    cfg = from_dict(Config, {**SAC, "agent": {**SAC["agent"], "hidden": [32], "sac": sac}})
+    agent = factory.build(cfg)[1]
+    obs, actions = 2, 2  # linear_quadratic: 2-D states and actions
+    for critics in (agent.online, agent.target):
+        shapes = [tuple(w.shape) for w in critics.net.weights]
+        assert shapes == [(2, obs + actions, 16), (2, 16, 16), (2, 16, 16), (2, 16, 3)]
+    assert [w.shape[1:] for w in agent.actors.net.weights] == [(obs, 32), (32, 3 * 2 * actions)]
+    q = agent.head_values_at(torch.zeros(4, obs), torch.zeros(4, 1, actions))
+    assert q.shape == (4, 3, 1)
+
+
 def test_head_types_must_fit_the_worlds_actions():
     with pytest.raises(ConfigError, match="soft_actor_critic heads learn box actions.*discrete"):
         factory.build(from_dict(Config, {"agent": {"heads": "soft_actor_critic"}}))

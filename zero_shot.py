@@ -7,6 +7,7 @@
     python zero_shot.py --checkpoint DIR --all-boolean [--component-rule] [--plot PATH]
     python zero_shot.py --checkpoint DIR --ltl "F(f & F g) & G !n" [--json PATH]
     python zero_shot.py --checkpoint DIR --rm configs/tasks/abcd.yaml
+    python zero_shot.py --checkpoint DIR --ltl "F(f & F g) & G !n" --model-shield
     python zero_shot.py --checkpoint DIR --task blue --quantile 1 --quantile 0.1 --quantile 0
     python zero_shot.py --checkpoint DIR --task goal --impact 4 [--aux HEAD] [--shield HEAD]
     python zero_shot.py --checkpoint DIR --task goal --plausible 1,-20 --plausible 1,20
@@ -49,7 +50,10 @@ cell's label is not part of the trace), and the task succeeds, ending the episod
 step after which the labels so far satisfy the formula. So `G p` holds when p held at every step
 so far, and `G p` alone succeeds on a first step onto p; to keep p while reaching a goal, write
 `F g & G p`. Formulas no trace satisfies (`F f & G !f`) and machines whose accepting states no
-path of edges reaches are refused.
+path of edges reaches are refused. `--model-shield` (worlds that know which goal a step enters,
+e.g. point_office) drops every action that would enter a goal whose label fails the task, by
+the world's own dynamics, whenever another action does not: a shield from a model, not from the
+heads (rows say `shield: model`).
 
 Usage errors (options, expressions, formulas, machines, configs, missing files, output paths
 that cannot be written) print one line, with a caret under the culprit of a formula, and exit
@@ -63,6 +67,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -145,6 +150,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-plan",
         action="store_true",
         help="skill machine picks edges on the machine alone, as published (no look-ahead)",
+    )
+    parser.add_argument(
+        "--model-shield",
+        action="store_true",
+        help="temporal tasks: the skill machine never takes an action that the world's own "
+        "dynamics say enters a goal whose label fails the task while another action does not "
+        "(worlds that know which goal a step enters, e.g. point_office); the component-action "
+        "rule stays unshielded",
     )
     parser.add_argument(
         "--component-rule",
@@ -252,24 +265,26 @@ def evaluate_rows(args: argparse.Namespace, share: CoreShare) -> list[dict]:
         quantiles = [Quantile(q, args.quantile_base) for q in args.quantile or []]
         if args.ltl or args.rm:
             episodes = args.episodes or 100
+
+            def temporal(task: str, **options: Any) -> list[dict]:
+                """The rows of one temporal task with these skill-machine options."""
+                return evaluate_temporal_task(
+                    cfg, world, agent, task, episodes, args.seed, **options
+                )
+
+            skill = {"plan": not args.no_plan, "shield": args.model_shield}
             if quantiles:
                 pairs = [(task, q) for task in args.ltl or args.rm for q in quantiles]
                 return [
                     row
                     for task, q in progress(pairs, share)
-                    for row in evaluate_temporal_task(
-                        cfg, world, agent, task, episodes, args.seed, not args.no_plan, quantile=q
-                    )
+                    for row in temporal(task, quantile=q, **skill)
                 ]
             rows = []
             for task in progress(args.ltl or args.rm, share):
-                found = evaluate_temporal_task(
-                    cfg, world, agent, task, episodes, args.seed, not args.no_plan
-                )
+                found = temporal(task, **skill)
                 if args.component_rule:
-                    rule = evaluate_temporal_task(
-                        cfg, world, agent, task, episodes, args.seed, rule=True
-                    )
+                    rule = temporal(task, rule=True)
                     for row, other in zip(found, rule, strict=True):
                         row.update({f"rule_{key}": other[key] for key in RULE_TEMPORAL})
                 rows += found
@@ -321,6 +336,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
     if args.quantile and args.component_rule:
         fail("--quantile quantilises the composed values; the component-action rule has none")
+    if args.model_shield and not temporal:
+        fail("--model-shield guards a skill machine: use it with --ltl or --rm")
     if args.quantile_base and not args.quantile:
         fail("--quantile-base names the quantiliser's base policy: give --quantile too")
     steering = args.impact or args.shield or args.plausible or args.epistemic is not None
@@ -370,6 +387,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for row in rows:
             tag = f"compose/{row['task']}" + (f"/{row['start']}" if temporal else "")
             tag += f"/q={row['quantile']:g}" if "quantile" in row else ""
+            tag += f"/{row['shield']} shield" if "shield" in row else ""
             tag += f"/{row['levers']}" if "levers" in row else ""
             keys = (
                 MULTI_OBJECTIVE_NUMBERS

@@ -32,6 +32,7 @@ from composable_rl.world import (
     Act,
     GoalWorld,
     LabelledWorld,
+    StepModel,
     TabularWorld,
     World,
 )
@@ -256,13 +257,20 @@ def skill_machine(
     machine: RewardMachine,
     plan: bool,
     quantile: Quantile | None = None,
+    shield: bool = False,
 ) -> SkillMachineAgent:
     """The skill machine of a reward machine over a labelled world's proposition heads (acting
-    greedily, or with the `quantile` quantiliser)."""
+    greedily, or with the `quantile` quantiliser); `shield`: never into a goal whose label fails
+    the task while another candidate stays out of one, by the world's step model."""
     if not isinstance(world, LabelledWorld) or not agent.num_goals:
         raise ValueError(
             "temporal tasks need a checkpoint of a world that labels its goals with "
             "propositions (e.g. office), trained with world-value heads"
+        )
+    if shield and not isinstance(world, StepModel):
+        raise ValueError(
+            "--model-shield needs a world that knows which goal a step enters "
+            "(entered_goals(obs, actions), e.g. point_office); this checkpoint's world has none"
         )
     return SkillMachineAgent(
         agent,
@@ -276,6 +284,7 @@ def skill_machine(
         world.r_min,
         plan=plan,
         quantile=quantile,
+        entered=world.entered_goals if shield else None,
     )
 
 
@@ -289,22 +298,28 @@ def evaluate_temporal_task(
     plan: bool = True,
     rule: bool = False,
     quantile: Quantile | None = None,
+    shield: bool = False,
 ) -> list[dict]:
     """The world's temporal evaluation of a skill machine for `task` (LTL or machine file);
     `rule`: the component-action rule runs each machine state's expression instead;
-    `quantile`: the skill machine quantilises (the rows name its q)."""
+    `quantile`: the skill machine quantilises (the rows name its q); `shield`: the skill
+    machine obeys the world's step model (`skill_machine`)."""
     entry = world_entry(cfg.env.name)
     if entry.evaluate_temporal is None:
         raise ValueError(f"the {cfg.env.name} world runs no temporal tasks")
     if rule and quantile is not None:
         raise ValueError("the component-action rule does not quantilise; score it without q")
+    if rule and shield:
+        raise ValueError("the component-action rule acts as published, without a shield")
 
     def make_policy(machine: RewardMachine):
         if rule:
             return rule_machine_policy(agent, machine)
-        return skill_machine(world, agent, machine, plan, quantile).act
+        return skill_machine(world, agent, machine, plan, quantile, shield).act
 
     rows = entry.evaluate_temporal(cfg.env, task, make_policy, episodes, seed, cfg.device)
+    if shield:
+        rows = [{"task": row["task"], "shield": "model", **row} for row in rows]
     if quantile is None:
         return rows
     return [{"task": row["task"], "quantile": quantile.q, **row} for row in rows]

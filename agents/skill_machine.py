@@ -7,12 +7,15 @@ replaced by the values of going on from each goal, so the agent also weighs what
 the next edge.
 Discrete heads score every action; continuous (soft actor-critic) heads score the candidate
 actions their actors propose (`candidate_values`), and the best candidate is taken (or, with a
-`quantile`, the quantiliser of those values draws one, over a uniform base).
+`quantile`, the quantiliser of those values draws one, over a uniform base). With a step model
+(`entered`, the world's conservative account of which goal an action enters), the machine is
+shielded: it never takes an action that enters a goal whose label fails the task while another
+does not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -34,7 +37,8 @@ class SkillMachineAgent:
     The world is described by tensors so that agents never import envs: `alphabet` lists the
     labels by index, `goal_label` [G] is the label index of each goal, `goal_membership` [G, K]
     says which heads reward which goal, `goal_obs` [G, ...] is the observation of standing on
-    each goal; `step_reward`, `r_max` and `r_min` are the world's rewards.
+    each goal; `step_reward`, `r_max` and `r_min` are the world's rewards. `entered(obs,
+    actions)` [N, C] (-1 none), where given, names the goal each of C actions enters.
     """
 
     def __init__(
@@ -51,12 +55,14 @@ class SkillMachineAgent:
         plan: bool = True,
         seed: int = 0,
         quantile: Quantile | None = None,
+        entered: Callable[[Tensor, Tensor], Tensor] | None = None,
     ) -> None:
         if not agent.num_goals or "MAX" not in agent.head_names or "MIN" not in agent.head_names:
             raise ValueError("a skill machine needs world-value heads with the bounds MAX and MIN")
         if quantile is not None and quantile.base is not None:
             raise ValueError("a skill machine quantilises over a uniform base: leave the base out")
         self.agent, self.machine, self.plan, self.quantile = agent, machine, plan, quantile
+        self.entered = entered
         self.generator = torch.Generator(device=goal_obs.device).manual_seed(seed)
         self.step_reward, self.gamma = step_reward, agent.cfg.gamma
         table, _ = machine.table(alphabet)
@@ -78,7 +84,11 @@ class SkillMachineAgent:
         accepting[list(machine.accepting)] = True
         rejecting = torch.zeros_like(accepting)
         rejecting[list(machine.rejecting)] = True
-        goal_next = table.to(device)[:, goal_label]  # [U, G]
+        table = table.to(device)
+        goal_next = table[:, goal_label]  # [U, G]
+        empty = machine.table([()])[0].to(device)  # [U, 1]: after a step that enters no goal
+        # [U, G + 1]: entering goal g (the last column: no goal) in state u fails the task
+        self.fails = torch.cat([rejecting[goal_next], rejecting[empty]], 1)
         with torch.no_grad():
             at_goals = self.compose(self.agent.candidate_values(goal_obs, self.generator)[0])
         self.target = continuation_targets(
@@ -118,8 +128,22 @@ class SkillMachineAgent:
             wanted = terminal == terminal.amax(1, keepdim=True)
             values = values.masked_fill(~wanted.unsqueeze(-1), -torch.inf)
         scores = values.amax(1)
+        safe = None
+        if self.entered is not None:
+            every = torch.arange(scores.shape[-1], device=obs.device).expand_as(scores)
+            safe = self.safe(obs, state, every if candidates is None else candidates)
+            scores = scores.masked_fill(~safe, -torch.inf)
         if self.quantile is None:
             best = scores.argmax(-1)
-        else:
-            best = quantile_sample(scores, None, self.quantile.q, self.generator)
+        else:  # over a uniform base, or one uniform over the safe actions
+            base = None if safe is None else safe / safe.sum(-1, keepdim=True)
+            best = quantile_sample(scores, base, self.quantile.q, self.generator)
         return best if candidates is None else candidates[rows, best]
+
+    def safe(self, obs: Tensor, state: Tensor, actions: Tensor) -> Tensor:
+        """Which of C actions [N, C, ...] from observations [N, ...] in machine states [N] enter
+        no goal whose label fails the task, by the step model [N, C] (all of them where none
+        does: the shield only ever chooses among the actions it has). A step that enters no
+        goal reads the empty label, as the world's steps do."""
+        fails = self.fails[state[:, None], self.entered(obs, actions)]  # -1: the last column
+        return ~fails | fails.all(-1, keepdim=True)

@@ -230,6 +230,17 @@ class LabelledWorld(GoalWorld, Protocol):
 
 
 @runtime_checkable
+class StepModel(LabelledWorld, Protocol):
+    """A labelled world that knows which goal a step enters (a skill machine's model shield):
+    `entered_goals(obs, actions)` [N, C] long, the goal (-1 none) that each of C actions [N, C,
+    ...] taken from observations [N, ...] enters, by the world's own dynamics."""
+
+    def entered_goals(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """Goal [N, C] (-1 none) entered by each of C actions from each observation."""
+        ...
+
+
+@runtime_checkable
 class InternalLevels(World, Protocol):
     """Internal variables that drift and change on consumption (homeostasis): `internal`
     [N, V] levels named by `variable_names`; step info carries them as `info["internal"]`."""

@@ -23,10 +23,17 @@ from composable_rl.world import (
     InternalLevels,
     LabelledWorld,
     ObservationSpec,
+    StepModel,
     TabularWorld,
 )
 
-CAPABILITIES: tuple[type, ...] = (GoalWorld, TabularWorld, LabelledWorld, InternalLevels)
+CAPABILITIES: tuple[type, ...] = (
+    GoalWorld,
+    TabularWorld,
+    LabelledWorld,
+    StepModel,
+    InternalLevels,
+)
 MDP_FIELDS = ("next_state", "reward", "terminal", "goal", "valid")
 ACTION_SPEC = "an ActionSpec (ActionSpec.discrete(n) or ActionSpec.box(shape, low, high))"
 RENAMED = {"action_spec": "; num_actions is replaced by action_spec = ActionSpec.discrete(n)"}
@@ -348,6 +355,27 @@ def _goal_step_problems(info: dict, terminated: Any, world: Any) -> list[str]:
     return problems
 
 
+def _model_problems(predicted: Any, info: dict, world: Any) -> list[str]:
+    """StepModel: entered_goals() of each step's action twice, long [N, 2] in [-1, G), naming
+    every goal the step entered in both columns (it may name one a step only came close to: a
+    shield's model errs on the safe side)."""
+    subject = "StepModel entered_goals()"
+    n, goals = world.num_envs, len(world.goal_names)
+    problems = _expect_tensor(predicted, subject, (n, 2), torch.long, world.device)
+    problems = problems or _expect_range(predicted, subject, -1, goals, "(-1 or a goal index)")
+    goal = info.get("goal")
+    if problems or not isinstance(goal, Tensor) or goal.shape != (n,):
+        return problems
+    wrong = (predicted != goal[:, None]).any(1)
+    missed = ((goal >= 0) & wrong).nonzero().flatten().tolist()
+    if missed:
+        problems.append(
+            f"{subject}: slots {missed} entered a goal that the model did not name (a shield "
+            "would let them in)"
+        )
+    return problems
+
+
 def _tabular_problems(world: Any) -> list[str]:
     """TabularWorld: max_steps int >= 1 and tabular_episodes() after reset a consistent
     (mdp, which, start)."""
@@ -493,9 +521,13 @@ def _rollout(
         problems += _internal_problems(world, "after reset()")
     trace: Trace = [("the observations of reset()", _copy(obs))]
     first_seen: dict[str, str] = {}
+    predicted, model_problems = None, []
     for t, action in enumerate(actions, start=1):
-        step = partial(world.step, action.to(world.device))
-        result, raised = _attempt("step()", step)
+        action = action.to(world.device)
+        if StepModel in claims:  # each action twice: the model's actions axis is read as one
+            model = partial(world.entered_goals, obs, torch.stack([action, action], 1))
+            predicted, model_problems = _attempt("StepModel entered_goals()", model)
+        result, raised = _attempt("step()", partial(world.step, action))
         step_problems = raised or _step_problems(result, world)
         completed = not raised and isinstance(result, tuple) and len(result) == 5
         if completed:
@@ -504,6 +536,8 @@ def _rollout(
             trace += [(f"the rewards of step {t}", _copy(reward))]
             if GoalWorld in claims and isinstance(info, dict):
                 step_problems += _goal_step_problems(info, terminated, world)
+            if StepModel in claims and isinstance(info, dict):
+                step_problems += model_problems or _model_problems(predicted, info, world)
             if InternalLevels in claims:
                 step_problems += _internal_problems(world, "after step()")
         for line in step_problems:

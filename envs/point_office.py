@@ -31,6 +31,9 @@ from envs.point_goals import DiscOptimum, evaluate, move_point, score_goal_task
 from envs.temporal import machine_arrays, machine_episodes, office_machine, temporal_row
 
 START_DRAWS = 8  # uniform draws per start outside the regions (all 8 inside: the standard start)
+# How far outside a disc's edge a step model still counts a landing as inside it: a position read
+# back from an observation is off by float rounding, and a shield must never miss an entry.
+MODEL_MARGIN = 1e-4
 
 
 @dataclasses.dataclass
@@ -135,9 +138,9 @@ class PointOffice(DiscOptimum, BatchedEpisodes):
         offsets = (objects - agent[:, None]) / self.extent.max()
         return torch.cat([2 * agent / self.extent - 1, offsets.flatten(1)], 1)
 
-    def region(self, positions: Tensor) -> Tensor:
-        """The disc [N] each position lies in, -1 outside all of them."""
-        inside = (positions[:, None] - self.centres).norm(dim=-1) <= self.radius
+    def region(self, positions: Tensor, margin: float = 0.0) -> Tensor:
+        """The disc [N] each position lies in (or within `margin` of), -1 outside all of them."""
+        inside = (positions[:, None] - self.centres).norm(dim=-1) <= self.radius + margin
         return torch.where(inside.any(1), inside.float().argmax(1), -1)
 
     def transition(
@@ -168,6 +171,21 @@ class PointOffice(DiscOptimum, BatchedEpisodes):
     def goal_observations(self) -> Tensor:
         """Observation [G, 2] of the point at each disc's centre."""
         return self.observe(self.centres, self.objects[:1])
+
+    def entered_goals(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """The disc [N, C] (-1 none) that each of C actions [N, C, 2] enters from observations
+        [N, 2 + 2G], by the world's own dynamics; a landing within `MODEL_MARGIN` outside an
+        edge counts as inside (conservative: every entry is named)."""
+        n, c = actions.shape[:2]
+        position = (obs[:, :2] + 1) / 2 * self.extent
+        moved = move_point(
+            position.repeat_interleave(c, 0),
+            actions.reshape(n * c, 2),
+            self.speed,
+            self.dt,
+            self.extent,
+        )
+        return self.region(moved, MODEL_MARGIN).view(n, c)
 
 
 def make(section: PointOfficeConfig, num_envs: int, device: str) -> PointOffice:

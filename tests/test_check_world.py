@@ -9,8 +9,9 @@ from torch import Tensor
 
 from composable_rl.config import ConfigError, from_dict
 from composable_rl.registry import make_world, registered_worlds, world_entry
-from composable_rl.world import GoalWorld, LabelledWorld, TabularWorld
+from composable_rl.world import GoalWorld, LabelledWorld, StepModel, TabularWorld
 from envs.check import ACTION_SPEC, WorldContractError, check_world
+from envs.point_office import PointOffice, PointOfficeConfig
 from tests.corridor_world import Corridor
 
 
@@ -312,6 +313,52 @@ def test_tabular_and_labelled_defects():
         problems, "TabularWorld tabular_episodes() mdp.next_state shape: expected [1, 5, 2]"
     )
     assert_reported(problems, "LabelledWorld goal_labels values: expected in [0, 3)")
+
+
+class BlindOffice(PointOffice):
+    """The continuous Office with a step model that never names a disc."""
+
+    def entered_goals(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """No entry, whatever the move."""
+        return torch.full(actions.shape[:2], -1)
+
+
+class FlatOffice(PointOffice):
+    """The continuous Office with a step model that leaves out the actions' axis."""
+
+    def entered_goals(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """The right goals, one per slot instead of one per action."""
+        return super().entered_goals(obs, actions)[:, 0]
+
+
+class TiledOffice(PointOffice):
+    """The continuous Office with a step model that pairs slots with other slots' actions."""
+
+    def entered_goals(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """The goals of the actions read slot-major as if action-major."""
+        n, c = actions.shape[:2]
+        return super().entered_goals(obs, actions.transpose(0, 1).reshape(n, c, -1))
+
+
+class BrokenModelOffice(PointOffice):
+    """The continuous Office with a step model that raises."""
+
+    def entered_goals(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """Always fails."""
+        raise RuntimeError("no model today")
+
+
+def test_a_step_model_that_misses_an_entry_or_drops_an_axis_is_reported():
+    """entered_goals() is [N, C] and names every goal a step enters, for every action."""
+    assert isinstance(PointOffice(PointOfficeConfig(), 1, "cpu"), StepModel)
+    assert problems_of(PointOffice(PointOfficeConfig(), 8, "cpu")) == []
+    for broken in (BlindOffice, TiledOffice):
+        (missed,) = problems_of(broken(PointOfficeConfig(), 8, "cpu"))
+        assert missed.startswith("StepModel entered_goals(): slots [") and "(first at" in missed
+    (flat,) = problems_of(FlatOffice(PointOfficeConfig(), 8, "cpu"))
+    assert flat.startswith("StepModel entered_goals() shape: expected [8, 2]")
+    (raised,) = problems_of(BrokenModelOffice(PointOfficeConfig(), 8, "cpu"))
+    assert raised.startswith("StepModel entered_goals() raised RuntimeError: no model today")
 
 
 def test_internal_levels_of_wrong_width():

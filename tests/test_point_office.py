@@ -16,8 +16,10 @@ from composable_rl.languages.ltl import from_ltl
 from composable_rl.languages.reward_machine import exclusive_labels
 from composable_rl.maths import point_oracle as po
 from composable_rl.maths.functional import wrong_goal_penalty
+from composable_rl.maths.levers import Quantile
 from composable_rl.registry import make_world
 from envs.check import check_world
+from envs.office import PROPOSITIONS
 from envs.point_goals import move_point
 from envs.point_office import PointOffice, PointOfficeConfig, evaluate_point_temporal
 from envs.temporal import machine_arrays, office_machine
@@ -263,6 +265,75 @@ def test_skill_machines_on_exact_world_values_take_the_oracle_steps(task, exact)
     assert (rows[0]["steps"] == rows[0]["oracle_steps"]) == exact
 
 
+PLANT = 1 + PROPOSITIONS.index("n")  # the plants' label index
+
+
+class PlantLovingHeads(ExactOfficeHeads):
+    """The exact values, except that every move into a plant is valued r_max by every column."""
+
+    def candidate_values(self, obs, generator=None):
+        q, moves = super().candidate_values(obs, generator)
+        w, n, c = self.world, *moves.shape[:2]
+        position = (obs[:, :2] + 1) / 2 * w.extent
+        moved = move_point(
+            position.repeat_interleave(c, 0), moves.view(-1, 2), w.speed, w.dt, w.extent
+        )
+        entered = w.region(moved).view(n, c)
+        plant = (entered >= 0) & (w.goal_labels[entered.clamp(min=0)] == PLANT)
+        return q.masked_fill(plant[:, None, None], w.r_max), moves
+
+
+def test_the_step_model_names_the_disc_each_move_enters_erring_on_the_safe_side():
+    world = PointOffice(PointOfficeConfig(), 2, "cpu")
+    coffee = world.goal_names.index("f(8,2)")
+    world.agent = torch.tensor([[8.5, 2.1], [6.5, 4.5]])
+    obs = world.observe(world.agent, world.objects)
+    moves = torch.tensor([[[0.0, 1.0], [0.0, -1.0]], [[1.0, 0.0], [-1.0, 0.0]]])
+    assert world.entered_goals(obs, moves).tolist() == [
+        [coffee, -1],
+        [world.goal_names.index("e(7,4)"), -1],
+    ]
+    edge = world.centres[coffee] + torch.tensor([world.radius + 5e-5, 0.0])  # just outside
+    world.agent = torch.stack([edge - torch.tensor([0.8, 0.0]), edge + 1])
+    obs = world.observe(world.agent, world.objects)
+    assert world.entered_goals(obs, torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]]]))[:, 0].tolist() == [
+        coffee,
+        -1,
+    ]
+
+
+def test_a_model_shield_keeps_heads_that_overvalue_plants_out_of_every_plant():
+    section = PointOfficeConfig(bound_heads=True)
+    world = PointOffice(section, 1, "cpu")
+
+    def rows(heads, shield, quantile=None):
+        def make_policy(machine):
+            return skill_machine(world, heads, machine, True, quantile, shield).act
+
+        return evaluate_point_temporal(section, TASKS[0], make_policy, 32, 10_000, "cpu")
+
+    exact, loving = ExactOfficeHeads(world, 0.95), PlantLovingHeads(world, 0.95)
+    assert rows(loving, False)[1]["violations"] > 0  # random starts beside a plant go in
+    assert rows(loving, True) == rows(exact, False)  # the shield leaves the exact choices
+    drawn = rows(loving, True, Quantile(0.5))  # quantilised over the safe candidates only
+    assert all(row["violations"] == 0.0 for row in drawn)
+    # where every action enters a plant the shield keeps them all
+    agent = skill_machine(world, loving, office_machine(TASKS[0]), True, shield=True)
+    beside = world.centres[world.goal_labels == PLANT][:1] + torch.tensor([[0.0, 0.6]])
+    obs = world.observe(beside, world.objects[:1])
+    into = torch.tensor([[[0.0, -1.0], [0.1, -1.0]]])
+    assert agent.safe(obs, torch.zeros(1, dtype=torch.long), into).tolist() == [[True, True]]
+    both = torch.tensor([[[0.0, -1.0], [0.0, 1.0]]])
+    assert agent.safe(obs, torch.zeros(1, dtype=torch.long), both).tolist() == [[False, True]]
+
+
+def test_a_model_shield_needs_a_world_with_a_step_model():
+    office = {"env": {"name": "office", "bound_heads": True}, "agent": {"world_values": True}}
+    world, discrete = build(from_dict(Config, office))
+    with pytest.raises(ValueError, match="--model-shield needs a world that knows"):
+        skill_machine(world, discrete, office_machine(TASKS[0]), True, shield=True)
+
+
 def test_the_rule_runs_each_machine_state_and_needs_world_value_actor_critics():
     cfg, world, agent = office_agent(share_columns=True)
     machine = office_machine(TASKS[0])
@@ -272,6 +343,10 @@ def test_the_rule_runs_each_machine_state_and_needs_world_value_actor_critics():
     assert actions.shape == (4, 2) and actions.abs().max() <= world.speed
     rows = evaluate_temporal_task(cfg, world, agent, TASKS[0], 4, 10_000, rule=True)
     assert [row["start"] for row in rows] == ["standard", "random"]
+    shielded = evaluate_temporal_task(cfg, world, agent, TASKS[0], 4, 10_000, shield=True)
+    assert [(row["shield"], row["violations"]) for row in shielded] == [("model", 0.0)] * 2
+    with pytest.raises(ValueError, match="as published, without a shield"):
+        evaluate_temporal_task(cfg, world, agent, TASKS[0], 4, 10_000, rule=True, shield=True)
     office = {"env": {"name": "office", "bound_heads": True}, "agent": {"world_values": True}}
     _, discrete = build(from_dict(Config, office))
     with pytest.raises(ValueError, match="world-value soft actor-critic"):

@@ -124,6 +124,10 @@ def test_temporal_task_errors(office_run, world_value_run):
     assert re.search(r"(?s)unknown proposition 'x'.*\n\s+\^", message), message
     message = zero_shot_error("--checkpoint", str(office_run), "--rm", "missing.yaml")
     assert re.search("No such file|not found|does not exist", message), message
+    message = zero_shot_error("--checkpoint", str(office_run), "--ltl", "F a", "--model-shield")
+    assert "--model-shield needs a world that knows which goal a step enters" in message
+    message = zero_shot_error("--checkpoint", str(office_run), "--task", "a", "--model-shield")
+    assert "--model-shield guards a skill machine: use it with --ltl or --rm" in message
 
 
 def test_weights_option_is_the_linear_task_of_those_weights(world_value_run, tmp_path):

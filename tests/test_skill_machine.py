@@ -178,49 +178,36 @@ def test_a_quantilising_skill_machine_is_greedy_at_zero_and_never_breaks_a_rule_
         run_machine(world, agent, machine, 0.5, "f")
 
 
+class SteppedOffice(OfficeWorld):
+    """The grid Office with its own step as a step model: the goal of the next cell, -1 none."""
+
+    def entered_goals(self, obs, actions):
+        """The goal [N, C] of the cell each of C moves leads to from index observations [N, 1]."""
+        return self.cell_goal[self.next_cell[obs[:, :1], actions]]
+
+
 def test_a_shield_from_a_step_model_keeps_even_a_uniform_walk_off_the_plants(office):
     """At q = 1 the quantiliser is its base: uniform over every move, or over the moves that the
     step model says enter no plant."""
     world, agent = office
     machine = office_machine(OFFICE_TASKS[0])
-    walk = shielded_machine(world, agent, machine, None, Quantile(1.0)).act
+    walk = run_machine(world, agent, machine, 1.0)
     assert evaluate_temporal(OFFICE_TASKS[0], walk, "random")["violations"] > 0
-    walk = shielded_machine(world, agent, machine, grid_step_model(world), Quantile(1.0)).act
+    stepped = SteppedOffice(num_envs=1, bound_heads=True)
+    walk = composition.skill_machine(stepped, agent, machine, True, Quantile(1.0), True).act
     assert evaluate_temporal(OFFICE_TASKS[0], walk, "random")["violations"] == 0.0
 
 
 def test_the_shield_judges_a_step_onto_no_goal_by_the_empty_label(office):
     """In "G a" a step that enters no goal fails the task; beside a, only entering it is safe."""
-    world, agent = office
-    step_model = grid_step_model(world)
-    machine = shielded_machine(world, agent, office_machine("G a"), step_model)
+    _, agent = office
+    world = SteppedOffice(num_envs=1, bound_heads=True)
+    machine = composition.skill_machine(world, agent, office_machine("G a"), True, shield=True)
     start, moves = torch.tensor([[cell_of(1, 2)]]), torch.arange(4)[None]
-    goals = step_model(start, moves)
+    goals = world.entered_goals(start, moves)
     onto_a = (goals >= 0) & (world.goal_labels[goals.clamp(min=0)] == 1 + PROPOSITIONS.index("a"))
     assert 0 < onto_a.sum() < 4
     assert torch.equal(machine.safe(start, torch.zeros(1, dtype=torch.long), moves), onto_a)
-
-
-def grid_step_model(world):
-    """The grid's own step as a step model: the goal of the next cell (-1 none)."""
-    return lambda obs, actions: world.cell_goal[world.next_cell[obs[:, :1], actions]]
-
-
-def shielded_machine(world, agent, machine, step_model, quantile=None) -> SkillMachineAgent:
-    """A look-ahead skill machine over `agent` with the step model `step_model` (None: none)."""
-    return SkillMachineAgent(
-        agent,
-        machine,
-        world.alphabet,
-        world.labels(world.goal_cells),
-        world.goal_membership,
-        world.goal_observations(),
-        world.step_reward,
-        world.r_max,
-        world.r_min,
-        quantile=quantile,
-        entered=step_model,
-    )
 
 
 def run_machine(world, agent, machine, q: float | None, base: str | None = None):
